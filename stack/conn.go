@@ -1,0 +1,456 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// How selects the direction of a Shutdown.
+type How int
+
+// The arguments of shutdown(2).
+const (
+	ShutRD How = iota
+	ShutWR
+	ShutRDWR
+)
+
+// String returns "SHUT_RD", "SHUT_WR" or "SHUT_RDWR".
+func (h How) String() string {
+	return [...]string{"SHUT_RD", "SHUT_WR", "SHUT_RDWR"}[h]
+}
+
+// Conn is one TCP connection of a Host, driven like a blocking socket.
+// Calls on one Conn must not run concurrently, as with a socket used from one
+// thread; the instrumentation may run concurrently with them.
+type Conn struct {
+	h        *Host
+	id       string
+	key      connKey
+	listener *Listener // set for passive opens until accepted
+
+	ep atomic.Pointer[tcp.Endpoint]
+	wq *waiter.Queue
+
+	mu       sync.Mutex
+	state    string
+	prev     string // the state before state
+	snd, rcv int
+	// What the application did, for the reasons of FINs and RSTs.
+	closed, shutRD, shutWR bool
+	accepted               bool
+	lingerZero             bool
+	finCause               string // the call that queued our FIN
+	inCall                 string // close()/shutdown(...) in progress
+	unreadAtCall           int    // receive queue when that call began
+	lastIn                 segment
+	haveIn                 bool
+	finSeq                 uint32
+	finSent                bool
+	written, read          int
+}
+
+// ID returns the connection's name in the trace ("c1", ...).
+func (c *Conn) ID() string { return c.id }
+
+// LocalAddr returns the host's side of the connection.
+func (c *Conn) LocalAddr() netip.AddrPort { return netip.AddrPortFrom(c.h.addr, c.key.localPort) }
+
+// RemoteAddr returns the peer's side of the connection.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.key.remote }
+
+// State returns the connection's TCP state as the stack reports it now.
+func (c *Conn) State() string {
+	if ep := c.ep.Load(); ep != nil {
+		return StateName(ep.State())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// reusable reports whether a new SYN on this 4-tuple starts a new
+// connection (the old one is gone).
+func (c *Conn) reusable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == "CLOSED" || c.state == "TIME-WAIT"
+}
+
+// attach gives the record its endpoint and starts watching the endpoint's
+// waiter queue for state changes.
+func (c *Conn) attach(ep *tcp.Endpoint, wq *waiter.Queue) {
+	if !c.ep.CompareAndSwap(nil, ep) {
+		return
+	}
+	c.wq = wq
+	if c.h.rec != nil && wq != nil {
+		e := waiter.NewFunctionEntry(waiter.EventIn|waiter.EventOut|waiter.EventHUp|waiter.EventErr|waiter.EventRdHUp, func(waiter.EventMask) { c.sample() })
+		wq.EventRegister(&e)
+	}
+}
+
+// findEndpoint looks up the endpoint of a passive open that has not been
+// accepted yet, so its states can be watched before accept().
+func (c *Conn) findEndpoint() {
+	if c.ep.Load() != nil || c.listener == nil {
+		return
+	}
+	id := endpointID(c)
+	if te := c.h.s.FindTransportEndpoint(header.IPv4ProtocolNumber, tcp.ProtocolNumber, id, nicID); te != nil {
+		if ep, ok := te.(*tcp.Endpoint); ok && ep.EndpointState() != tcp.StateListen {
+			c.attach(ep, nil)
+		}
+	}
+}
+
+// sample emits a state event if the endpoint's state changed since the
+// last sample. It only reads atomic state, so it is safe in the probe.
+func (c *Conn) sample() {
+	ep := c.ep.Load()
+	if ep == nil || c.h.rec == nil {
+		return
+	}
+	st := StateName(ep.State())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setStateLocked(st, "")
+}
+
+func (c *Conn) setStateLocked(st, text string) {
+	if st == c.state {
+		return
+	}
+	from := c.state
+	if from == "" {
+		from = "CLOSED"
+	}
+	c.prev, c.state = c.state, st
+	c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.State, Conn: c.id, From: from, To: st, Text: text})
+}
+
+// derivePassiveState reports SYN-RECEIVED for a passive open whose endpoint
+// the listener has not created yet (gVisor answers the SYN from the
+// listener), when its SYN-ACK leaves.
+func (c *Conn) derivePassiveState(s *segment) {
+	if c.ep.Load() != nil || s.flags != header.TCPFlagSyn|header.TCPFlagAck {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setStateLocked("SYN-RECEIVED", "the listener answers the SYN")
+}
+
+func (c *Conn) setBuffers(snd, rcv int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setBuffersLocked(snd, rcv)
+}
+
+func (c *Conn) setBuffersLocked(snd, rcv int) {
+	if snd == c.snd && rcv == c.rcv {
+		return
+	}
+	c.snd, c.rcv = snd, rcv
+	c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.Buffer, Conn: c.id, SndQueued: snd, RcvQueued: rcv})
+}
+
+func (c *Conn) noteIn(s *segment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastIn, c.haveIn = *s, true
+}
+
+func (c *Conn) noteOut(s *segment) {
+	if s.flags&header.TCPFlagFin == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finSeq, c.finSent = s.seq+uint32(s.len), true
+}
+
+// call records a socket call: it takes its place in the trace when the call
+// starts, and its result is filled in by the returned function.
+func (c *Conn) call(name, arg string) func(ret int, err error, data []byte) {
+	return c.h.call(c.id, name, arg)
+}
+
+func (h *Host) call(conn, name, arg string) func(ret int, err error, data []byte) {
+	if h.rec == nil {
+		return func(int, error, []byte) {}
+	}
+	p := h.rec.Begin(trace.Event{Host: h.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg})
+	return func(ret int, err error, data []byte) {
+		p.End(func(e *trace.Event) {
+			e.Ret, e.Err, e.Data = ret, ErrName(err), preview(data)
+		})
+	}
+}
+
+// blockingCall records a call that may wait for the peer (read, accept,
+// connect): it enters the trace when it returns, after what woke it.
+func (h *Host) blockingCall(conn, name, arg string, ret int, err error, data []byte) {
+	if h.rec == nil {
+		return
+	}
+	h.rec.Emit(trace.Event{Host: h.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: ErrName(err), Data: preview(data)})
+}
+
+// preview returns data as text when it is short and printable.
+func preview(b []byte) string {
+	if len(b) == 0 || len(b) > trace.PayloadPreview || !utf8.Valid(b) {
+		return ""
+	}
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\n' && r != '\t' {
+			return ""
+		}
+	}
+	return string(b)
+}
+
+// wait blocks until one of mask's events is signalled on wq, ready() turns
+// true, or ctx ends.
+func wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask, ready func() bool) error {
+	e, ch := waiter.NewChannelEntry(mask)
+	wq.EventRegister(&e)
+	defer wq.EventUnregister(&e)
+	if ready() {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Write copies p into the send buffer, blocking while the buffer is full,
+// and returns once every byte is queued — before the bytes leave, as a
+// socket's write() does. It returns how many bytes were queued.
+func (c *Conn) Write(ctx context.Context, p []byte) (int, error) {
+	done := c.call("write", strconv.Itoa(len(p)))
+	ep := c.ep.Load()
+	total := 0
+	var err error
+	for total < len(p) {
+		var n int64
+		var terr tcpip.Error
+		r := bytes.NewReader(p[total:])
+		n, terr = ep.Write(r, tcpip.WriteOptions{})
+		total += int(n)
+		if n > 0 {
+			c.mu.Lock()
+			c.written += int(n)
+			if c.h.rec != nil {
+				c.setBuffersLocked(c.snd+int(n), c.rcv)
+			}
+			c.mu.Unlock()
+		}
+		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+			if err = wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+				return ep.Readiness(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr) != 0
+			}); err != nil {
+				break
+			}
+			continue
+		}
+		if terr != nil {
+			err = errnoOf(terr)
+			break
+		}
+	}
+	done(total, err, p[:total])
+	c.sample()
+	return total, err
+}
+
+// Read blocks until data, end of stream or an error arrives, then copies up
+// to len(p) bytes out of the receive buffer. At end of stream it returns
+// 0, io.EOF; a reset connection gives syscall.ECONNRESET.
+func (c *Conn) Read(ctx context.Context, p []byte) (int, error) {
+	ep := c.ep.Load()
+	var n int
+	var err error
+	for {
+		w := tcpip.SliceWriter(p)
+		res, terr := ep.Read(&w, tcpip.ReadOptions{})
+		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+			if err = wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+				return ep.Readiness(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr) != 0
+			}); err != nil {
+				break
+			}
+			continue
+		}
+		n, err = res.Count, errnoOf(terr)
+		break
+	}
+	c.h.blockingCall(c.id, "read", strconv.Itoa(len(p)), n, err, p[:n])
+	c.afterRead(n)
+	c.sample()
+	return n, err
+}
+
+// TryRead is Read without blocking: it returns syscall.EAGAIN when nothing
+// is ready.
+func (c *Conn) TryRead(p []byte) (int, error) {
+	ep := c.ep.Load()
+	w := tcpip.SliceWriter(p)
+	res, terr := ep.Read(&w, tcpip.ReadOptions{})
+	var err error
+	if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+		err = syscall.EAGAIN
+	} else {
+		err = errnoOf(terr)
+	}
+	c.h.blockingCall(c.id, "read", strconv.Itoa(len(p))+",nonblock", res.Count, err, p[:res.Count])
+	c.afterRead(res.Count)
+	c.sample()
+	return res.Count, err
+}
+
+func (c *Conn) afterRead(n int) {
+	if c.h.rec == nil {
+		return
+	}
+	rcv := c.unread()
+	c.mu.Lock()
+	c.read += n
+	c.setBuffersLocked(c.snd, rcv)
+	c.mu.Unlock()
+}
+
+// unread returns the bytes waiting in the receive buffer.
+func (c *Conn) unread() int {
+	ep := c.ep.Load()
+	if ep == nil {
+		return 0
+	}
+	v, err := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// Shutdown shuts down one or both directions, as shutdown(2). SHUT_WR
+// queues a FIN behind the data already written; the socket stays usable
+// for reading.
+func (c *Conn) Shutdown(how How) error {
+	name := "shutdown(" + how.String() + ")"
+	unread := c.unread()
+	c.mu.Lock()
+	if how != ShutWR {
+		c.shutRD = true
+	}
+	if how != ShutRD {
+		c.shutWR = true
+		if c.finCause == "" {
+			c.finCause = name
+		}
+	}
+	c.inCall, c.unreadAtCall = name, unread
+	c.mu.Unlock()
+
+	done := c.call("shutdown", how.String())
+	flags := map[How]tcpip.ShutdownFlags{ShutRD: tcpip.ShutdownRead, ShutWR: tcpip.ShutdownWrite, ShutRDWR: tcpip.ShutdownRead | tcpip.ShutdownWrite}[how]
+	err := errnoOf(c.ep.Load().Shutdown(flags))
+	c.endCall()
+	done(0, err, nil)
+	return err
+}
+
+// Close closes the socket, as close(2). With unread data, or with
+// SO_LINGER 0, the stack aborts with RST; otherwise it sends FIN and the
+// connection lives on without its socket (FIN-WAIT-*, TIME-WAIT).
+func (c *Conn) Close() error {
+	unread := c.unread()
+	c.mu.Lock()
+	c.closed, c.shutRD, c.shutWR = true, true, true
+	if c.finCause == "" {
+		c.finCause = "close()"
+	}
+	c.inCall, c.unreadAtCall = "close()", unread
+	c.mu.Unlock()
+
+	done := c.call("close", "")
+	c.ep.Load().Close()
+	c.endCall()
+	done(0, nil, nil)
+	return nil
+}
+
+func (c *Conn) endCall() {
+	c.sample()
+	c.mu.Lock()
+	c.inCall = ""
+	c.mu.Unlock()
+}
+
+// SetLinger sets SO_LINGER. on with a zero timeout makes Close abortive:
+// it sends RST and discards the send queue.
+func (c *Conn) SetLinger(on bool, timeout time.Duration) error {
+	done := c.call("setsockopt", fmt.Sprintf("SO_LINGER{on=%v,%s}", on, timeout))
+	c.ep.Load().SocketOptions().SetLinger(tcpip.LingerOption{Enabled: on, Timeout: timeout})
+	c.mu.Lock()
+	c.lingerZero = on && timeout == 0
+	c.mu.Unlock()
+	done(0, nil, nil)
+	return nil
+}
+
+// SetNoDelay sets TCP_NODELAY (disables Nagle's algorithm).
+func (c *Conn) SetNoDelay(on bool) error {
+	done := c.call("setsockopt", fmt.Sprintf("TCP_NODELAY=%v", on))
+	c.ep.Load().SocketOptions().SetDelayOption(!on)
+	done(0, nil, nil)
+	return nil
+}
+
+// SetSendBuffer sets SO_SNDBUF in bytes (the stack may clamp it).
+func (c *Conn) SetSendBuffer(n int) error {
+	done := c.call("setsockopt", fmt.Sprintf("SO_SNDBUF=%d", n))
+	c.ep.Load().SocketOptions().SetSendBufferSize(int64(n), true)
+	done(0, nil, nil)
+	return nil
+}
+
+// SetReceiveBuffer sets SO_RCVBUF in bytes (the stack may clamp it).
+func (c *Conn) SetReceiveBuffer(n int) error {
+	done := c.call("setsockopt", fmt.Sprintf("SO_RCVBUF=%d", n))
+	c.ep.Load().SocketOptions().SetReceiveBufferSize(int64(n), true)
+	done(0, nil, nil)
+	return nil
+}
+
+// Ledger counts a connection's bytes as the application sees them.
+type Ledger struct {
+	Written, Read int // bytes passed to write() and returned by read()
+	SndQueued     int // written but not yet acknowledged by the peer
+	RcvQueued     int // received but not yet read
+}
+
+// Ledger returns the connection's byte counts as last observed.
+func (c *Conn) Ledger() Ledger {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Ledger{Written: c.written, Read: c.read, SndQueued: c.snd, RcvQueued: c.rcv}
+}

@@ -1,0 +1,26 @@
+// Package stack provides the hosts of a tcplab lab: each Host is one gVisor
+// netstack with one NIC on a Wire, driven through a socket-like API (Listen,
+// Accept, Dial, Write, Read, Shutdown, Close, SetLinger) and instrumented so
+// that everything the stack does lands in one ordered trace.Recorder.
+//
+// # Instrumentation
+//
+// Four sources feed the trace, all keyed to the connection they concern:
+//
+//   - a tap link endpoint wrapping the wire's endpoint: every TCP segment in
+//     and out, in tcpdump notation, with the reason for every FIN and RST it
+//     sends (see reason.go);
+//   - the socket-like API: every call with its argument, result and errno;
+//   - TCP state: sampled atomically (Endpoint.State) after every call, around
+//     every segment, from the tcp.NewProtocolProbe callback after every
+//     received segment, from the endpoint's waiter queue, and by a poller that
+//     catches timer-driven transitions (TIME-WAIT expiry, FIN-WAIT-2 timeout);
+//   - buffer levels: bytes written but not acknowledged and bytes received but
+//     not read, from the probe snapshot and after each call.
+//
+// # Cost
+//
+// With a nil Recorder none of this runs: the tap forwards packets untouched.
+// With tracing on, each segment costs a header parse, a map lookup and one
+// Recorder.Emit; the benchmarks in package bench measure the difference.
+package stack

@@ -1,0 +1,285 @@
+package stack
+
+import (
+	"fmt"
+	"io"
+	"math/rand"
+	"net/netip"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// Config configures a Host. The zero value of every field is a sane default.
+type Config struct {
+	// Name is the host's name in the trace: "client" or "server".
+	Name string
+
+	// Recorder receives the host's events. Nil turns instrumentation off:
+	// the tap then only forwards packets.
+	Recorder *trace.Recorder
+
+	// Clock drives the stack's timers. Nil means the wall clock; the
+	// in-memory wire can pass a manual clock for virtual time.
+	Clock tcpip.Clock
+
+	// RandSource and SecureRNG seed the stack's randomness (ISNs,
+	// ephemeral ports). Nil means gVisor's defaults (not reproducible).
+	RandSource rand.Source
+	SecureRNG  io.Reader
+
+	// TimeWait is how long a connection stays in TIME-WAIT; 0 means the
+	// stack default, 60 s as on Linux.
+	TimeWait time.Duration
+
+	// FinWait2Timeout bounds an orphaned FIN-WAIT-2 (after close()); 0
+	// means the stack default, 60 s as Linux's tcp_fin_timeout.
+	FinWait2Timeout time.Duration
+
+	// PollInterval is how often the host samples the state of its live
+	// connections to catch timer-driven transitions. 0 means 5 ms; a
+	// negative value turns the poller off (callers then call Sample).
+	PollInterval time.Duration
+
+	// KeepPackets makes every segment event carry a full copy of its IPv4
+	// packet (Event.Packet), for pcapng output. It costs one copy per
+	// packet per host.
+	KeepPackets bool
+}
+
+// Host is one gVisor network stack with one NIC on a wire, and the
+// registry of its connections. Its methods are safe for concurrent use.
+type Host struct {
+	name    string
+	s       *tcpipstack.Stack
+	addr    netip.Addr
+	rec     *trace.Recorder
+	keep    bool
+
+	mu        sync.Mutex
+	conns     map[connKey]*Conn
+	listeners map[uint16]*Listener
+	nconn     int
+	nlisten   int
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// connKey names a connection from the host's side (its address is fixed).
+type connKey struct {
+	localPort uint16
+	remote    netip.AddrPort
+}
+
+const nicID tcpip.NICID = 1
+
+// NewHost builds a stack on link and starts its poller. The host owns the
+// stack; the wire keeps owning what feeds link.Endpoint. Call Close to stop.
+func NewHost(cfg Config, link Link) (*Host, error) {
+	if !link.Addr.Addr().Is4() {
+		return nil, fmt.Errorf("stack: host %s: address %v is not IPv4", cfg.Name, link.Addr)
+	}
+	h := &Host{
+		name:      cfg.Name,
+		addr:      link.Addr.Addr(),
+		rec:       cfg.Recorder,
+		keep:      cfg.KeepPackets,
+		conns:     map[connKey]*Conn{},
+		listeners: map[uint16]*Listener{},
+		stop:      make(chan struct{}),
+	}
+	h.s = tcpipstack.New(tcpipstack.Options{
+		NetworkProtocols:   []tcpipstack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []tcpipstack.TransportProtocolFactory{tcp.NewProtocolProbe(h.probe)},
+		Clock:              cfg.Clock,
+		RandSource:         cfg.RandSource,
+		SecureRNG:          cfg.SecureRNG,
+	})
+	fail := func(what string, err tcpip.Error) (*Host, error) {
+		h.s.Destroy()
+		return nil, fmt.Errorf("stack: host %s: %s: %s", cfg.Name, what, err)
+	}
+	if cfg.TimeWait > 0 {
+		opt := tcpip.TCPTimeWaitTimeoutOption(cfg.TimeWait)
+		if err := h.s.SetTransportProtocolOption(tcp.ProtocolNumber, &opt); err != nil {
+			return fail("set TIME-WAIT timeout", err)
+		}
+	}
+	if cfg.FinWait2Timeout > 0 {
+		opt := tcpip.TCPLingerTimeoutOption(cfg.FinWait2Timeout)
+		if err := h.s.SetTransportProtocolOption(tcp.ProtocolNumber, &opt); err != nil {
+			return fail("set FIN-WAIT-2 timeout", err)
+		}
+	}
+	if err := h.s.CreateNIC(nicID, newTap(link.Endpoint, h)); err != nil {
+		return fail("create NIC on "+link.Name, err)
+	}
+	pa := tcpip.ProtocolAddress{
+		Protocol:          header.IPv4ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFromSlice(link.Addr.Addr().AsSlice()).WithPrefix(),
+	}
+	pa.AddressWithPrefix.PrefixLen = link.Addr.Bits()
+	if err := h.s.AddProtocolAddress(nicID, pa, tcpipstack.AddressProperties{}); err != nil {
+		return fail("add address "+link.Addr.String(), err)
+	}
+	routes := []tcpip.Route{{Destination: pa.AddressWithPrefix.Subnet(), NIC: nicID}}
+	if link.Gateway.IsValid() {
+		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFromSlice(link.Gateway.AsSlice()), NIC: nicID})
+	}
+	h.s.SetRouteTable(routes)
+
+	if h.rec != nil && cfg.PollInterval >= 0 {
+		iv := cfg.PollInterval
+		if iv == 0 {
+			iv = 5 * time.Millisecond
+		}
+		h.wg.Add(1)
+		go h.poll(iv)
+	}
+	return h, nil
+}
+
+// Name returns the host's name ("client" or "server").
+func (h *Host) Name() string { return h.name }
+
+// Addr returns the host's IPv4 address.
+func (h *Host) Addr() netip.Addr { return h.addr }
+
+// Stack returns the gVisor stack, for experiments beyond this API.
+func (h *Host) Stack() *tcpipstack.Stack { return h.s }
+
+// Close stops the poller and destroys the stack, which stops its
+// goroutines and the link endpoint's. Connections still open are aborted
+// without a trace. It is safe to call more than once.
+func (h *Host) Close() {
+	h.once.Do(func() {
+		close(h.stop)
+		h.wg.Wait()
+		h.s.Destroy()
+	})
+}
+
+func (h *Host) poll(every time.Duration) {
+	defer h.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.Sample()
+		}
+	}
+}
+
+// Sample checks every connection of the host for a state change the other
+// sources could not see (timers). The poller calls it; with the poller off
+// (virtual time) the caller does, after advancing the clock.
+func (h *Host) Sample() {
+	h.mu.Lock()
+	cs := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		cs = append(cs, c)
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.findEndpoint()
+		c.sample()
+	}
+}
+
+// probe runs inside the TCP endpoint's processing of every received segment,
+// with the endpoint's lock held: it must only read the snapshot it is given
+// and atomic state.
+func (h *Host) probe(st *tcp.TCPEndpointState) {
+	if h.rec == nil {
+		return
+	}
+	key := connKey{
+		localPort: st.ID.LocalPort,
+		remote:    netip.AddrPortFrom(addrOf(st.ID.RemoteAddress), st.ID.RemotePort),
+	}
+	h.mu.Lock()
+	c := h.conns[key]
+	h.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.sample()
+	snd := st.SndBufState.SndBufUsed
+	if snd < 0 {
+		snd = 0 // gVisor counts the FIN once it is acknowledged.
+	}
+	c.setBuffers(snd, st.RcvBufState.RcvBufUsed)
+}
+
+// lookup returns the connection a segment belongs to, creating the record
+// of a passive open when a SYN reaches a listening port.
+func (h *Host) lookup(s *segment, out bool) *Conn {
+	key := connKey{localPort: s.src.Port(), remote: s.dst}
+	if !out {
+		key = connKey{localPort: s.dst.Port(), remote: s.src}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.conns[key]
+	isSyn := s.flags&header.TCPFlagSyn != 0 && s.flags&header.TCPFlagAck == 0
+	if !out && isSyn && (c == nil || c.reusable()) {
+		if l := h.listeners[key.localPort]; l != nil && !l.isClosed() {
+			c = h.newConnLocked(key, "LISTEN")
+			c.listener = l
+		}
+	}
+	return c
+}
+
+func (h *Host) newConnLocked(key connKey, state string) *Conn {
+	h.nconn++
+	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state}
+	h.conns[key] = c
+	return c
+}
+
+// onSegment turns a segment seen by the tap into trace events.
+func (h *Host) onSegment(s *segment, out bool, packet []byte) {
+	c := h.lookup(s, out)
+	ev := trace.Event{
+		Host: h.name, Kind: trace.Segment, Dir: "in",
+		Src: s.src.String(), Dst: s.dst.String(), Flags: s.Flags(),
+		Seq: s.seq, Ack: s.ack, Win: s.win, Len: s.len, Payload: s.payload,
+		Packet: packet,
+	}
+	if c != nil {
+		ev.Conn = c.id
+	}
+	if out {
+		ev.Dir = "out"
+		if c != nil {
+			c.sample() // state changes that caused this segment come first
+			c.derivePassiveState(s)
+		}
+		if s.flags&(header.TCPFlagFin|header.TCPFlagRst) != 0 {
+			ev.Reason = h.reason(c, s)
+		}
+	} else if c != nil {
+		c.noteIn(s)
+	}
+	h.rec.Emit(ev)
+	if out && c != nil {
+		c.noteOut(s)
+	}
+}
+
+func (h *Host) fullAddress(ap netip.AddrPort) tcpip.FullAddress {
+	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(ap.Addr().AsSlice()), Port: ap.Port()}
+}

@@ -1,0 +1,63 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// Lab is two hosts, a client and a server, on one wire, recording into one
+// trace.
+type Lab struct {
+	Client, Server *Host
+	Wire           Wire
+	Trace          *trace.Recorder
+}
+
+// NewLab starts a client and a server host on w. cfg is used for both
+// hosts (Name is set for each); a nil cfg.Recorder gets a fresh one on the
+// wall clock unless noTrace. The lab owns w: Close closes it.
+func NewLab(w Wire, cfg Config, noTrace bool) (*Lab, error) {
+	if cfg.Recorder == nil && !noTrace {
+		cfg.Recorder = trace.NewRecorder(nil)
+	}
+	cl, sl := w.Links()
+	ccfg, scfg := cfg, cfg
+	ccfg.Name, scfg.Name = "client", "server"
+	client, err := NewHost(ccfg, cl)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	server, err := NewHost(scfg, sl)
+	if err != nil {
+		client.Close()
+		w.Close()
+		return nil, err
+	}
+	return &Lab{Client: client, Server: server, Wire: w, Trace: cfg.Recorder}, nil
+}
+
+// Host returns the host called name ("client" or "server").
+func (l *Lab) Host(name string) (*Host, error) {
+	switch name {
+	case "client":
+		return l.Client, nil
+	case "server":
+		return l.Server, nil
+	}
+	return nil, fmt.Errorf("stack: no host %q (want client or server)", name)
+}
+
+// ServerAddr returns the server host's address with port.
+func (l *Lab) ServerAddr(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(l.Server.Addr(), port)
+}
+
+// Close stops both hosts, then the wire.
+func (l *Lab) Close() error {
+	l.Client.Close()
+	l.Server.Close()
+	return l.Wire.Close()
+}

@@ -1,0 +1,196 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// Listener is a listening socket of a Host.
+type Listener struct {
+	h    *Host
+	id   string
+	port uint16
+	ep   *tcp.Endpoint
+	wq   *waiter.Queue
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// ID returns the listener's name in the trace ("l1", ...).
+func (l *Listener) ID() string { return l.id }
+
+// Port returns the port the listener is bound to.
+func (l *Listener) Port() uint16 { return l.port }
+
+func (l *Listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Listen binds port and listens with the given backlog (0 means 128), as
+// bind(2) plus listen(2). A port already bound gives syscall.EADDRINUSE.
+func (h *Host) Listen(port uint16, backlog int) (*Listener, error) {
+	if backlog <= 0 {
+		backlog = 128
+	}
+	h.mu.Lock()
+	h.nlisten++
+	id := fmt.Sprintf("l%d", h.nlisten)
+	h.mu.Unlock()
+	done := h.call(id, "listen", strconv.Itoa(int(port)))
+	var wq waiter.Queue
+	ep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &wq)
+	if terr != nil {
+		err := errnoOf(terr)
+		done(-1, err, nil)
+		return nil, fmt.Errorf("stack: %s: listen on %d: %w", h.name, port, err)
+	}
+	if terr = ep.Bind(tcpip.FullAddress{Port: port}); terr == nil {
+		terr = ep.Listen(backlog)
+	}
+	if terr != nil {
+		ep.Close()
+		err := errnoOf(terr)
+		done(-1, err, nil)
+		return nil, fmt.Errorf("stack: %s: listen on %d: %w", h.name, port, err)
+	}
+	l := &Listener{h: h, id: id, port: port, ep: ep.(*tcp.Endpoint), wq: &wq}
+	h.mu.Lock()
+	h.listeners[port] = l
+	h.mu.Unlock()
+	done(0, nil, nil)
+	if h.rec != nil {
+		h.rec.Emit(trace.Event{Host: h.name, Kind: trace.State, Conn: id, From: "CLOSED", To: "LISTEN"})
+	}
+	return l, nil
+}
+
+// Accept blocks until a connection completes its handshake and returns it.
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	for {
+		var peer tcpip.FullAddress
+		nep, nwq, terr := l.ep.Accept(&peer)
+		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+			if err := wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
+				return l.ep.Readiness(waiter.ReadableEvents) != 0
+			}); err != nil {
+				l.h.blockingCall(l.id, "accept", "", -1, err, nil)
+				return nil, err
+			}
+			continue
+		}
+		if terr != nil {
+			err := errnoOf(terr)
+			l.h.blockingCall(l.id, "accept", "", -1, err, nil)
+			return nil, err
+		}
+		ep := nep.(*tcp.Endpoint)
+		key := connKey{localPort: l.port, remote: netip.AddrPortFrom(addrOf(peer.Addr), peer.Port)}
+		h := l.h
+		h.mu.Lock()
+		c := h.conns[key]
+		if c == nil {
+			c = h.newConnLocked(key, "SYN-RECEIVED")
+		}
+		h.mu.Unlock()
+		c.mu.Lock()
+		c.accepted, c.listener = true, nil
+		c.mu.Unlock()
+		c.ep.Store(nil) // a watch-only attach is replaced by the owning one
+		c.attach(ep, nwq)
+		h.blockingCall(c.id, "accept", "", 0, nil, []byte(c.key.remote.String()))
+		c.sample()
+		return c, nil
+	}
+}
+
+// Close stops listening, as close(2) on a listening socket. Connections
+// that completed the handshake but were never accepted are reset.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	done := l.h.call(l.id, "close", "")
+	l.ep.Close()
+	done(0, nil, nil)
+	if l.h.rec != nil {
+		l.h.rec.Emit(trace.Event{Host: l.h.name, Kind: trace.State, Conn: l.id, From: "LISTEN", To: "CLOSED"})
+	}
+	return nil
+}
+
+// Dial connects to addr, as socket(2) plus connect(2), blocking until the
+// handshake completes, fails, or ctx ends.
+func (h *Host) Dial(ctx context.Context, addr netip.AddrPort) (*Conn, error) {
+	var wq waiter.Queue
+	nep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("stack: %s: socket: %w", h.name, errnoOf(terr))
+	}
+	ep := nep.(*tcp.Endpoint)
+	// Bind first, so the connection is known before its SYN leaves.
+	if terr := ep.Bind(tcpip.FullAddress{}); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("stack: %s: bind: %w", h.name, errnoOf(terr))
+	}
+	local, terr := ep.GetLocalAddress()
+	if terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("stack: %s: getsockname: %w", h.name, errnoOf(terr))
+	}
+	key := connKey{localPort: local.Port, remote: addr}
+	h.mu.Lock()
+	c := h.newConnLocked(key, "CLOSED")
+	h.mu.Unlock()
+	c.attach(ep, &wq)
+
+	e, ch := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventHUp | waiter.EventErr)
+	wq.EventRegister(&e)
+	defer wq.EventUnregister(&e)
+	terr = ep.Connect(h.fullAddress(addr))
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ch:
+			terr = ep.LastError()
+		case <-ctx.Done():
+			ep.Close()
+			h.blockingCall(c.id, "connect", addr.String(), -1, ctx.Err(), nil)
+			return nil, fmt.Errorf("stack: %s: connect %v: %w", h.name, addr, ctx.Err())
+		}
+	}
+	err := errnoOf(terr)
+	ret := 0
+	if err != nil {
+		ret = -1
+	}
+	c.sample()
+	h.blockingCall(c.id, "connect", addr.String(), ret, err, nil)
+	if err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("stack: %s: connect %v: %w", h.name, addr, err)
+	}
+	return c, nil
+}
+
+// endpointID returns the stack's transport endpoint ID of c.
+func endpointID(c *Conn) tcpipstack.TransportEndpointID {
+	return tcpipstack.TransportEndpointID{
+		LocalPort:     c.key.localPort,
+		LocalAddress:  tcpip.AddrFromSlice(c.h.addr.AsSlice()),
+		RemotePort:    c.key.remote.Port(),
+		RemoteAddress: tcpip.AddrFromSlice(c.key.remote.Addr().AsSlice()),
+	}
+}

@@ -1,0 +1,63 @@
+package stack
+
+import (
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// reason explains why the host sends the FIN or RST s, from what the
+// application did to the connection and what last arrived on it. The rules
+// mirror gVisor's (transport/tcp: closeLocked, shutdownLocked, rcv.go) and
+// RFC 793/1122/2525. c is nil when no socket of the host owns the 4-tuple.
+func (h *Host) reason(c *Conn, s *segment) string {
+	rst := s.flags&header.TCPFlagRst != 0
+	if c == nil {
+		if !rst {
+			return "FIN on a connection this host does not know"
+		}
+		h.mu.Lock()
+		l := h.listeners[s.src.Port()]
+		h.mu.Unlock()
+		if l == nil {
+			return fmt.Sprintf("segment for no connection: nothing listens on port %d and no socket owns %v<->%v", s.src.Port(), s.src, s.dst)
+		}
+		return fmt.Sprintf("segment for no connection: no socket owns %v<->%v", s.src, s.dst)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !rst {
+		if c.finSent && s.seq+uint32(s.len) == c.finSeq {
+			return "retransmitted FIN (" + c.finCause + "): the first was not acknowledged in time"
+		}
+		switch c.finCause {
+		case "close()":
+			return "close(): the application is done with the socket; no more data from this side"
+		case "shutdown(SHUT_WR)":
+			return "shutdown(SHUT_WR): half-close; no more data from this side, the socket can still read"
+		case "shutdown(SHUT_RDWR)":
+			return "shutdown(SHUT_RDWR): no more data from this side, and the socket reads no more"
+		}
+		return "FIN queued by the stack in " + c.state + " without close() or shutdown()"
+	}
+	before := c.state
+	if before == "CLOSED" && c.prev != "" {
+		before = c.prev
+	}
+	in := c.haveIn && c.lastIn.len > 0
+	switch {
+	case c.inCall == "close()" && c.lingerZero:
+		return "close() with SO_LINGER 0: abortive close, the send queue is discarded"
+	case c.inCall != "" && c.unreadAtCall > 0:
+		return fmt.Sprintf("%s with %d unread bytes in receive buffer: they would be lost silently, so reset instead of FIN (RFC 2525 2.17)", c.inCall, c.unreadAtCall)
+	case c.listener != nil && !c.accepted && c.listener.isClosed():
+		return "listener closed with this connection still waiting in its accept queue"
+	case in && c.closed:
+		return fmt.Sprintf("data arrived in %s after close(): no socket owns the connection any more, nobody can read it", before)
+	case in && c.shutRD:
+		return fmt.Sprintf("data arrived in %s after shutdown(SHUT_RD)", before)
+	case c.haveIn && c.lastIn.flags&header.TCPFlagSyn != 0:
+		return fmt.Sprintf("SYN arrived for a connection in %s", before)
+	}
+	return "reset by the stack in " + before
+}

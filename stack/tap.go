@@ -1,0 +1,162 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// segment is a parsed TCP/IPv4 segment as the tap sees it.
+type segment struct {
+	src, dst netip.AddrPort
+	flags    header.TCPFlags
+	seq, ack uint32
+	win      uint16
+	len      int
+	payload  []byte // at most trace.PayloadPreview bytes
+}
+
+// Flags returns the segment's flags in tcpdump notation.
+func (s *segment) Flags() string { return FlagString(s.flags) }
+
+// FlagString writes TCP flags the way tcpdump does: S, F, P, R, U, E, W in
+// that order, then "." for ACK; "." alone for a bare ACK.
+func FlagString(f header.TCPFlags) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		f header.TCPFlags
+		c byte
+	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}} {
+		if f&x.f != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if f&header.TCPFlagAck != 0 {
+		b.WriteByte('.')
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// parseSegment parses the first bytes of an IPv4 packet. It returns false
+// for anything that is not a complete IPv4/TCP header.
+func parseSegment(b []byte, totalLen int) (segment, bool) {
+	ip := header.IPv4(b)
+	if len(b) < header.IPv4MinimumSize || !ip.IsValid(totalLen) || ip.TransportProtocol() != header.TCPProtocolNumber {
+		return segment{}, false
+	}
+	hl := int(ip.HeaderLength())
+	if len(b) < hl+header.TCPMinimumSize {
+		return segment{}, false
+	}
+	t := header.TCP(b[hl:])
+	off := int(t.DataOffset())
+	if off < header.TCPMinimumSize || len(b) < hl+off {
+		return segment{}, false
+	}
+	s := segment{
+		src:   netip.AddrPortFrom(addrOf(ip.SourceAddress()), t.SourcePort()),
+		dst:   netip.AddrPortFrom(addrOf(ip.DestinationAddress()), t.DestinationPort()),
+		flags: t.Flags(),
+		seq:   t.SequenceNumber(),
+		ack:   t.AckNumber(),
+		win:   t.WindowSize(),
+		len:   int(ip.TotalLength()) - hl - off,
+	}
+	if s.len > 0 {
+		s.payload = append([]byte(nil), b[hl+off:]...)
+		if len(s.payload) > s.len {
+			s.payload = s.payload[:s.len]
+		}
+	}
+	return s, true
+}
+
+func addrOf(a tcpip.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return ip
+}
+
+// headLen is how many bytes of a packet the tap copies: the largest IPv4 and
+// TCP headers plus the payload preview.
+const headLen = 60 + 60 + 64
+
+// packetHead copies the first n bytes of pkt and returns them with the
+// packet's total size. Outbound packets keep their headers in separate
+// views; inbound packets are still unparsed and sit entirely in Data.
+func packetHead(pkt *tcpipstack.PacketBuffer, n int) ([]byte, int) {
+	out := make([]byte, 0, n)
+	out = append(out, pkt.NetworkHeader().Slice()...)
+	out = append(out, pkt.TransportHeader().Slice()...)
+	total := len(out) + pkt.Data().Size()
+	if len(out) < n {
+		out = append(out, pkt.Data().AsRange().Capped(n-len(out)).ToSlice()...)
+	}
+	return out, total
+}
+
+// tap is a link endpoint that reports every TCP segment crossing it to its
+// host, then forwards the packet untouched.
+type tap struct {
+	nested.Endpoint
+	host *Host
+}
+
+var _ tcpipstack.LinkEndpoint = (*tap)(nil)
+var _ tcpipstack.NetworkDispatcher = (*tap)(nil)
+
+func newTap(lower tcpipstack.LinkEndpoint, h *Host) *tap {
+	t := &tap{host: h}
+	t.Endpoint.Init(lower, t)
+	return t
+}
+
+// DeliverNetworkPacket implements stack.NetworkDispatcher: an inbound packet.
+func (t *tap) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *tcpipstack.PacketBuffer) {
+	if proto == header.IPv4ProtocolNumber {
+		t.observe(pkt, false)
+	}
+	t.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// WritePackets implements stack.LinkEndpoint: outbound packets.
+func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
+	for _, pkt := range pkts.AsSlice() {
+		if pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber {
+			t.observe(pkt, true)
+		}
+	}
+	return t.Endpoint.WritePackets(pkts)
+}
+
+func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) {
+	h := t.host
+	if h.rec == nil {
+		return
+	}
+	n := headLen
+	if h.keep {
+		n = pkt.Size()
+	}
+	b, total := packetHead(pkt, n)
+	s, ok := parseSegment(b, total)
+	if !ok {
+		return
+	}
+	var packet []byte
+	if h.keep {
+		packet = b
+	}
+	h.onSegment(&s, out, packet)
+}
+
+func (s *segment) String() string {
+	return fmt.Sprintf("%v > %v: Flags [%s], seq %d, ack %d, win %d, length %d", s.src, s.dst, s.Flags(), s.seq, s.ack, s.win, s.len)
+}

@@ -1,0 +1,247 @@
+// Package trace provides the one ordered record of a lab run: every segment,
+// socket call, TCP state change and buffer level of both hosts, on one clock.
+//
+// # Events
+//
+// An Event is a flat value; which fields are meaningful depends on its Kind
+// (see the field comments). Events are appended by a Recorder, which gives
+// each one its position (Index) and its time since the start of the run (T).
+// Producers run on many goroutines (the gVisor processors, link pumps, the
+// scenario runner); the Recorder serialises them, so the order of the trace
+// is the order in which the lab observed things.
+//
+// # Cost
+//
+// Emit takes one mutex and appends to a slice; subscribers are called with
+// the mutex held, so they must be quick and must not call Emit.
+package trace
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// Kind says what an Event describes.
+type Kind string
+
+// The kinds of events in a trace.
+const (
+	// Segment: a TCP segment seen by a host's link tap (Dir "out" or "in").
+	Segment Kind = "segment"
+	// Call: a socket call made by the lab on a host, with its result.
+	Call Kind = "call"
+	// State: a TCP state transition of one endpoint.
+	State Kind = "state"
+	// Buffer: the send or receive queue occupancy of an endpoint changed.
+	Buffer Kind = "buffer"
+	// Note: free text from the runner (e.g. "server works for 5s").
+	Note Kind = "note"
+)
+
+// Event is one thing that happened in the lab.
+type Event struct {
+	// Index is the event's position in the trace, from 0.
+	Index int `json:"-"`
+	// T is the time since the start of the run, on the lab's clock.
+	T time.Duration `json:"-"`
+	// Host is "client" or "server".
+	Host string `json:"-"`
+	// Kind selects the meaningful fields below.
+	Kind Kind `json:"-"`
+	// Conn names the connection the event belongs to ("c1", "c2", or
+	// "l1" for a listener), empty when unknown.
+	Conn string `json:"-"`
+
+	// Segment fields.
+	Dir     string // "out" (sent by Host) or "in" (received by Host)
+	Src     string // source address:port
+	Dst     string // destination address:port
+	Flags   string // tcpdump notation: S, S., ., P., F., FP., R, R.
+	Seq     uint32 // absolute sequence number
+	Ack     uint32 // absolute acknowledgement number (valid with an ACK flag)
+	Win     uint16 // advertised window (unscaled, as on the wire)
+	Len     int    // payload length
+	Payload []byte // the first bytes of the payload (at most PayloadPreview)
+	Reason  string // why this FIN or RST was sent (out segments only)
+	Packet  []byte // the whole IPv4 packet, with stack.Config.KeepPackets
+
+	// Call fields.
+	Call string // "connect", "write", "read", "shutdown(SHUT_WR)", "close", ...
+	Arg  string // the call's argument, as text
+	Ret  int    // the call's return value (bytes for read/write)
+	Err  string // "", "EOF", "ECONNRESET", "EPIPE", ...
+	Data string // data written or read, for short payloads
+
+	// State fields, with the names of RFC 793 (SYN-SENT, FIN-WAIT-1, ...).
+	From, To string
+
+	// Buffer fields, in bytes: written but not yet acknowledged, and
+	// received but not yet read.
+	SndQueued, RcvQueued int
+
+	// Text is free text for notes and an explanation for any event.
+	Text string
+}
+
+// PayloadPreview is how many payload bytes a segment event keeps.
+const PayloadPreview = 64
+
+// MarshalJSON writes the event as one flat JSON object carrying only the
+// fields of its kind, with times in seconds.
+func (e Event) MarshalJSON() ([]byte, error) {
+	m := map[string]any{
+		"t":    e.T.Seconds(),
+		"host": e.Host,
+		"kind": e.Kind,
+	}
+	if e.Conn != "" {
+		m["conn"] = e.Conn
+	}
+	switch e.Kind {
+	case Segment:
+		m["dir"], m["src"], m["dst"], m["flags"] = e.Dir, e.Src, e.Dst, e.Flags
+		m["seq"], m["ack"], m["win"], m["len"] = e.Seq, e.Ack, e.Win, e.Len
+		if e.Reason != "" {
+			m["reason"] = e.Reason
+		}
+		if e.Len > 0 {
+			m["data"] = string(e.Payload)
+		}
+	case Call:
+		m["call"], m["ret"], m["err"] = e.Call, e.Ret, e.Err
+		if e.Arg != "" {
+			m["arg"] = e.Arg
+		}
+		if e.Data != "" {
+			m["data"] = e.Data
+		}
+	case State:
+		m["from"], m["to"] = e.From, e.To
+	case Buffer:
+		m["snd_queued"], m["rcv_queued"] = e.SndQueued, e.RcvQueued
+	}
+	if e.Text != "" {
+		m["text"] = e.Text
+	}
+	return json.Marshal(m)
+}
+
+// Clock tells the time of the lab. Over TUN it is the wall clock; on the
+// in-memory wire it can be a manual clock that only moves when told to.
+type Clock interface {
+	Now() time.Time
+}
+
+// WallClock is the Clock of the real world.
+type WallClock struct{}
+
+// Now returns time.Now().
+func (WallClock) Now() time.Time { return time.Now() }
+
+// Recorder collects the events of one run. The zero value is not usable;
+// create one with NewRecorder. It is safe for concurrent use.
+type Recorder struct {
+	clock Clock
+	start time.Time
+
+	mu       sync.Mutex
+	events   []Event
+	open     map[int]bool // indexes of calls begun but not ended
+	notified int          // events[:notified] have been given to subs
+	subs     []func(Event)
+}
+
+// NewRecorder returns a Recorder whose times count from now on clock. A nil
+// clock means the wall clock.
+func NewRecorder(clock Clock) *Recorder {
+	if clock == nil {
+		clock = WallClock{}
+	}
+	return &Recorder{clock: clock, start: clock.Now(), open: map[int]bool{}}
+}
+
+// Emit stamps e with its index and time and appends it to the trace. It
+// returns the stamped event.
+func (r *Recorder) Emit(e Event) Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e = r.appendLocked(e)
+	r.flushLocked()
+	return e
+}
+
+func (r *Recorder) appendLocked(e Event) Event {
+	e.T = r.clock.Now().Sub(r.start)
+	e.Index = len(r.events)
+	r.events = append(r.events, e)
+	return e
+}
+
+// flushLocked hands subscribers every event up to the first open call.
+func (r *Recorder) flushLocked() {
+	for r.notified < len(r.events) && !r.open[r.notified] {
+		for _, f := range r.subs {
+			f(r.events[r.notified])
+		}
+		r.notified++
+	}
+}
+
+// Pending is a call event that took its place in the trace when the call
+// started and gets its result when the call returns, so that the segments a
+// call sends appear after it. Subscribers see it, and everything after it,
+// only once it has ended.
+type Pending struct {
+	r   *Recorder
+	idx int
+}
+
+// Begin appends e as an open call event. The caller must End it.
+func (r *Recorder) Begin(e Event) *Pending {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e = r.appendLocked(e)
+	r.open[e.Index] = true
+	return &Pending{r: r, idx: e.Index}
+}
+
+// End completes the call event: fill sets its result fields. Index and T
+// keep the values of Begin.
+func (p *Pending) End(fill func(e *Event)) {
+	r := p.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.open[p.idx] {
+		return
+	}
+	e := &r.events[p.idx]
+	idx, t := e.Index, e.T
+	fill(e)
+	e.Index, e.T = idx, t
+	delete(r.open, p.idx)
+	r.flushLocked()
+}
+
+// Subscribe calls f with every event completed from now on, in trace order,
+// while the recorder's lock is held: f must not block or call Emit. It is how
+// the live view streams a run.
+func (r *Recorder) Subscribe(f func(Event)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.subs = append(r.subs, f)
+}
+
+// Events returns a copy of the trace so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// Len returns the number of events so far.
+func (r *Recorder) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events)
+}
