@@ -57,11 +57,11 @@ type Config struct {
 // Host is one gVisor network stack with one NIC on a wire, and the
 // registry of its connections. Its methods are safe for concurrent use.
 type Host struct {
-	name    string
-	s       *tcpipstack.Stack
-	addr    netip.Addr
-	rec     *trace.Recorder
-	keep    bool
+	name string
+	s    *tcpipstack.Stack
+	addr netip.Addr
+	rec  *trace.Recorder
+	keep bool
 
 	mu        sync.Mutex
 	conns     map[connKey]*Conn
