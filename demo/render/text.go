@@ -1,0 +1,180 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// TextOptions tune the text timeline. The zero value prints sent segments,
+// calls, states, buffer levels and notes, with relative sequence numbers.
+type TextOptions struct {
+	// Arrivals also prints each segment as its receiver saw it ("in").
+	Arrivals bool
+	// Absolute prints absolute sequence numbers, as tcpdump -S.
+	Absolute bool
+	// NoBuffers leaves out buffer-level lines.
+	NoBuffers bool
+	// NoTime leaves out timestamps (for golden files of real-time runs).
+	NoTime bool
+	// Explain adds a plain-language note under important events.
+	Explain bool
+}
+
+// Text writes events as a timeline, one line per event.
+type Text struct {
+	w    io.Writer
+	opt  TextOptions
+	isn  map[string]uint32 // by "src>dst": the sender's initial sequence number
+	last map[string]string // by host/conn: last state, for explanations
+}
+
+// NewText returns a Text timeline writing to w.
+func NewText(w io.Writer, opt TextOptions) *Text {
+	return &Text{w: w, opt: opt, isn: map[string]uint32{}, last: map[string]string{}}
+}
+
+// WriteAll writes every event of a finished trace.
+func (t *Text) WriteAll(events []trace.Event) error {
+	for _, e := range events {
+		if err := t.Write(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Write writes one event. Events must come in trace order.
+func (t *Text) Write(e trace.Event) error {
+	line := t.Line(e)
+	if line == "" {
+		return nil
+	}
+	_, err := io.WriteString(t.w, line)
+	return err
+}
+
+// Line returns the text for e, ending in a newline, or "" when the options
+// leave it out. It updates the sequence-number bases as a side effect.
+func (t *Text) Line(e trace.Event) string {
+	var body string
+	switch e.Kind {
+	case trace.Segment:
+		body = t.segment(e)
+	case trace.Call:
+		body = Call(e)
+	case trace.State:
+		body = fmt.Sprintf("state  %s -> %s", e.From, e.To)
+		if e.Text != "" {
+			body += "  (" + e.Text + ")"
+		}
+	case trace.Buffer:
+		if t.opt.NoBuffers {
+			return ""
+		}
+		body = fmt.Sprintf("buffer send queue %d B, receive queue %d B", e.SndQueued, e.RcvQueued)
+	case trace.Note:
+		body = "# " + e.Text
+	}
+	if body == "" {
+		return ""
+	}
+	conn := e.Conn
+	if conn == "" {
+		conn = "-"
+	}
+	var b strings.Builder
+	if !t.opt.NoTime {
+		fmt.Fprintf(&b, "%10.6f ", e.T.Seconds())
+	}
+	fmt.Fprintf(&b, "%-6s %-3s %s\n", e.Host, conn, body)
+	if e.Kind == trace.Segment && e.Reason != "" {
+		pad := 11
+		if t.opt.NoTime {
+			pad = 0
+		}
+		fmt.Fprintf(&b, "%s%-6s %-3s   reason: %s\n", strings.Repeat(" ", pad), "", "", e.Reason)
+	}
+	if t.opt.Explain {
+		if x := Explain(e); x != "" {
+			pad := 11
+			if t.opt.NoTime {
+				pad = 0
+			}
+			fmt.Fprintf(&b, "%s%-6s %-3s   ~ %s\n", strings.Repeat(" ", pad), "", "", x)
+		}
+	}
+	return b.String()
+}
+
+// peer names the other host.
+func peer(host string) string {
+	if host == "client" {
+		return "server"
+	}
+	return "client"
+}
+
+func (t *Text) segment(e trace.Event) string {
+	fwd := e.Src + ">" + e.Dst
+	if strings.Contains(e.Flags, "S") {
+		t.isn[fwd] = e.Seq
+	}
+	if e.Dir == "in" && !t.opt.Arrivals {
+		return ""
+	}
+	seq, ack := e.Seq, e.Ack
+	if !t.opt.Absolute {
+		seq -= t.isn[fwd]
+		ack -= t.isn[e.Dst+">"+e.Src]
+	}
+	var b strings.Builder
+	if e.Dir == "out" {
+		fmt.Fprintf(&b, "%s > %s ", e.Host, peer(e.Host))
+	} else {
+		fmt.Fprintf(&b, "%s < %s ", e.Host, peer(e.Host))
+	}
+	fmt.Fprintf(&b, "Flags [%s], seq %d", e.Flags, seq)
+	if e.Len > 0 {
+		fmt.Fprintf(&b, ":%d", seq+uint32(e.Len))
+	}
+	if strings.Contains(e.Flags, ".") {
+		fmt.Fprintf(&b, ", ack %d", ack)
+	}
+	fmt.Fprintf(&b, ", win %d, length %d", e.Win, e.Len)
+	if e.Len > 0 && len(e.Payload) > 0 {
+		b.WriteString(" " + Quote(e.Payload, 24))
+	}
+	return b.String()
+}
+
+// Call formats a call event as the C call it stands for, with its result:
+// `write(3) = 3 "aaa"`, `read(64) = 0 EOF`, `shutdown(SHUT_WR) = 0`.
+func Call(e trace.Event) string {
+	name, arg := e.Call, e.Arg
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s(%s) = %d", name, arg, e.Ret)
+	if e.Err != "" {
+		if e.Err == "EOF" {
+			b.WriteString(" EOF")
+		} else {
+			b.WriteString(" " + e.Err)
+		}
+	}
+	if e.Data != "" {
+		b.WriteString(" " + Quote([]byte(e.Data), 40))
+	}
+	return b.String()
+}
+
+// Quote returns b as a Go-quoted string of at most max bytes, with "..."
+// when cut.
+func Quote(b []byte, max int) string {
+	if len(b) > max {
+		return strconv.Quote(string(b[:max])) + "..."
+	}
+	return strconv.Quote(string(b))
+}
