@@ -1,0 +1,108 @@
+package scenario
+
+import (
+	"fmt"
+	"time"
+)
+
+// Pos is a place in a scenario file.
+type Pos struct {
+	File      string
+	Line, Col int
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+
+// Script is a parsed scenario.
+type Script struct {
+	// Name is the scenario's name (file name without .lab).
+	Name string
+	// Doc is the comment block at the top of the file: the explanation.
+	Doc string
+	// Steps run in order.
+	Steps []Step
+	// Settings made with "config".
+	TimeWait, FinWait2 time.Duration
+}
+
+// Step is one line of a scenario.
+type Step interface {
+	Position() Pos
+	String() string // the source line, trimmed
+}
+
+type base struct {
+	pos  Pos
+	text string
+}
+
+func (b base) Position() Pos    { return b.pos }
+func (b base) String() string   { return b.text }
+func (b *base) set(p Pos, t string) { b.pos, b.text = p, t }
+
+// Call is a socket call made by one host.
+type Call struct {
+	base
+	Host string // "client" or "server"
+	Op   string // listen connect accept write read shutdown close set
+	// Operands, by Op.
+	Port    uint16 // listen, connect
+	Backlog int    // listen
+	Data    []byte // write: the bytes
+	N       int    // read: buffer size; 0 means 65536
+	All     bool   // read all: until EOF or error
+	How     string // shutdown: rd wr rdwr
+	Opt     string // set: linger nodelay sndbuf rcvbuf
+	Val     string // set: the value as written
+	On      string // the socket used ("" = the host's latest)
+	As      string // name for the socket created
+	Expect  *CallExpect
+}
+
+// CallExpect is an inline expectation on a call's result.
+type CallExpect struct {
+	Pos   Pos
+	Data  *string // read returned exactly these bytes (all of them for read all)
+	EOF   bool    // returned 0 / end of stream
+	OK    bool    // no error
+	Errno string  // failed with this error name, e.g. ECONNRESET
+	Bytes int     // returned this many bytes (-1: not checked)
+}
+
+// Sleep pauses the script (the stacks keep running).
+type Sleep struct {
+	base
+	Host string // cosmetic: who is "working"
+	D    time.Duration
+}
+
+// WaitQuiet waits until no segment has moved for D.
+type WaitQuiet struct {
+	base
+	D time.Duration
+}
+
+// Note adds free text to the trace.
+type Note struct {
+	base
+	Text string
+}
+
+// Expect checks the trace so far.
+type Expect struct {
+	base
+	Host string
+	What string // sent received state final buffer
+	// sent / received
+	Flags  string
+	Count  int // -1: at least one
+	Never  bool
+	Reason string // substring of the FIN/RST reason
+	Before *Expect
+	// state / final
+	State string
+	// buffer
+	Queue string // snd rcv
+	Bytes int
+	On    string
+}

@@ -1,0 +1,166 @@
+package scenario
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// FlagsMatch reports whether a segment's tcpdump flags match a pattern: the
+// segment must carry every flag the pattern names ("." is ACK) and no SYN,
+// FIN or RST the pattern leaves out; PSH and ACK not named are ignored. A
+// pattern of "." alone means a pure ACK (no SYN, FIN, RST or payload flag).
+func FlagsMatch(pattern, flags string) bool {
+	if pattern == "." {
+		return flags == "."
+	}
+	for _, r := range pattern {
+		if !strings.ContainsRune(flags, r) {
+			return false
+		}
+	}
+	for _, r := range "SFR" {
+		if strings.ContainsRune(flags, r) && !strings.ContainsRune(pattern, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// segments returns the indexes of the segment events an expectation names.
+func segments(events []trace.Event, e *Expect, conns map[string]bool) []int {
+	dir := "out"
+	if e.What == "received" {
+		dir = "in"
+	}
+	var out []int
+	for i, ev := range events {
+		if ev.Kind != trace.Segment || ev.Host != e.Host || ev.Dir != dir || !FlagsMatch(e.Flags, ev.Flags) {
+			continue
+		}
+		if conns != nil && !conns[ev.Conn] {
+			continue
+		}
+		if e.Reason != "" && !strings.Contains(ev.Reason, e.Reason) {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// check returns what is wrong with an expectation against the trace so far,
+// or "".
+func (r *runner) check(e *Expect) string {
+	events := r.lab.Trace.Events()
+	var conns map[string]bool
+	if e.On != "" {
+		s := r.socks[e.Host][e.On]
+		if s == nil {
+			return fmt.Sprintf("%s has no socket named %q", e.Host, e.On)
+		}
+		conns = map[string]bool{s.ID(): true}
+	}
+	switch e.What {
+	case "sent", "received":
+		m := segments(events, e, conns)
+		switch {
+		case e.Never && len(m) > 0:
+			return fmt.Sprintf("%s %s [%s] %d time(s), want never", e.Host, e.What, events[m[0]].Flags, len(m))
+		case e.Never:
+		case e.Count >= 0 && len(m) != e.Count:
+			return fmt.Sprintf("%s %s [%s] %d time(s), want %d", e.Host, e.What, e.Flags, len(m), e.Count)
+		case e.Count < 0 && len(m) == 0:
+			return fmt.Sprintf("%s never %s [%s]%s%s", e.Host, e.What, e.Flags, reasonText(e), near(events, e))
+		}
+		if e.Before != nil && len(m) > 0 {
+			o := segments(events, e.Before, nil)
+			if len(o) > 0 && o[0] < m[0] {
+				return fmt.Sprintf("%s %s [%s] came after %s %s [%s]", e.Host, e.What, e.Flags, e.Before.Host, e.Before.What, e.Before.Flags)
+			}
+		}
+	case "state":
+		found := false
+		for _, ev := range events {
+			if ev.Kind == trace.State && ev.Host == e.Host && ev.To == e.State && (conns == nil || conns[ev.Conn]) {
+				found = true
+				break
+			}
+		}
+		if found && e.Never {
+			return fmt.Sprintf("%s reached %s, want never", e.Host, e.State)
+		}
+		if !found && !e.Never {
+			return fmt.Sprintf("%s never reached %s (states seen: %s)", e.Host, e.State, statesSeen(events, e.Host))
+		}
+	case "final":
+		name := e.On
+		if name == "" {
+			name = r.latest[e.Host]
+		}
+		s := r.socks[e.Host][name]
+		if s == nil {
+			return fmt.Sprintf("%s has no socket", e.Host)
+		}
+		if st := s.State(); st != e.State {
+			return fmt.Sprintf("%s is in %s, want %s", e.Host, st, e.State)
+		}
+	case "buffer":
+		name := e.On
+		if name == "" {
+			name = r.latest[e.Host]
+		}
+		s := r.socks[e.Host][name]
+		if s == nil {
+			return fmt.Sprintf("%s has no socket", e.Host)
+		}
+		l := s.Ledger()
+		got := l.SndQueued
+		if e.Queue == "rcv" {
+			got = l.RcvQueued
+		}
+		if got != e.Bytes {
+			return fmt.Sprintf("%s %s queue holds %d bytes, want %d", e.Host, e.Queue, got, e.Bytes)
+		}
+	}
+	return ""
+}
+
+func reasonText(e *Expect) string {
+	if e.Reason == "" {
+		return ""
+	}
+	return fmt.Sprintf(" with reason ~ %q", e.Reason)
+}
+
+// near lists the FIN/RST reasons the host did give, to help when a reason
+// pattern does not match.
+func near(events []trace.Event, e *Expect) string {
+	if e.Reason == "" {
+		return ""
+	}
+	var rs []string
+	for _, ev := range events {
+		if ev.Kind == trace.Segment && ev.Host == e.Host && ev.Reason != "" {
+			rs = append(rs, fmt.Sprintf("[%s] %q", ev.Flags, ev.Reason))
+		}
+	}
+	if len(rs) == 0 {
+		return ""
+	}
+	return "; reasons given: " + strings.Join(rs, "; ")
+}
+
+func statesSeen(events []trace.Event, host string) string {
+	var s []string
+	for _, ev := range events {
+		if ev.Kind == trace.State && ev.Host == host {
+			s = append(s, ev.To)
+		}
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, " ")
+}

@@ -1,0 +1,537 @@
+package scenario
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error is a parse error at a place in a scenario file.
+type Error struct {
+	Pos Pos
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// Verbs a host can perform, states an expectation can name, and the other
+// fixed words of the language. Unknown words are matched against these to
+// suggest the nearest one.
+var (
+	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep"}
+	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config"}
+	hosts     = []string{"client", "server"}
+	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
+	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
+	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf"}
+	configs   = []string{"timewait", "finwait2"}
+)
+
+// Parse reads a scenario. name is used in positions (usually the file
+// name); the script's Name is name without directory and ".lab".
+func Parse(name string, r io.Reader) (*Script, error) {
+	s := &Script{Name: strings.TrimSuffix(filepath.Base(name), ".lab")}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var doc []string
+	inDoc := true
+	for ln := 1; sc.Scan(); ln++ {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		if inDoc {
+			if strings.HasPrefix(trimmed, "#") {
+				doc = append(doc, strings.TrimSpace(strings.TrimPrefix(trimmed, "#")))
+				continue
+			}
+			if trimmed != "" || len(doc) > 0 {
+				inDoc = trimmed == ""
+			}
+		}
+		toks, err := lexLine(line)
+		if err != nil {
+			le := err.(*lexError)
+			return nil, &Error{Pos{name, ln, le.col}, le.msg}
+		}
+		if len(toks) == 0 {
+			continue
+		}
+		p := &lineParser{name: name, ln: ln, toks: toks, text: trimmed}
+		if i := strings.Index(p.text, " #"); i >= 0 && !strings.Contains(p.text[:i], "\"") {
+			p.text = strings.TrimSpace(p.text[:i])
+		}
+		step, err := p.statement(s)
+		if err != nil {
+			return nil, err
+		}
+		if step != nil {
+			s.Steps = append(s.Steps, step)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scenario: read %s: %w", name, err)
+	}
+	s.Doc = strings.TrimSpace(strings.Join(doc, "\n"))
+	return s, nil
+}
+
+// lineParser parses one line's tokens.
+type lineParser struct {
+	name string
+	ln   int
+	toks []token
+	i    int
+	text string
+}
+
+func (p *lineParser) pos() Pos {
+	if p.i < len(p.toks) {
+		return Pos{p.name, p.ln, p.toks[p.i].col}
+	}
+	if len(p.toks) == 0 {
+		return Pos{p.name, p.ln, 1}
+	}
+	last := p.toks[len(p.toks)-1]
+	return Pos{p.name, p.ln, last.col + len(last.text) + 1}
+}
+
+func (p *lineParser) errorf(format string, args ...any) error {
+	return &Error{p.pos(), fmt.Sprintf(format, args...)}
+}
+
+func (p *lineParser) more() bool { return p.i < len(p.toks) }
+
+func (p *lineParser) peek() string {
+	if p.i < len(p.toks) && !p.toks[p.i].quoted {
+		return p.toks[p.i].text
+	}
+	return ""
+}
+
+// want consumes one word out of choices, or fails naming them (and the
+// nearest one to what is there).
+func (p *lineParser) want(what string, choices []string) (string, error) {
+	if !p.more() {
+		return "", p.errorf("expected %s (%s), found end of line", what, strings.Join(choices, ", "))
+	}
+	t := p.toks[p.i]
+	for _, c := range choices {
+		if !t.quoted && strings.EqualFold(t.text, c) {
+			p.i++
+			return c, nil
+		}
+	}
+	msg := fmt.Sprintf("expected %s (%s), found %q", what, strings.Join(choices, ", "), t.text)
+	if near := nearest(t.text, choices); near != "" {
+		msg += fmt.Sprintf("; did you mean %q?", near)
+	}
+	return "", &Error{p.pos(), msg}
+}
+
+func (p *lineParser) accept(word string) bool {
+	if strings.EqualFold(p.peek(), word) {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *lineParser) number(what string) (int, error) {
+	if !p.more() || p.toks[p.i].quoted {
+		return 0, p.errorf("expected %s (a number)", what)
+	}
+	n, err := strconv.Atoi(p.toks[p.i].text)
+	if err != nil || n < 0 {
+		return 0, p.errorf("expected %s (a number), found %q", what, p.toks[p.i].text)
+	}
+	p.i++
+	return n, nil
+}
+
+func (p *lineParser) duration(what string) (time.Duration, error) {
+	if !p.more() || p.toks[p.i].quoted {
+		return 0, p.errorf("expected %s (a duration such as 5s or 200ms)", what)
+	}
+	d, err := time.ParseDuration(p.toks[p.i].text)
+	if err != nil || d < 0 {
+		return 0, p.errorf("expected %s (a duration such as 5s or 200ms), found %q", what, p.toks[p.i].text)
+	}
+	p.i++
+	return d, nil
+}
+
+func (p *lineParser) str(what string) (string, error) {
+	if !p.more() || !p.toks[p.i].quoted {
+		return "", p.errorf("expected %s (a \"quoted string\")", what)
+	}
+	p.i++
+	return p.toks[p.i-1].text, nil
+}
+
+func (p *lineParser) ident(what string) (string, error) {
+	if !p.more() || p.toks[p.i].quoted || p.toks[p.i].text == "" {
+		return "", p.errorf("expected %s (a name such as c2)", what)
+	}
+	p.i++
+	return p.toks[p.i-1].text, nil
+}
+
+func (p *lineParser) end() error {
+	if p.more() {
+		return p.errorf("unexpected %q at end of statement", p.toks[p.i].text)
+	}
+	return nil
+}
+
+func (p *lineParser) statement(s *Script) (Step, error) {
+	start := p.pos()
+	verb, err := p.want("a statement", topVerbs)
+	if err != nil {
+		return nil, err
+	}
+	switch verb {
+	case "client", "server":
+		return p.hostStatement(verb, start)
+	case "sleep":
+		return p.sleep("", start)
+	case "wait":
+		if _, err := p.want("what to wait for", []string{"quiet"}); err != nil {
+			return nil, err
+		}
+		w := &WaitQuiet{D: 200 * time.Millisecond}
+		w.set(start, p.text)
+		if p.more() {
+			if w.D, err = p.duration("how long the wire must be quiet"); err != nil {
+				return nil, err
+			}
+		}
+		return w, p.end()
+	case "note":
+		n := &Note{}
+		n.set(start, p.text)
+		if n.Text, err = p.str("the note's text"); err != nil {
+			return nil, err
+		}
+		return n, p.end()
+	case "config":
+		what, err := p.want("a setting", configs)
+		if err != nil {
+			return nil, err
+		}
+		d, err := p.duration(what)
+		if err != nil {
+			return nil, err
+		}
+		switch what {
+		case "timewait":
+			s.TimeWait = d
+		case "finwait2":
+			s.FinWait2 = d
+		}
+		return nil, p.end()
+	case "expect":
+		e, err := p.expect(start)
+		if err != nil {
+			return nil, err
+		}
+		return e, p.end()
+	}
+	return nil, p.errorf("internal: verb %q", verb)
+}
+
+func (p *lineParser) sleep(host string, start Pos) (Step, error) {
+	d, err := p.duration("how long to sleep")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sleep{Host: host, D: d}
+	s.set(start, p.text)
+	return s, p.end()
+}
+
+func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
+	op, err := p.want("a socket call", hostVerbs)
+	if err != nil {
+		return nil, err
+	}
+	if op == "sleep" {
+		return p.sleep(host, start)
+	}
+	c := &Call{Host: host, Op: op}
+	c.set(start, p.text)
+	switch op {
+	case "listen":
+		n, err := p.number("a port")
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 || n > 65535 {
+			return nil, &Error{Pos{p.name, p.ln, p.toks[p.i-1].col}, fmt.Sprintf("port %d out of range 1-65535", n)}
+		}
+		c.Port = uint16(n)
+		if p.accept("backlog") {
+			if c.Backlog, err = p.number("a backlog"); err != nil {
+				return nil, err
+			}
+		}
+	case "connect":
+		if !p.more() || p.toks[p.i].quoted {
+			return nil, p.errorf("expected where to connect (server:PORT)")
+		}
+		target := p.toks[p.i].text
+		h, port, ok := strings.Cut(target, ":")
+		n, perr := strconv.Atoi(port)
+		if !ok || (h != "server" && h != "client") || perr != nil || n <= 0 || n > 65535 {
+			return nil, p.errorf("expected where to connect as HOST:PORT (e.g. server:9527), found %q", target)
+		}
+		if h == host {
+			return nil, p.errorf("%s cannot connect to itself; connect to %s:%d", host, peerOf(host), n)
+		}
+		p.i++
+		c.Port = uint16(n)
+	case "write":
+		if p.more() && p.toks[p.i].quoted {
+			c.Data = []byte(p.toks[p.i].text)
+			p.i++
+		} else {
+			n, err := p.number(`what to write ("text" or a byte count)`)
+			if err != nil {
+				return nil, err
+			}
+			p.accept("bytes")
+			c.Data = pattern(n)
+		}
+	case "read":
+		if p.accept("all") {
+			c.All = true
+		} else if p.more() && p.peek() != "" && p.peek() != "on" && p.peek() != "expect" {
+			if c.N, err = p.number("a read size"); err != nil {
+				return nil, err
+			}
+		}
+	case "shutdown":
+		if c.How, err = p.want("a direction", []string{"rd", "wr", "rdwr"}); err != nil {
+			return nil, err
+		}
+	case "close":
+	case "accept":
+	case "set":
+		if c.Opt, err = p.want("a socket option", setOpts); err != nil {
+			return nil, err
+		}
+		if !p.more() {
+			return nil, p.errorf("expected a value for %s", c.Opt)
+		}
+		c.Val = p.toks[p.i].text
+		switch c.Opt {
+		case "linger":
+			if c.Val != "off" {
+				if _, err := strconv.Atoi(c.Val); err != nil {
+					return nil, p.errorf("expected linger off or seconds (e.g. 0), found %q", c.Val)
+				}
+			}
+		case "nodelay":
+			if c.Val != "on" && c.Val != "off" {
+				return nil, p.errorf("expected nodelay on or off, found %q", c.Val)
+			}
+		default:
+			if n, err := strconv.Atoi(c.Val); err != nil || n <= 0 {
+				return nil, p.errorf("expected %s in bytes, found %q", c.Opt, c.Val)
+			}
+		}
+		p.i++
+	}
+	for p.more() {
+		switch {
+		case p.accept("on"):
+			if c.On, err = p.ident("the socket to use"); err != nil {
+				return nil, err
+			}
+		case p.accept("as"):
+			if op != "listen" && op != "connect" && op != "accept" {
+				return nil, p.errorf("only listen, connect and accept create a socket to name with \"as\"")
+			}
+			if c.As, err = p.ident("a name for the new socket"); err != nil {
+				return nil, err
+			}
+		case p.peek() == "expect":
+			epos := p.pos()
+			p.i++
+			if c.Expect, err = p.callExpect(epos); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, p.errorf("unexpected %q (expected on NAME, as NAME or expect ...)", p.toks[p.i].text)
+		}
+	}
+	return c, nil
+}
+
+// callExpect parses what follows "expect" after a call.
+func (p *lineParser) callExpect(pos Pos) (*CallExpect, error) {
+	e := &CallExpect{Pos: pos, Bytes: -1}
+	if p.more() && p.toks[p.i].quoted {
+		s := p.toks[p.i].text
+		e.Data = &s
+		p.i++
+		return e, nil
+	}
+	w, err := p.want("an outcome", []string{"EOF", "ok", "error"})
+	if err != nil {
+		if p.more() {
+			if n, nerr := strconv.Atoi(p.toks[p.i].text); nerr == nil {
+				p.i++
+				p.accept("bytes")
+				e.Bytes = n
+				return e, nil
+			}
+		}
+		return nil, err
+	}
+	switch w {
+	case "EOF":
+		e.EOF = true
+	case "ok":
+		e.OK = true
+	case "error":
+		if e.Errno, err = p.want("an error name", errnos); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// expect parses a stand-alone expectation (after "expect").
+func (p *lineParser) expect(start Pos) (*Expect, error) {
+	host, err := p.want("a host", hosts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Expect{Host: host, Count: -1}
+	e.set(start, p.text)
+	if e.What, err = p.want("what to expect", []string{"sent", "received", "state", "final", "buffer"}); err != nil {
+		return nil, err
+	}
+	switch e.What {
+	case "sent", "received":
+		if e.Flags, err = p.flags(); err != nil {
+			return nil, err
+		}
+		for p.more() {
+			switch {
+			case p.accept("never"):
+				e.Never = true
+			case p.accept("count"):
+				if e.Count, err = p.number("a count"); err != nil {
+					return nil, err
+				}
+			case p.accept("reason"):
+				p.accept("~")
+				if e.Reason, err = p.str("part of the reason"); err != nil {
+					return nil, err
+				}
+			case p.accept("before"):
+				b, err := p.expect(p.pos())
+				if err != nil {
+					return nil, err
+				}
+				if b.What != "sent" && b.What != "received" {
+					return nil, p.errorf("\"before\" needs a segment: HOST sent|received FLAGS")
+				}
+				e.Before = b
+			default:
+				return nil, p.errorf("unexpected %q (expected never, count N, reason ~ \"...\" or before ...)", p.toks[p.i].text)
+			}
+		}
+	case "state", "final":
+		if e.State, err = p.want("a TCP state", states); err != nil {
+			return nil, err
+		}
+		if e.What == "state" && p.accept("never") {
+			e.Never = true
+		}
+	case "buffer":
+		if e.Queue, err = p.want("a queue", []string{"snd", "rcv"}); err != nil {
+			return nil, err
+		}
+		if e.Bytes, err = p.number("a byte count"); err != nil {
+			return nil, err
+		}
+	}
+	if p.accept("on") {
+		if e.On, err = p.ident("the socket"); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// flags parses a tcpdump flag pattern such as S, S., P., F., R, R.
+func (p *lineParser) flags() (string, error) {
+	if !p.more() || p.toks[p.i].quoted {
+		return "", p.errorf("expected TCP flags in tcpdump notation (S, S., ., P., F., R, R.)")
+	}
+	f := p.toks[p.i].text
+	for _, r := range f {
+		if !strings.ContainsRune("SFPRUEW.", r) {
+			return "", p.errorf("bad TCP flags %q: use the letters S F P R U E W and . for ACK", f)
+		}
+	}
+	p.i++
+	return f, nil
+}
+
+func peerOf(host string) string {
+	if host == "client" {
+		return "server"
+	}
+	return "client"
+}
+
+// pattern returns n bytes of printable filler: "0123456789abcdef...".
+func pattern(n int) []byte {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[i%len(alphabet)]
+	}
+	return b
+}
+
+// nearest returns the choice closest to word by edit distance, if close
+// enough to be a likely typo.
+func nearest(word string, choices []string) string {
+	best, bestD := "", 1<<30
+	for _, c := range choices {
+		if d := editDistance(strings.ToLower(word), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= 2 || (bestD <= len(word)/2 && bestD < len(best)) {
+		return best
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,385 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// Lab is what a script runs against: two peers recording into one trace.
+type Lab struct {
+	Client, Server stack.Peer
+	Trace          *trace.Recorder
+}
+
+// Options tune a run. The zero value is a sane default.
+type Options struct {
+	// StepTimeout bounds each blocking call (connect, accept, read,
+	// write); 0 means 10 s.
+	StepTimeout time.Duration
+	// Sleep waits for d on the lab's clock; nil means real time.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Quiet is how long no segment may move before expectations are
+	// checked and "wait quiet" returns; 0 means 100 ms.
+	Quiet time.Duration
+	// Step, if set, is called before each step runs (progress output).
+	Step func(s Step)
+}
+
+// Failure is an expectation that did not hold, or a step that could not
+// run.
+type Failure struct {
+	Pos  Pos
+	Step string // the scenario line
+	Msg  string // what was wrong
+	At   int    // how many trace events existed when it was checked
+}
+
+func (f Failure) Error() string { return fmt.Sprintf("%s: %s: %s", f.Pos, f.Step, f.Msg) }
+
+// Result is the outcome of a run.
+type Result struct {
+	Script   *Script
+	Failures []Failure
+	// Stopped is set when a step could not run at all (the rest of the
+	// script was skipped); it is also the last Failure.
+	Stopped bool
+	// Checked counts expectations evaluated.
+	Checked int
+}
+
+// OK reports whether every expectation held.
+func (r *Result) OK() bool { return len(r.Failures) == 0 }
+
+// runner holds the state of one run.
+type runner struct {
+	lab     Lab
+	opt     Options
+	res     *Result
+	socks   map[string]map[string]stack.Socket       // host → name → socket
+	lns     map[string]map[string]stack.ListenSocket // host → name → listener
+	latest  map[string]string                        // host → latest socket name
+	latestL map[string]string                        // host → latest listener name
+}
+
+// Run executes s on lab, step by step, and returns the expectations that
+// failed. It stops early only when ctx ends or a step cannot run (e.g. a
+// connect fails without an expectation saying it should).
+func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
+	if opt.StepTimeout == 0 {
+		opt.StepTimeout = 10 * time.Second
+	}
+	if opt.Quiet == 0 {
+		opt.Quiet = 100 * time.Millisecond
+	}
+	if opt.Sleep == nil {
+		opt.Sleep = func(ctx context.Context, d time.Duration) error {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	r := &runner{
+		lab: lab, opt: opt, res: &Result{Script: s},
+		socks:   map[string]map[string]stack.Socket{"client": {}, "server": {}},
+		lns:     map[string]map[string]stack.ListenSocket{"client": {}, "server": {}},
+		latest:  map[string]string{},
+		latestL: map[string]string{},
+	}
+	for _, st := range s.Steps {
+		if ctx.Err() != nil {
+			r.stop(st, "run cancelled: "+ctx.Err().Error())
+			break
+		}
+		if opt.Step != nil {
+			opt.Step(st)
+		}
+		if err := r.step(ctx, st); err != nil {
+			r.stop(st, err.Error())
+			break
+		}
+	}
+	r.settle(ctx)
+	return r.res
+}
+
+func (r *runner) fail(st Step, msg string) {
+	r.res.Failures = append(r.res.Failures, Failure{Pos: st.Position(), Step: st.String(), Msg: msg, At: r.lab.Trace.Len()})
+}
+
+func (r *runner) stop(st Step, msg string) {
+	r.fail(st, msg)
+	r.res.Stopped = true
+}
+
+func (r *runner) peer(host string) stack.Peer {
+	if host == "client" {
+		return r.lab.Client
+	}
+	return r.lab.Server
+}
+
+func (r *runner) note(host, text string) {
+	r.lab.Trace.Emit(trace.Event{Host: host, Kind: trace.Note, Text: text})
+}
+
+// settle waits until no segment has moved for opt.Quiet (at most 5 s), so
+// that what a step set in motion is in the trace before it is checked.
+func (r *runner) settle(ctx context.Context) {
+	deadline := time.Now().Add(5 * time.Second)
+	last, lastN := time.Now(), r.lab.Trace.Len()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(r.opt.Quiet / 5)
+		if n := r.lab.Trace.Len(); n != lastN {
+			last, lastN = time.Now(), n
+			continue
+		}
+		if time.Since(last) >= r.opt.Quiet {
+			return
+		}
+	}
+}
+
+func (r *runner) step(ctx context.Context, st Step) error {
+	switch s := st.(type) {
+	case *Sleep:
+		who := s.Host
+		if who == "" {
+			who = "client"
+		}
+		r.note(who, fmt.Sprintf("%s sleeps %s", who, s.D))
+		return r.opt.Sleep(ctx, s.D)
+	case *WaitQuiet:
+		r.settle(ctx)
+		return nil
+	case *Note:
+		r.note("client", s.Text)
+		return nil
+	case *Expect:
+		r.settle(ctx)
+		r.res.Checked++
+		if msg := r.check(s); msg != "" {
+			r.fail(s, msg)
+		}
+		return nil
+	case *Call:
+		return r.call(ctx, s)
+	}
+	return fmt.Errorf("unknown step %T", st)
+}
+
+// sock finds the socket a call uses.
+func (r *runner) sock(c *Call) (stack.Socket, error) {
+	name := c.On
+	if name == "" {
+		name = r.latest[c.Host]
+	}
+	if s := r.socks[c.Host][name]; s != nil {
+		return s, nil
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%s has no connected socket yet (connect or accept first)", c.Host)
+	}
+	return nil, fmt.Errorf("%s has no socket named %q", c.Host, name)
+}
+
+func (r *runner) call(ctx context.Context, c *Call) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opt.StepTimeout)
+	defer cancel()
+	p := r.peer(c.Host)
+	var (
+		n    int
+		data []byte
+		err  error
+	)
+	switch c.Op {
+	case "listen":
+		var l stack.ListenSocket
+		l, err = p.Listen(c.Port, c.Backlog)
+		if err == nil {
+			r.lns[c.Host][l.ID()] = l
+			if c.As != "" {
+				r.lns[c.Host][c.As] = l
+			}
+			r.latestL[c.Host] = l.ID()
+		}
+	case "connect":
+		var s stack.Socket
+		addr := netip.AddrPortFrom(r.peer(peerOf(c.Host)).Addr(), c.Port)
+		s, err = p.Dial(ctx, addr)
+		if err == nil {
+			r.addSock(c, s)
+		}
+	case "accept":
+		name := c.On
+		if name == "" {
+			name = r.latestL[c.Host]
+		}
+		l := r.lns[c.Host][name]
+		if l == nil {
+			return fmt.Errorf("%s has no listener %q (listen first)", c.Host, name)
+		}
+		var s stack.Socket
+		s, err = l.Accept(ctx)
+		if err == nil {
+			r.addSock(c, s)
+		}
+	case "close":
+		if l := r.lns[c.Host][c.On]; l != nil && c.On != "" {
+			err = l.Close()
+			break
+		}
+		var s stack.Socket
+		if s, err = r.sock(c); err != nil {
+			return err
+		}
+		err = s.Close()
+	default:
+		var s stack.Socket
+		if s, err = r.sock(c); err != nil {
+			return err
+		}
+		n, data, err = r.sockCall(ctx, c, s)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s %s: nothing happened within %s", c.Host, c.Op, r.opt.StepTimeout)
+	}
+	if c.Expect == nil {
+		if err != nil && (c.Op == "listen" || c.Op == "connect" || c.Op == "accept") {
+			return fmt.Errorf("%s %s failed: %v", c.Host, c.Op, err)
+		}
+		return nil
+	}
+	r.res.Checked++
+	if msg := checkCall(c, n, data, err); msg != "" {
+		r.fail(c, msg)
+		if c.Op == "connect" || c.Op == "accept" || c.Op == "listen" {
+			if err != nil {
+				return fmt.Errorf("cannot go on without the socket")
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) addSock(c *Call, s stack.Socket) {
+	r.socks[c.Host][s.ID()] = s
+	if c.As != "" {
+		r.socks[c.Host][c.As] = s
+	}
+	r.latest[c.Host] = s.ID()
+}
+
+// sockCall runs a data or option call on a connected socket.
+func (r *runner) sockCall(ctx context.Context, c *Call, s stack.Socket) (int, []byte, error) {
+	switch c.Op {
+	case "write":
+		n, err := s.Write(ctx, c.Data)
+		return n, nil, err
+	case "read":
+		size := c.N
+		if size == 0 {
+			size = 65536
+		}
+		buf := make([]byte, size)
+		if !c.All {
+			n, err := s.Read(ctx, buf)
+			return n, buf[:n], err
+		}
+		var all bytes.Buffer
+		for {
+			n, err := s.Read(ctx, buf)
+			all.Write(buf[:n])
+			if err == io.EOF {
+				return all.Len(), all.Bytes(), err
+			}
+			if err != nil {
+				return all.Len(), all.Bytes(), err
+			}
+		}
+	case "shutdown":
+		how := map[string]stack.How{"rd": stack.ShutRD, "wr": stack.ShutWR, "rdwr": stack.ShutRDWR}[c.How]
+		return 0, nil, s.Shutdown(how)
+	case "set":
+		switch c.Opt {
+		case "linger":
+			if c.Val == "off" {
+				return 0, nil, s.SetLinger(false, 0)
+			}
+			secs, _ := strconv.Atoi(c.Val)
+			return 0, nil, s.SetLinger(true, time.Duration(secs)*time.Second)
+		case "nodelay":
+			return 0, nil, s.SetNoDelay(c.Val == "on")
+		case "sndbuf":
+			v, _ := strconv.Atoi(c.Val)
+			return 0, nil, s.SetSendBuffer(v)
+		case "rcvbuf":
+			v, _ := strconv.Atoi(c.Val)
+			return 0, nil, s.SetReceiveBuffer(v)
+		}
+	}
+	return 0, nil, fmt.Errorf("unknown call %q", c.Op)
+}
+
+// checkCall returns what is wrong with a call's result, or "".
+func checkCall(c *Call, n int, data []byte, err error) string {
+	e := c.Expect
+	got := describe(n, data, err)
+	switch {
+	case e.Data != nil:
+		if err != nil && !(c.All && err == io.EOF) {
+			return fmt.Sprintf("want %q, got %s", *e.Data, got)
+		}
+		if string(data) != *e.Data {
+			return fmt.Sprintf("want %q, got %s", *e.Data, got)
+		}
+	case e.EOF:
+		if err != io.EOF || (n != 0 && !c.All) {
+			return "want EOF, got " + got
+		}
+	case e.OK:
+		if err != nil {
+			return "want success, got " + got
+		}
+	case e.Errno != "":
+		if stack.ErrName(err) != e.Errno {
+			return "want error " + e.Errno + ", got " + got
+		}
+	case e.Bytes >= 0:
+		if n != e.Bytes {
+			return fmt.Sprintf("want %d bytes, got %s", e.Bytes, got)
+		}
+	}
+	return ""
+}
+
+func describe(n int, data []byte, err error) string {
+	var parts []string
+	if len(data) > 0 {
+		q := strconv.Quote(string(data))
+		if len(q) > 40 {
+			q = q[:37] + "..."
+		}
+		parts = append(parts, fmt.Sprintf("%d bytes %s", n, q))
+	} else {
+		parts = append(parts, strconv.Itoa(n))
+	}
+	if err != nil {
+		parts = append(parts, "error "+stack.ErrName(err))
+	}
+	return strings.Join(parts, ", ")
+}
