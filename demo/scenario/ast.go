@@ -36,8 +36,8 @@ type base struct {
 	text string
 }
 
-func (b base) Position() Pos    { return b.pos }
-func (b base) String() string   { return b.text }
+func (b base) Position() Pos        { return b.pos }
+func (b base) String() string       { return b.text }
 func (b *base) set(p Pos, t string) { b.pos, b.text = p, t }
 
 // Call is a socket call made by one host.
