@@ -1,0 +1,19 @@
+package tun
+
+import "errors"
+
+var (
+	// ErrNeedRoot reports that the process lacks the privileges to create a
+	// network namespace (CAP_SYS_ADMIN) or TUN devices (CAP_NET_ADMIN).
+	ErrNeedRoot = errors.New("tun: needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN, to create a network namespace and TUN devices (run with sudo, or grant the capabilities: sudo setcap cap_sys_admin,cap_net_admin+ep ./tcplab)")
+
+	// ErrNoTUN reports that the TUN driver is not available.
+	ErrNoTUN = errors.New("tun: /dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun")
+
+	// ErrUnsupported reports that the package does not work on this
+	// operating system.
+	ErrUnsupported = errors.New("tun: only supported on Linux")
+
+	// ErrClosed reports use of a Lab, VethPair or Namespace after Close.
+	ErrClosed = errors.New("tun: closed")
+)
