@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -69,9 +70,10 @@ type Host struct {
 	nconn     int
 	nlisten   int
 
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	closing atomic.Bool // set by Close: the teardown is not traced
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // connKey names a connection from the host's side (its address is fixed).
@@ -162,6 +164,7 @@ func (h *Host) Stack() *tcpipstack.Stack { return h.s }
 // without a trace. It is safe to call more than once.
 func (h *Host) Close() {
 	h.once.Do(func() {
+		h.closing.Store(true)
 		close(h.stop)
 		h.wg.Wait()
 		h.s.Destroy()

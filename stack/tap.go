@@ -138,7 +138,7 @@ func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) 
 
 func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) {
 	h := t.host
-	if h.rec == nil {
+	if h.rec == nil || h.closing.Load() {
 		return
 	}
 	n := headLen

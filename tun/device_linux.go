@@ -5,35 +5,45 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
 )
 
 // openTUN creates the TUN device name (IFF_TUN|IFF_NO_PI: each read and
 // write is one bare IP packet) in the calling thread's network namespace and
-// returns its file. The file is non-blocking, so Read and Write go through
-// Go's poller and Close interrupts them; never call its Fd method, which
-// switches it to blocking mode. The device lives as long as the file.
+// returns its file. The device is opened with github.com/songgao/water. The
+// file is non-blocking, so Read and Write go through Go's poller and Close
+// interrupts them; never call its Fd method, which switches it to blocking
+// mode. The device lives as long as the file.
 //
-// This is the few lines of github.com/songgao/water we need, minus two of
-// its defects that matter here: water leaks the descriptor when TUNSETIFF
-// fails (and an open /dev/net/tun pins its network namespace), and opens it
-// without O_CLOEXEC (so tcpdump or any child started by the process would
-// inherit the device). It is also where IFF_VNET_HDR goes for a GSO mode.
+// water opens /dev/net/tun without O_CLOEXEC, so openTUN sets close-on-exec
+// at once (before anything can fork): otherwise tcpdump or any child the
+// process starts would inherit the device and pin the lab's namespace.
+// water also keeps the descriptor if TUNSETIFF fails; that case is rare
+// (Check runs first) and the descriptor dies with the process.
 func openTUN(name string) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	ifce, err := water.New(water.Config{
+		DeviceType:             water.TUN,
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: name},
+	})
 	if err != nil {
-		return nil, tunErr(fmt.Sprintf("create device %s: open /dev/net/tun", name), err)
+		return nil, tunErr(fmt.Sprintf("create device %s", name), err)
 	}
-	ifr, err := unix.NewIfreq(name)
+	f, ok := ifce.ReadWriteCloser.(*os.File)
+	if !ok {
+		ifce.Close()
+		return nil, fmt.Errorf("tun: create device %s: water returned %T, want *os.File", name, ifce.ReadWriteCloser)
+	}
+	rc, err := f.SyscallConn()
 	if err == nil {
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+		cerr := rc.Control(func(fd uintptr) { unix.CloseOnExec(int(fd)) })
+		err = cerr
 	}
 	if err != nil {
-		unix.Close(fd)
-		return nil, tunErr(fmt.Sprintf("create device %s: TUNSETIFF", name), err)
+		f.Close()
+		return nil, sysErr(fmt.Sprintf("create device %s: set close-on-exec", name), err)
 	}
-	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+	return f, nil
 }
 
 // tunErr is sysErr that also maps a missing TUN driver to ErrNoTUN and

@@ -69,6 +69,7 @@ type runner struct {
 	lns     map[string]map[string]stack.ListenSocket // host → name → listener
 	latest  map[string]string                        // host → latest socket name
 	latestL map[string]string                        // host → latest listener name
+	settled int                                      // trace length at the last settle
 }
 
 // Run executes s on lab, step by step, and returns the expectations that
@@ -140,6 +141,10 @@ func (r *runner) note(host, text string) {
 // settle waits until no segment has moved for opt.Quiet (at most 5 s), so
 // that what a step set in motion is in the trace before it is checked.
 func (r *runner) settle(ctx context.Context) {
+	if r.lab.Trace.Len() == r.settled {
+		return // nothing happened since the wire was last quiet
+	}
+	defer func() { r.settled = r.lab.Trace.Len() }()
 	deadline := time.Now().Add(5 * time.Second)
 	last, lastN := time.Now(), r.lab.Trace.Len()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
