@@ -133,8 +133,15 @@ func (l *Listener) Close() error {
 }
 
 // Dial connects to addr, as socket(2) plus connect(2), blocking until the
-// handshake completes, fails, or ctx ends.
+// handshake completes, fails, or ctx ends. It binds an ephemeral port.
 func (h *Host) Dial(ctx context.Context, addr netip.AddrPort) (*Conn, error) {
+	return h.DialFrom(ctx, addr, 0)
+}
+
+// DialFrom is Dial from a chosen local port (0: ephemeral), as bind(2)
+// before connect(2); a port still held, e.g. in TIME-WAIT, gives
+// syscall.EADDRINUSE.
+func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint16) (*Conn, error) {
 	var wq waiter.Queue
 	nep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &wq)
 	if terr != nil {
@@ -142,9 +149,11 @@ func (h *Host) Dial(ctx context.Context, addr netip.AddrPort) (*Conn, error) {
 	}
 	ep := nep.(*tcp.Endpoint)
 	// Bind first, so the connection is known before its SYN leaves.
-	if terr := ep.Bind(tcpip.FullAddress{}); terr != nil {
+	if terr := ep.Bind(tcpip.FullAddress{Port: localPort}); terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("stack: %s: bind: %w", h.name, errnoOf(terr))
+		err := errnoOf(terr)
+		h.blockingCall("", "bind", strconv.Itoa(int(localPort)), -1, err, nil)
+		return nil, fmt.Errorf("stack: %s: bind %d: %w", h.name, localPort, err)
 	}
 	local, terr := ep.GetLocalAddress()
 	if terr != nil {

@@ -16,8 +16,9 @@ type Peer interface {
 	Addr() netip.Addr
 	// Listen binds and listens on port (bind(2) + listen(2)).
 	Listen(port uint16, backlog int) (ListenSocket, error)
-	// Dial connects to addr (socket(2) + connect(2)).
-	Dial(ctx context.Context, addr netip.AddrPort) (Socket, error)
+	// Dial connects to addr (socket(2) + connect(2)) from localPort, or
+	// from an ephemeral port when localPort is 0.
+	Dial(ctx context.Context, addr netip.AddrPort, localPort uint16) (Socket, error)
 }
 
 // ListenSocket is a listening socket.
@@ -60,8 +61,8 @@ func (p hostPeer) Listen(port uint16, backlog int) (ListenSocket, error) {
 	}
 	return listenerSocket{l}, nil
 }
-func (p hostPeer) Dial(ctx context.Context, addr netip.AddrPort) (Socket, error) {
-	c, err := p.h.Dial(ctx, addr)
+func (p hostPeer) Dial(ctx context.Context, addr netip.AddrPort, localPort uint16) (Socket, error) {
+	c, err := p.h.DialFrom(ctx, addr, localPort)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,10 @@ type Env struct {
 	// NewTUN builds the TUN wire (needs root). Nil means the TUN wire is
 	// not available in this build.
 	NewTUN func(ctx context.Context, mtu int) (stack.Wire, error)
+	// NewKernelPeer puts a real Linux socket API on side ("client" or
+	// "server") of a TUN wire, recording into rec. release frees it.
+	// Nil means --kernel is not available in this build.
+	NewKernelPeer func(w stack.Wire, side string, rec *trace.Recorder) (p stack.Peer, release func() error, err error)
 	// Stdout and Stderr default to the process's.
 	Stdout, Stderr io.Writer
 }
@@ -87,6 +91,7 @@ type runFlags struct {
 	svg      string
 	pcap     string
 	timeout  time.Duration
+	kernel   string
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {
@@ -100,6 +105,7 @@ func (f *runFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.svg, "svg", "", "also write the ladder diagram as SVG to this file")
 	fl.StringVar(&f.pcap, "pcap", "", "also write every packet both hosts saw to this pcapng file")
 	fl.DurationVar(&f.timeout, "step-timeout", 10*time.Second, "give up on a blocking call after this long")
+	fl.StringVar(&f.kernel, "kernel", "", "put a real Linux kernel socket on this side: client or server (TUN wire only)")
 }
 
 func (f *runFlags) validate() error {
@@ -110,6 +116,12 @@ func (f *runFlags) validate() error {
 	case "text", "json", "ladder":
 	default:
 		return usageError{fmt.Errorf("--format %q: want text, json or ladder", f.format)}
+	}
+	if f.kernel != "" && f.kernel != "client" && f.kernel != "server" {
+		return usageError{fmt.Errorf("--kernel %q: want client or server", f.kernel)}
+	}
+	if f.kernel != "" && f.wire != "tun" {
+		return usageError{fmt.Errorf("--kernel needs --wire tun: the kernel socket reaches the other host through the TUN device")}
 	}
 	if f.mtu < 576 || f.mtu > 65535 {
 		return usageError{fmt.Errorf("--mtu %d: want 576-65535", f.mtu)}
@@ -286,7 +298,30 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			lab.Trace.Subscribe(func(e trace.Event) { j.Write(e) })
 		}
 	}
-	res := scenario.Run(ctx, s, scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace}, scenario.Options{StepTimeout: f.timeout})
+	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace}
+	kernel := f.kernel
+	if kernel == "" {
+		kernel = s.Kernel
+	}
+	if kernel != "" {
+		if env.NewKernelPeer == nil {
+			return nil, nil, errors.New("--kernel is not available in this build")
+		}
+		if lab.Wire.Kind() != "tun" {
+			return nil, nil, usageError{fmt.Errorf("scenario %s puts the kernel on the %s side: that needs --wire tun", s.Name, kernel)}
+		}
+		kp, release, err := env.NewKernelPeer(lab.Wire, kernel, lab.Trace)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer release()
+		if kernel == "client" {
+			sl.Client = kp
+		} else {
+			sl.Server = kp
+		}
+	}
+	res := scenario.Run(ctx, s, sl, scenario.Options{StepTimeout: f.timeout})
 	events := lab.Trace.Events()
 	if stream && f.format == "ladder" {
 		if err := ladder(env.Stdout, events); err != nil {

@@ -23,6 +23,9 @@ type Script struct {
 	Steps []Step
 	// Settings made with "config".
 	TimeWait, FinWait2 time.Duration
+	// Kernel is the side a real Linux socket plays ("config kernel
+	// client"), or "" for gVisor on both sides.
+	Kernel string
 }
 
 // Step is one line of a scenario.
@@ -47,6 +50,7 @@ type Call struct {
 	Op   string // listen connect accept write read shutdown close set
 	// Operands, by Op.
 	Port    uint16 // listen, connect
+	From    uint16 // connect: local port (0: ephemeral)
 	Backlog int    // listen
 	Data    []byte // write: the bytes
 	N       int    // read: buffer size; 0 means 65536

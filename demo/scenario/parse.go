@@ -28,7 +28,7 @@ var (
 	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
 	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
 	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf"}
-	configs   = []string{"timewait", "finwait2"}
+	configs   = []string{"timewait", "finwait2", "kernel"}
 )
 
 // Parse reads a scenario. name is used in positions (usually the file
@@ -221,6 +221,12 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 		if err != nil {
 			return nil, err
 		}
+		if what == "kernel" {
+			if s.Kernel, err = p.want("the side the kernel plays", hosts); err != nil {
+				return nil, err
+			}
+			return nil, p.end()
+		}
 		d, err := p.duration(what)
 		if err != nil {
 			return nil, err
@@ -292,6 +298,16 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 		}
 		p.i++
 		c.Port = uint16(n)
+		if p.accept("from") {
+			n, err := p.number("a local port")
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 || n > 65535 {
+				return nil, &Error{Pos{p.name, p.ln, p.toks[p.i-1].col}, fmt.Sprintf("port %d out of range 1-65535", n)}
+			}
+			c.From = uint16(n)
+		}
 	case "write":
 		if p.more() && p.toks[p.i].quoted {
 			c.Data = []byte(p.toks[p.i].text)

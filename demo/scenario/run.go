@@ -225,7 +225,7 @@ func (r *runner) call(ctx context.Context, c *Call) error {
 	case "connect":
 		var s stack.Socket
 		addr := netip.AddrPortFrom(r.peer(peerOf(c.Host)).Addr(), c.Port)
-		s, err = p.Dial(ctx, addr)
+		s, err = p.Dial(ctx, addr, c.From)
 		if err == nil {
 			r.addSock(c, s)
 		}
