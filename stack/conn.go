@@ -60,6 +60,9 @@ type Conn struct {
 	unreadAtCall           int    // receive queue when that call began
 	lastIn                 segment
 	haveIn                 bool
+	dataAfterClose         bool // payload arrived after close()
+	dataAfterShutRD        bool // payload arrived after shutdown(SHUT_RD)
+	rstSent                bool
 	finSeq                 uint32
 	finSent                bool
 	written, read          int
@@ -174,14 +177,22 @@ func (c *Conn) noteIn(s *segment) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastIn, c.haveIn = *s, true
+	if s.len > 0 {
+		c.dataAfterClose = c.dataAfterClose || c.closed
+		c.dataAfterShutRD = c.dataAfterShutRD || c.shutRD
+	}
 }
 
 func (c *Conn) noteOut(s *segment) {
-	if s.flags&header.TCPFlagFin == 0 {
+	if s.flags&(header.TCPFlagFin|header.TCPFlagRst) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.flags&header.TCPFlagRst != 0 {
+		c.rstSent = true
+		return
+	}
 	c.finSeq, c.finSent = s.seq+uint32(s.len), true
 }
 

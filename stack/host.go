@@ -60,6 +60,7 @@ type Config struct {
 type Host struct {
 	name string
 	s    *tcpipstack.Stack
+	tap  *tap
 	addr netip.Addr
 	rec  *trace.Recorder
 	keep bool
@@ -122,7 +123,8 @@ func NewHost(cfg Config, link Link) (*Host, error) {
 			return fail("set FIN-WAIT-2 timeout", err)
 		}
 	}
-	if err := h.s.CreateNIC(nicID, newTap(link.Endpoint, h)); err != nil {
+	h.tap = newTap(link.Endpoint, h)
+	if err := h.s.CreateNIC(nicID, h.tap); err != nil {
 		return fail("create NIC on "+link.Name, err)
 	}
 	pa := tcpip.ProtocolAddress{

@@ -55,6 +55,28 @@ func (l *Lab) ServerAddr(port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(l.Server.Addr(), port)
 }
 
+// Hold holds back what both hosts send until Release (see Host.Hold).
+func (l *Lab) Hold() {
+	l.Client.Hold()
+	l.Server.Hold()
+}
+
+// Release sends what Hold held back: the client's packets first.
+func (l *Lab) Release() {
+	l.Client.Release()
+	l.Server.Release()
+}
+
+// Drop drops the next n segments host sends whose flags satisfy match.
+func (l *Lab) Drop(host string, n int, match func(flags string) bool, what string) error {
+	h, err := l.Host(host)
+	if err != nil {
+		return err
+	}
+	h.DropNext(n, match, what)
+	return nil
+}
+
 // Close stops both hosts, then the wire.
 func (l *Lab) Close() error {
 	l.Client.Close()

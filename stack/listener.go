@@ -148,8 +148,12 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 		return nil, fmt.Errorf("stack: %s: socket: %w", h.name, errnoOf(terr))
 	}
 	ep := nep.(*tcp.Endpoint)
-	// Bind first, so the connection is known before its SYN leaves.
-	if terr := ep.Bind(tcpip.FullAddress{Port: localPort}); terr != nil {
+	// Bind first, so the connection is known before its SYN leaves. Bind
+	// the host's address, not the wildcard: gVisor releases a connected
+	// endpoint's port under its concrete local address, so a wildcard
+	// reservation would never be released (the port would stay in use
+	// after TIME-WAIT).
+	if terr := ep.Bind(tcpip.FullAddress{Addr: tcpip.AddrFromSlice(h.addr.AsSlice()), Port: localPort}); terr != nil {
 		ep.Close()
 		err := errnoOf(terr)
 		h.blockingCall("", "bind", strconv.Itoa(int(localPort)), -1, err, nil)

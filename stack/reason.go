@@ -44,17 +44,18 @@ func (h *Host) reason(c *Conn, s *segment) string {
 	if before == "CLOSED" && c.prev != "" {
 		before = c.prev
 	}
-	in := c.haveIn && c.lastIn.len > 0
 	switch {
+	case c.rstSent:
+		return fmt.Sprintf("segment for a connection this host already reset (was %s): no socket owns it", before)
 	case c.inCall == "close()" && c.lingerZero:
 		return "close() with SO_LINGER 0: abortive close, the send queue is discarded"
 	case c.inCall != "" && c.unreadAtCall > 0:
 		return fmt.Sprintf("%s with %d unread bytes in receive buffer: they would be lost silently, so reset instead of FIN (RFC 2525 2.17)", c.inCall, c.unreadAtCall)
 	case c.listener != nil && !c.accepted && c.listener.isClosed():
 		return "listener closed with this connection still waiting in its accept queue"
-	case in && c.closed:
+	case c.dataAfterClose:
 		return fmt.Sprintf("data arrived in %s after close(): no socket owns the connection any more, nobody can read it", before)
-	case in && c.shutRD:
+	case c.dataAfterShutRD:
 		return fmt.Sprintf("data arrived in %s after shutdown(SHUT_RD)", before)
 	case c.haveIn && c.lastIn.flags&header.TCPFlagSyn != 0:
 		return fmt.Sprintf("SYN arrived for a connection in %s", before)

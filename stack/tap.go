@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -107,6 +108,10 @@ func packetHead(pkt *tcpipstack.PacketBuffer, n int) ([]byte, int) {
 type tap struct {
 	nested.Endpoint
 	host *Host
+	f    faults
+	// faulty is set once any fault was configured: until then packets
+	// take the direct path.
+	faulty atomic.Bool
 }
 
 var _ tcpipstack.LinkEndpoint = (*tap)(nil)
@@ -121,25 +126,36 @@ func newTap(lower tcpipstack.LinkEndpoint, h *Host) *tap {
 // DeliverNetworkPacket implements stack.NetworkDispatcher: an inbound packet.
 func (t *tap) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *tcpipstack.PacketBuffer) {
 	if proto == header.IPv4ProtocolNumber {
-		t.observe(pkt, false)
+		_ = t.observe(pkt, false)
 	}
 	t.Endpoint.DeliverNetworkPacket(proto, pkt)
 }
 
 // WritePackets implements stack.LinkEndpoint: outbound packets.
 func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
+	faulty := t.faulty.Load()
+	var flags []string
 	for _, pkt := range pkts.AsSlice() {
+		f := ""
 		if pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber {
-			t.observe(pkt, true)
+			f = t.observe(pkt, true)
 		}
+		if faulty {
+			flags = append(flags, f)
+		}
+	}
+	if faulty {
+		return t.writeWithFaults(pkts, flags)
 	}
 	return t.Endpoint.WritePackets(pkts)
 }
 
-func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) {
+// observe traces one packet and returns its TCP flags ("" if not TCP or
+// not traced).
+func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) string {
 	h := t.host
 	if h.rec == nil || h.closing.Load() {
-		return
+		return ""
 	}
 	n := headLen
 	if h.keep {
@@ -148,13 +164,14 @@ func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) {
 	b, total := packetHead(pkt, n)
 	s, ok := parseSegment(b, total)
 	if !ok {
-		return
+		return ""
 	}
 	var packet []byte
 	if h.keep {
 		packet = b
 	}
 	h.onSegment(&s, out, packet)
+	return s.Flags()
 }
 
 func (s *segment) String() string {

@@ -298,7 +298,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			lab.Trace.Subscribe(func(e trace.Event) { j.Write(e) })
 		}
 	}
-	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace}
+	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
 	kernel := f.kernel
 	if kernel == "" {
 		kernel = s.Kernel

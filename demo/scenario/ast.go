@@ -86,6 +86,15 @@ type WaitQuiet struct {
 	D time.Duration
 }
 
+// Wire injects a fault: hold, release, or drop.
+type Wire struct {
+	base
+	Op    string // hold release drop
+	Host  string // drop: whose segments
+	Flags string // drop: which segments
+	Count int    // drop: how many (default 1)
+}
+
 // Note adds free text to the trace.
 type Note struct {
 	base

@@ -23,7 +23,7 @@ func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 // suggest the nearest one.
 var (
 	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep"}
-	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config"}
+	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire"}
 	hosts     = []string{"client", "server"}
 	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
 	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
@@ -95,7 +95,7 @@ func (p *lineParser) pos() Pos {
 		return Pos{p.name, p.ln, 1}
 	}
 	last := p.toks[len(p.toks)-1]
-	return Pos{p.name, p.ln, last.col + len(last.text) + 1}
+	return Pos{p.name, p.ln, last.col + len(last.text)}
 }
 
 func (p *lineParser) errorf(format string, args ...any) error {
@@ -206,6 +206,26 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 		if p.more() {
 			if w.D, err = p.duration("how long the wire must be quiet"); err != nil {
 				return nil, err
+			}
+		}
+		return w, p.end()
+	case "wire":
+		w := &Wire{Count: 1}
+		w.set(start, p.text)
+		if w.Op, err = p.want("a fault", []string{"hold", "release", "drop"}); err != nil {
+			return nil, err
+		}
+		if w.Op == "drop" {
+			if w.Host, err = p.want("whose segments to drop", hosts); err != nil {
+				return nil, err
+			}
+			if w.Flags, err = p.flags(); err != nil {
+				return nil, err
+			}
+			if p.accept("count") {
+				if w.Count, err = p.number("a count"); err != nil {
+					return nil, err
+				}
 			}
 		}
 		return w, p.end()
@@ -366,10 +386,11 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 			if c.On, err = p.ident("the socket to use"); err != nil {
 				return nil, err
 			}
-		case p.accept("as"):
+		case p.peek() == "as":
 			if op != "listen" && op != "connect" && op != "accept" {
 				return nil, p.errorf("only listen, connect and accept create a socket to name with \"as\"")
 			}
+			p.i++
 			if c.As, err = p.ident("a name for the new socket"); err != nil {
 				return nil, err
 			}
@@ -458,6 +479,10 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 					return nil, p.errorf("\"before\" needs a segment: HOST sent|received FLAGS")
 				}
 				e.Before = b
+			case p.accept("on"):
+				if e.On, err = p.ident("the socket"); err != nil {
+					return nil, err
+				}
 			default:
 				return nil, p.errorf("unexpected %q (expected never, count N, reason ~ \"...\" or before ...)", p.toks[p.i].text)
 			}

@@ -19,6 +19,18 @@ import (
 type Lab struct {
 	Client, Server stack.Peer
 	Trace          *trace.Recorder
+	// Faults injects faults for "wire" steps; nil makes them fail.
+	Faults Faults
+}
+
+// Faults injects faults on the wire (stack.Lab implements it).
+type Faults interface {
+	// Hold holds back what the hosts send until Release.
+	Hold()
+	// Release sends what was held, in order.
+	Release()
+	// Drop drops the next n segments host sends whose flags match.
+	Drop(host string, n int, match func(flags string) bool, what string) error
 }
 
 // Options tune a run. The zero value is a sane default.
@@ -173,6 +185,22 @@ func (r *runner) step(ctx context.Context, st Step) error {
 		return nil
 	case *Note:
 		r.note("client", s.Text)
+		return nil
+	case *Wire:
+		if r.lab.Faults == nil {
+			return fmt.Errorf("this lab cannot inject faults")
+		}
+		switch s.Op {
+		case "hold":
+			r.note("client", "wire: holding every segment from now on")
+			r.lab.Faults.Hold()
+		case "release":
+			r.note("client", "wire: releasing the held segments")
+			r.lab.Faults.Release()
+		case "drop":
+			flags := s.Flags
+			return r.lab.Faults.Drop(s.Host, s.Count, func(f string) bool { return FlagsMatch(flags, f) }, s.String())
+		}
 		return nil
 	case *Expect:
 		r.settle(ctx)

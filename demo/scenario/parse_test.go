@@ -1,0 +1,200 @@
+package scenario
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEveryConstruct(t *testing.T) {
+	src := `# demo: every construct
+#
+# Second paragraph.
+config timewait 2s
+config finwait2 3s
+config kernel server
+server listen 9527 backlog 4 as L
+client connect server:9527 from 40000 as c
+server accept on L as s
+client write "a \"quoted\" b" on c
+client write 100 bytes
+server read 10 on s expect 10 bytes
+server read all expect "x"
+server read expect EOF
+server read expect error ECONNRESET
+client shutdown wr
+client shutdown rd
+client shutdown rdwr
+client set linger 0
+client set linger off
+client set nodelay on
+client set sndbuf 4096
+client set rcvbuf 8192
+client close expect ok
+server close on L
+server sleep 5s
+sleep 100ms
+wait quiet
+wait quiet 50ms
+note "hello"
+wire hold
+wire release
+wire drop client F. count 2
+expect client sent R. reason ~ "after close" before server received R.
+expect client received F count 1 on c
+expect server sent F never
+expect client state TIME-WAIT never
+expect client state CLOSING
+expect server final CLOSED on s
+expect server buffer rcv 3
+`
+	s, err := Parse("demo.lab", strings.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "demo" || s.TimeWait != 2*time.Second || s.FinWait2 != 3*time.Second || s.Kernel != "server" {
+		t.Errorf("script settings = %q %v %v %q", s.Name, s.TimeWait, s.FinWait2, s.Kernel)
+	}
+	if want := "demo: every construct\n\nSecond paragraph."; s.Doc != want {
+		t.Errorf("Doc = %q, want %q", s.Doc, want)
+	}
+	if got, want := len(s.Steps), 34; got != want {
+		t.Fatalf("len(Steps) = %d, want %d", got, want)
+	}
+	c := s.Steps[1].(*Call)
+	if c.Op != "connect" || c.Port != 9527 || c.From != 40000 || c.As != "c" {
+		t.Errorf("connect = %+v", c)
+	}
+	w := s.Steps[3].(*Call)
+	if string(w.Data) != `a "quoted" b` || w.On != "c" {
+		t.Errorf("write = %q on %q", w.Data, w.On)
+	}
+	if w := s.Steps[4].(*Call); len(w.Data) != 100 {
+		t.Errorf("write 100 bytes wrote %d", len(w.Data))
+	}
+	if r := s.Steps[5].(*Call); r.N != 10 || r.Expect == nil || r.Expect.Bytes != 10 {
+		t.Errorf("read 10 = %+v", r)
+	}
+	if r := s.Steps[6].(*Call); !r.All || r.Expect.Data == nil || *r.Expect.Data != "x" {
+		t.Errorf("read all = %+v", r)
+	}
+	if r := s.Steps[8].(*Call); r.Expect.Errno != "ECONNRESET" {
+		t.Errorf("read expect error = %+v", r.Expect)
+	}
+	if sl := s.Steps[19].(*Sleep); sl.Host != "server" || sl.D != 5*time.Second {
+		t.Errorf("sleep = %+v", sl)
+	}
+	if wq := s.Steps[22].(*WaitQuiet); wq.D != 50*time.Millisecond {
+		t.Errorf("wait quiet = %v", wq.D)
+	}
+	if wd := s.Steps[26].(*Wire); wd.Op != "drop" || wd.Host != "client" || wd.Flags != "F." || wd.Count != 2 {
+		t.Errorf("wire drop = %+v", wd)
+	}
+	e := s.Steps[27].(*Expect)
+	if e.Host != "client" || e.What != "sent" || e.Flags != "R." || e.Reason != "after close" || e.Before == nil || e.Before.What != "received" {
+		t.Errorf("expect = %+v", e)
+	}
+	if e := s.Steps[28].(*Expect); e.Count != 1 || e.On != "c" {
+		t.Errorf("expect count = %+v", e)
+	}
+	if e := s.Steps[33].(*Expect); e.Queue != "rcv" || e.Bytes != 3 {
+		t.Errorf("expect buffer = %+v", e)
+	}
+	if got := s.Steps[27].Position().String(); got != "demo.lab:34:1" {
+		t.Errorf("Position = %s", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
+		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire), found "clinet"; did you mean "client"?`},
+		{"server listen", `x.lab:1:14: expected a port (a number)`},
+		{"server listen 70000", `x.lab:1:15: port 70000 out of range 1-65535`},
+		{"client connect 9527", `x.lab:1:16: expected where to connect as HOST:PORT (e.g. server:9527), found "9527"`},
+		{"client connect client:1", `x.lab:1:16: client cannot connect to itself; connect to server:1`},
+		{"client write \"abc", `x.lab:1:14: unterminated string: missing closing "`},
+		{"client shutdown both", `x.lab:1:17: expected a direction (rd, wr, rdwr), found "both"`},
+		{"server read expect maybe", `x.lab:1:20: expected an outcome (EOF, ok, error), found "maybe"`},
+		{"server read expect error ECONNREST", `x.lab:1:26: expected an error name (ECONNRESET, EPIPE, ECONNREFUSED, ECONNABORTED, ENOTCONN, ETIMEDOUT, EADDRINUSE, EINVAL, EAGAIN), found "ECONNREST"; did you mean "ECONNRESET"?`},
+		{"expect client state TIME_WAIT", `x.lab:1:21: expected a TCP state (CLOSED, LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT), found "TIME_WAIT"; did you mean "TIME-WAIT"?`},
+		{"expect client sent X", `x.lab:1:20: bad TCP flags "X": use the letters S F P R U E W and . for ACK`},
+		{"expect client sent R reason \"x\" extra", `x.lab:1:33: unexpected "extra" (expected never, count N, reason ~ "..." or before ...)`},
+		{"sleep forever", `x.lab:1:7: expected how long to sleep (a duration such as 5s or 200ms), found "forever"`},
+		{"client set linger maybe", `x.lab:1:19: expected linger off or seconds (e.g. 0), found "maybe"`},
+		{"client close now", `x.lab:1:14: unexpected "now" (expected on NAME, as NAME or expect ...)`},
+		{"client close as x", `x.lab:1:14: only listen, connect and accept create a socket to name with "as"`},
+		{"config timewait", `x.lab:1:16: expected timewait (a duration such as 5s or 200ms)`},
+		{"wire cut", `x.lab:1:6: expected a fault (hold, release, drop), found "cut"`},
+		{"\n\n   server   explode", `x.lab:3:13: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "explode"`},
+	} {
+		_, err := Parse("x.lab", strings.NewReader(tc.src))
+		if err == nil {
+			t.Errorf("Parse(%q) = nil error, want %q", tc.src, tc.want)
+			continue
+		}
+		if err.Error() != tc.want {
+			t.Errorf("Parse(%q) error:\n got %s\nwant %s", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestFlagsMatch(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, flags string
+		want           bool
+	}{
+		{"R", "R", true}, {"R", "R.", true}, {"R.", "R", false},
+		{"F", "F.", true}, {"F", "FP.", true}, {"F.", "F.", true},
+		{".", ".", true}, {".", "P.", false}, {".", "F.", false},
+		{"P.", "P.", true}, {"P.", "FP.", false}, {"S", "S.", true}, {"S", "S", true},
+		{"S.", "S", false}, {"F", "R.", false},
+	} {
+		if got := FlagsMatch(tc.pattern, tc.flags); got != tc.want {
+			t.Errorf("FlagsMatch(%q, %q) = %v, want %v", tc.pattern, tc.flags, got, tc.want)
+		}
+	}
+}
+
+func TestCatalogueParses(t *testing.T) {
+	names := Names()
+	if len(names) < 12 || names[0] != "close" || names[1] != "shutdown" {
+		t.Fatalf("Names() = %v", names)
+	}
+	for _, n := range names {
+		s, err := Builtin(n)
+		if err != nil {
+			t.Errorf("Builtin(%q): %v", n, err)
+			continue
+		}
+		if !strings.HasPrefix(s.Doc, n+": ") {
+			t.Errorf("%s: doc must start with %q, got %q", n, n+": ", s.Doc)
+		}
+		if len(s.Doc) < 200 {
+			t.Errorf("%s: explanation too short (%d chars)", n, len(s.Doc))
+		}
+	}
+	if _, err := Builtin("clsoe"); err == nil || !strings.Contains(err.Error(), `did you mean "close"`) {
+		t.Errorf("Builtin(clsoe) = %v, want a suggestion", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, n := range Names() {
+		b, _ := Source(n)
+		f.Add(string(b))
+	}
+	f.Add("client write \"\\x00\" on c expect 3 bytes")
+	f.Fuzz(func(t *testing.T, src string) {
+		s, err := Parse("fuzz.lab", strings.NewReader(src))
+		if err != nil {
+			if _, ok := err.(*Error); !ok && !strings.Contains(err.Error(), "fuzz.lab") {
+				t.Fatalf("error without position: %v", err)
+			}
+			return
+		}
+		for _, st := range s.Steps {
+			_ = st.String()
+		}
+	})
+}
