@@ -63,7 +63,7 @@ type Conn struct {
 	dataAfterClose         bool // payload arrived after close()
 	dataAfterShutRD        bool // payload arrived after shutdown(SHUT_RD)
 	rstSent                bool
-	finSeq                 uint32
+	finSeq, finAck         uint32
 	finSent                bool
 	written, read          int
 }
@@ -136,7 +136,7 @@ func (c *Conn) sample() {
 }
 
 func (c *Conn) setStateLocked(st, text string) {
-	if st == c.state {
+	if st == c.state || c.h.closing.Load() {
 		return
 	}
 	from := c.state
@@ -166,7 +166,7 @@ func (c *Conn) setBuffers(snd, rcv int) {
 }
 
 func (c *Conn) setBuffersLocked(snd, rcv int) {
-	if snd == c.snd && rcv == c.rcv {
+	if (snd == c.snd && rcv == c.rcv) || c.h.closing.Load() {
 		return
 	}
 	c.snd, c.rcv = snd, rcv
@@ -193,7 +193,7 @@ func (c *Conn) noteOut(s *segment) {
 		c.rstSent = true
 		return
 	}
-	c.finSeq, c.finSent = s.seq+uint32(s.len), true
+	c.finSeq, c.finAck, c.finSent = s.seq+uint32(s.len), s.ack, true
 }
 
 // call records a socket call: it takes its place in the trace when the call

@@ -2,6 +2,8 @@ package stack
 
 import (
 	"fmt"
+	"math/rand"
+	randv2 "math/rand/v2"
 	"net/netip"
 
 	"github.com/tcplab/tcplab/stack/trace"
@@ -20,11 +22,22 @@ type Lab struct {
 // wall clock unless noTrace. The lab owns w: Close closes it.
 func NewLab(w Wire, cfg Config, noTrace bool) (*Lab, error) {
 	if cfg.Recorder == nil && !noTrace {
-		cfg.Recorder = trace.NewRecorder(nil)
+		cfg.Recorder = trace.NewRecorder(cfg.Clock)
 	}
+	return NewLabSeeded(w, cfg, nil)
+}
+
+// NewLabSeeded is NewLab with each host's randomness from seed(0) for the
+// client and seed(1) for the server; a nil seed keeps cfg's sources. The
+// trace is cfg.Recorder (nil: no trace).
+func NewLabSeeded(w Wire, cfg Config, seed func(host int) (rand.Source, *randv2.ChaCha8)) (*Lab, error) {
 	cl, sl := w.Links()
 	ccfg, scfg := cfg, cfg
 	ccfg.Name, scfg.Name = "client", "server"
+	if seed != nil {
+		ccfg.RandSource, ccfg.SecureRNG = seed(0)
+		scfg.RandSource, scfg.SecureRNG = seed(1)
+	}
 	client, err := NewHost(ccfg, cl)
 	if err != nil {
 		w.Close()
@@ -61,10 +74,14 @@ func (l *Lab) Hold() {
 	l.Server.Hold()
 }
 
-// Release sends what Hold held back: the client's packets first.
-func (l *Lab) Release() {
-	l.Client.Release()
-	l.Server.Release()
+// Release sends what host's link held back since Hold.
+func (l *Lab) Release(host string) error {
+	h, err := l.Host(host)
+	if err != nil {
+		return err
+	}
+	h.Release()
+	return nil
 }
 
 // Drop drops the next n segments host sends whose flags satisfy match.

@@ -28,6 +28,9 @@ func (h *Host) reason(c *Conn, s *segment) string {
 	defer c.mu.Unlock()
 	if !rst {
 		if c.finSent && s.seq+uint32(s.len) == c.finSeq {
+			if s.ack != c.finAck && c.state == "CLOSING" {
+				return "FIN sent again (" + c.finCause + ") to acknowledge the peer's crossing FIN: simultaneous close"
+			}
 			return "retransmitted FIN (" + c.finCause + "): the first was not acknowledged in time"
 		}
 		switch c.finCause {

@@ -92,6 +92,8 @@ type runFlags struct {
 	pcap     string
 	timeout  time.Duration
 	kernel   string
+	realtime bool
+	seed     uint64
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {
@@ -105,6 +107,8 @@ func (f *runFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.svg, "svg", "", "also write the ladder diagram as SVG to this file")
 	fl.StringVar(&f.pcap, "pcap", "", "also write every packet both hosts saw to this pcapng file")
 	fl.DurationVar(&f.timeout, "step-timeout", 10*time.Second, "give up on a blocking call after this long")
+	fl.BoolVar(&f.realtime, "realtime", false, "on the memory wire, run on the wall clock instead of virtual time")
+	fl.Uint64Var(&f.seed, "seed", 1, "on the memory wire, the seed for ISNs and ports (same seed, same trace)")
 	fl.StringVar(&f.kernel, "kernel", "", "put a real Linux kernel socket on this side: client or server (TUN wire only)")
 }
 
@@ -213,22 +217,34 @@ func load(arg string) (*scenario.Script, error) {
 	return s, nil
 }
 
-// newLab builds a lab on the chosen wire for script s.
-func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keepPackets bool) (*stack.Lab, error) {
+// newLab builds a lab on the chosen wire for script s, and the runner
+// options that go with its clock.
+func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keepPackets bool) (*stack.Lab, scenario.Options, error) {
+	opt := scenario.Options{StepTimeout: f.timeout}
+	hc := stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: keepPackets}
+	if f.wire == "memory" {
+		lab, w, err := memwire.NewLab(memwire.LabConfig{Host: hc, Wire: memwire.Config{MTU: f.mtu}, RealTime: f.realtime, Seed: f.seed})
+		if err != nil {
+			return nil, opt, err
+		}
+		if !f.realtime {
+			opt.Sleep, opt.Settle = w.Sleep, w.Settle
+		}
+		return lab, opt, nil
+	}
 	var w stack.Wire
 	switch f.wire {
-	case "memory":
-		w = memwire.New(memwire.Config{MTU: f.mtu})
 	case "tun":
 		if env.NewTUN == nil {
-			return nil, errors.New("the TUN wire is not available in this build; use --wire memory")
+			return nil, opt, errors.New("the TUN wire is not available in this build; use --wire memory")
 		}
 		var err error
 		if w, err = env.NewTUN(ctx, f.mtu); err != nil {
-			return nil, err
+			return nil, opt, err
 		}
 	}
-	return stack.NewLab(w, stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: keepPackets}, false)
+	lab, err := stack.NewLab(w, hc, false)
+	return lab, opt, err
 }
 
 // watch cancels ctx on SIGINT/SIGTERM so that a run tears its lab down.
@@ -279,7 +295,7 @@ var errSilent = errors.New("expectations failed")
 
 // runOne runs s on a fresh lab, streaming its trace to stdout when stream.
 func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stream bool) (*scenario.Result, []trace.Event, error) {
-	lab, err := newLab(ctx, env, f, s, f.pcap != "")
+	lab, opt, err := newLab(ctx, env, f, s, f.pcap != "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -321,7 +337,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			sl.Server = kp
 		}
 	}
-	res := scenario.Run(ctx, s, sl, scenario.Options{StepTimeout: f.timeout})
+	res := scenario.Run(ctx, s, sl, opt)
 	events := lab.Trace.Events()
 	if stream && f.format == "ladder" {
 		if err := ladder(env.Stdout, events); err != nil {

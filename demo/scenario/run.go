@@ -27,8 +27,8 @@ type Lab struct {
 type Faults interface {
 	// Hold holds back what the hosts send until Release.
 	Hold()
-	// Release sends what was held, in order.
-	Release()
+	// Release sends what host's link held, in order.
+	Release(host string) error
 	// Drop drops the next n segments host sends whose flags match.
 	Drop(host string, n int, match func(flags string) bool, what string) error
 }
@@ -43,6 +43,10 @@ type Options struct {
 	// Quiet is how long no segment may move before expectations are
 	// checked and "wait quiet" returns; 0 means 100 ms.
 	Quiet time.Duration
+	// Settle, if set, replaces the real-time quiet wait and also runs
+	// before every step: in virtual time the lab then moves only between
+	// steps, which makes runs reproducible.
+	Settle func(ctx context.Context)
 	// Step, if set, is called before each step runs (progress output).
 	Step func(s Step)
 }
@@ -121,6 +125,9 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		if opt.Step != nil {
 			opt.Step(st)
 		}
+		if opt.Settle != nil {
+			opt.Settle(ctx)
+		}
 		if err := r.step(ctx, st); err != nil {
 			r.stop(st, err.Error())
 			break
@@ -153,6 +160,10 @@ func (r *runner) note(host, text string) {
 // settle waits until no segment has moved for opt.Quiet (at most 5 s), so
 // that what a step set in motion is in the trace before it is checked.
 func (r *runner) settle(ctx context.Context) {
+	if r.opt.Settle != nil {
+		r.opt.Settle(ctx)
+		return
+	}
 	if r.lab.Trace.Len() == r.settled {
 		return // nothing happened since the wire was last quiet
 	}
@@ -195,8 +206,14 @@ func (r *runner) step(ctx context.Context, st Step) error {
 			r.note("client", "wire: holding every segment from now on")
 			r.lab.Faults.Hold()
 		case "release":
-			r.note("client", "wire: releasing the held segments")
-			r.lab.Faults.Release()
+			r.note("client", "wire: releasing the held segments, the client's first")
+			if err := r.lab.Faults.Release("client"); err != nil {
+				return err
+			}
+			if r.opt.Settle != nil {
+				r.opt.Settle(ctx) // one host at a time, in a reproducible order
+			}
+			return r.lab.Faults.Release("server")
 		case "drop":
 			flags := s.Flags
 			return r.lab.Faults.Drop(s.Host, s.Count, func(f string) bool { return FlagsMatch(flags, f) }, s.String())

@@ -1,18 +1,30 @@
 // Package memwire provides an in-memory stack.Wire: two gVisor channel link
-// endpoints joined in-process by two pump goroutines. It needs no
-// privileges and no kernel, so unit tests and unprivileged runs use it; the
-// real default wire is the TUN pair in package tun.
+// endpoints joined in-process. It needs no privileges and no kernel, so
+// unit tests and unprivileged runs use it; the real default wire is the TUN
+// pair in package tun.
+//
+// # Real and virtual time
+//
+// By default two pump goroutines move packets as soon as they are sent. With
+// Config.Clock set, the wire runs the lab in virtual time instead: one
+// deliverer moves one packet at a time and waits until the lab is quiet
+// (nothing happened for Config.QuietWindow of real time) before the next, and
+// Sleep advances the virtual clock one timer deadline at a time, letting the
+// stacks react to each. Runs with the same seed then produce the same trace,
+// and a 60 s TIME-WAIT takes milliseconds.
 //
 // # Cost
 //
 // Each packet is copied once (flattened out of the sender's packet buffer
-// into a fresh one for the receiver), as it would be by a real link.
+// into a fresh one for the receiver), as a real link would. In virtual time
+// each delivery also costs two quiet windows of real time.
 package memwire
 
 import (
 	"context"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -20,6 +32,7 @@ import (
 	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/vclock"
 )
 
 // Config configures a Wire. Zero values are defaults.
@@ -28,6 +41,16 @@ type Config struct {
 	MTU int
 	// QueueLen is each direction's packet queue; 0 means 1024.
 	QueueLen int
+	// Clock, if set, runs the wire in virtual time on this clock (the
+	// hosts must use it too).
+	Clock *vclock.Clock
+	// Activity, in virtual time, returns a number that changes whenever
+	// something happens in the lab (e.g. trace.Recorder.Len); the wire
+	// counts its own packets too.
+	Activity func() int
+	// QuietWindow, in virtual time, is how long in real time nothing may
+	// happen for the lab to count as quiet; 0 means 3 ms.
+	QuietWindow time.Duration
 }
 
 // Addresses of the hosts on the in-memory wire: one shared /24.
@@ -38,21 +61,29 @@ var (
 
 // Wire is an in-memory wire between a client and a server host.
 type Wire struct {
+	cfg            Config
 	client, server *channel.Endpoint
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	// Filter, if set before the hosts start, sees every packet on the
-	// wire (fromClient tells the direction) and drops it by returning
-	// false. It is the hook for fault injection.
-	Filter func(fromClient bool, pkt []byte) bool
+	// Virtual time: packets sent and not yet delivered, in send order.
+	mu       sync.Mutex
+	queue    []packet
+	moved    int // packets queued or delivered so far (activity)
+	inflight bool
+	kick     chan struct{}
+}
+
+type packet struct {
+	b          []byte
+	fromClient bool
 }
 
 var _ stack.Wire = (*Wire)(nil)
 
-// New returns a running in-memory wire. Close stops its pumps.
+// New returns a running in-memory wire. Close stops its goroutines.
 func New(cfg Config) *Wire {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
@@ -60,20 +91,30 @@ func New(cfg Config) *Wire {
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = 1024
 	}
+	if cfg.QuietWindow == 0 {
+		cfg.QuietWindow = 3 * time.Millisecond
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Wire{
+		cfg:    cfg,
 		client: channel.New(cfg.QueueLen, uint32(cfg.MTU), ""),
 		server: channel.New(cfg.QueueLen, uint32(cfg.MTU), ""),
 		cancel: cancel,
+		kick:   make(chan struct{}, 1),
 	}
 	w.wg.Add(2)
-	go w.pump(ctx, w.client, w.server, true)
-	go w.pump(ctx, w.server, w.client, false)
+	go w.pump(ctx, w.client, true)
+	go w.pump(ctx, w.server, false)
+	if cfg.Clock != nil {
+		w.wg.Add(1)
+		go w.deliverer(ctx)
+	}
 	return w
 }
 
-// pump moves packets written by from's host into to's host.
-func (w *Wire) pump(ctx context.Context, from, to *channel.Endpoint, fromClient bool) {
+// pump takes the packets from's host sends, and delivers them at once or,
+// in virtual time, queues them for the deliverer.
+func (w *Wire) pump(ctx context.Context, from *channel.Endpoint, fromClient bool) {
 	defer w.wg.Done()
 	for {
 		pkt := from.ReadContext(ctx)
@@ -84,13 +125,130 @@ func (w *Wire) pump(ctx context.Context, from, to *channel.Endpoint, fromClient 
 		pkt.DecRef()
 		b := append([]byte(nil), v.AsSlice()...)
 		v.Release()
-		if f := w.Filter; f != nil && !f(fromClient, b) {
+		if w.cfg.Clock == nil {
+			w.deliver(packet{b, fromClient})
 			continue
 		}
-		np := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-		to.InjectInbound(header.IPv4ProtocolNumber, np)
-		np.DecRef()
+		w.mu.Lock()
+		w.queue = append(w.queue, packet{b, fromClient})
+		w.moved++
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
 	}
+}
+
+func (w *Wire) deliver(p packet) {
+	to := w.server
+	if !p.fromClient {
+		to = w.client
+	}
+	np := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(p.b)})
+	to.InjectInbound(header.IPv4ProtocolNumber, np)
+	np.DecRef()
+}
+
+// deliverer moves queued packets one at a time in virtual time, letting
+// the receiver finish reacting to each before the next.
+func (w *Wire) deliverer(ctx context.Context) {
+	defer w.wg.Done()
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.inflight = false
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.kick:
+			}
+			continue
+		}
+		w.inflight = true
+		w.mu.Unlock()
+		// Let the sender finish what it is doing (e.g. a write() recording
+		// its result) before the receiver reacts: it keeps the order of
+		// the trace the same from run to run.
+		w.waitQuiet(ctx, false)
+		w.mu.Lock()
+		p := w.queue[0]
+		w.queue = w.queue[1:]
+		w.moved++
+		w.mu.Unlock()
+		w.deliver(p)
+		w.waitQuiet(ctx, false)
+	}
+}
+
+// activity returns a number that changes whenever the lab does something.
+func (w *Wire) activity() int {
+	w.mu.Lock()
+	n := w.moved
+	w.mu.Unlock()
+	if w.cfg.Activity != nil {
+		n += w.cfg.Activity() << 20
+	}
+	return n
+}
+
+// waitQuiet returns once nothing has happened for a quiet window; with
+// empty, also only once no packet is queued or being delivered.
+func (w *Wire) waitQuiet(ctx context.Context, empty bool) {
+	last, since := w.activity(), time.Now()
+	tick := w.cfg.QuietWindow / 3
+	for ctx.Err() == nil {
+		time.Sleep(tick)
+		a := w.activity()
+		busy := w.cfg.Clock.Busy()
+		if empty {
+			w.mu.Lock()
+			busy = busy || len(w.queue) > 0 || w.inflight
+			w.mu.Unlock()
+		}
+		if a != last || busy {
+			last, since = a, time.Now()
+			continue
+		}
+		if time.Since(since) >= w.cfg.QuietWindow {
+			return
+		}
+	}
+}
+
+// Settle waits until the lab is quiet: nothing queued, nothing being
+// delivered, nothing happening. In real time (no Clock) it returns at once.
+func (w *Wire) Settle(ctx context.Context) {
+	if w.cfg.Clock == nil {
+		return
+	}
+	w.waitQuiet(ctx, true)
+}
+
+// Sleep lets d of virtual time pass: it fires each timer due within d at
+// its deadline and lets the lab settle after each. Without a Clock it sleeps
+// in real time.
+func (w *Wire) Sleep(ctx context.Context, d time.Duration) error {
+	c := w.cfg.Clock
+	if c == nil {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w.Settle(ctx)
+	until := c.Now().Add(d)
+	for c.FireNext(until) {
+		w.Settle(ctx)
+	}
+	c.Set(until)
+	w.Settle(ctx)
+	return ctx.Err()
 }
 
 // Links implements stack.Wire.
@@ -102,7 +260,7 @@ func (w *Wire) Links() (client, server stack.Link) {
 // Kind implements stack.Wire.
 func (w *Wire) Kind() string { return "memory" }
 
-// Close implements stack.Wire: it stops both pumps and waits for them.
+// Close implements stack.Wire: it stops the goroutines and waits for them.
 func (w *Wire) Close() error {
 	w.once.Do(func() {
 		w.cancel()
