@@ -1,0 +1,301 @@
+package pcapng
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/memwire"
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// settle waits until the trace stops growing.
+func settle(lab *stack.Lab) {
+	n, quiet := lab.Trace.Len(), 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && quiet < 4; {
+		time.Sleep(10 * time.Millisecond)
+		if m := lab.Trace.Len(); m == n {
+			quiet++
+		} else {
+			n, quiet = m, 0
+		}
+	}
+}
+
+// closeTrace runs the close experiment on the in-memory wire (see
+// demo/render's tests): connect, "aaa", client close, server answers
+// "Hi, aaa", the client resets.
+func closeTrace(t testing.TB, keep bool) []trace.Event {
+	t.Helper()
+	lab, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{KeepPackets: keep}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := lab.Server.Listen(9527, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := lab.Client.Dial(ctx, lab.ServerAddr(9527))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(lab)
+	if _, err := cc.Write(ctx, []byte("aaa")); err != nil {
+		t.Fatal(err)
+	}
+	settle(lab)
+	buf := make([]byte, 64)
+	if n, err := sc.Read(ctx, buf); err != nil || string(buf[:n]) != "aaa" {
+		t.Fatalf("server Read = %q, %v; want aaa", buf[:n], err)
+	}
+	cc.Close()
+	settle(lab)
+	if _, err := sc.Write(ctx, []byte("Hi, aaa")); err != nil {
+		t.Fatalf("server Write: %v", err)
+	}
+	settle(lab)
+	sc.Read(ctx, buf)
+	settle(lab)
+	return lab.Trace.Events()
+}
+
+// withPacket counts the segment events that carry packet bytes.
+func withPacket(events []trace.Event) int {
+	n := 0
+	for _, e := range events {
+		if e.Kind == trace.Segment && len(e.Packet) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestWriteReadBack(t *testing.T) {
+	events := closeTrace(t, true)
+	want := withPacket(events)
+	if want == 0 {
+		t.Fatal("trace has no packet bytes")
+	}
+	var b bytes.Buffer
+	n, err := Write(&b, events, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != want {
+		t.Errorf("Write = %d packets, want %d", n, want)
+	}
+
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var comments []string
+	perIntf := map[int]int{}
+	for {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) < 40 || data[0]>>4 != 4 {
+			t.Errorf("packet %d is not an IPv4 packet: % x", len(comments), data[:min(len(data), 20)])
+		}
+		if ci.Timestamp.Year() != 1970 {
+			t.Errorf("packet time %v, want near the Unix epoch", ci.Timestamp)
+		}
+		perIntf[ci.InterfaceIndex]++
+		if len(opts.Comments) != 1 || opts.Comments[0] == "" {
+			t.Errorf("packet %d has comments %q, want one", len(comments), opts.Comments)
+		}
+		comments = append(comments, strings.Join(opts.Comments, "|"))
+	}
+	if len(comments) != want {
+		t.Fatalf("read back %d packets, want %d", len(comments), want)
+	}
+	if r.NInterfaces() != 2 {
+		t.Fatalf("%d interfaces, want 2", r.NInterfaces())
+	}
+	for i, name := range []string{"client", "server"} {
+		intf, err := r.Interface(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if intf.Name != name || intf.LinkType != layers.LinkTypeRaw {
+			t.Errorf("interface %d = %q link type %v, want %q raw", i, intf.Name, intf.LinkType, name)
+		}
+		if perIntf[i] != want/2 {
+			t.Errorf("interface %s has %d packets, want %d (every segment once per host)", name, perIntf[i], want/2)
+		}
+	}
+
+	all := strings.Join(comments, "\n")
+	t.Logf("comments:\n%s", all)
+	for _, w := range []string{
+		"client out [F.] state FIN-WAIT-1; reason: close()",
+		"server in [F.] state ESTABLISHED -> CLOSE-WAIT; reason: close()",
+		"client out [R.] state FIN-WAIT-2; reason: data arrived in FIN-WAIT-2",
+		"server in [R.] state CLOSE-WAIT -> CLOSED; reason: data arrived",
+		"server in [S] state LISTEN -> SYN-RECEIVED",
+		"client in [S.] state SYN-SENT -> ESTABLISHED",
+	} {
+		if !strings.Contains(all, w) {
+			t.Errorf("no comment contains %q", w)
+		}
+	}
+
+	// The same trace gives the same bytes.
+	var again bytes.Buffer
+	if _, err := Write(&again, events, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Bytes(), b.Bytes()) {
+		t.Error("two writes of one trace differ")
+	}
+
+	t.Run("tshark", func(t *testing.T) {
+		tshark, err := exec.LookPath("tshark")
+		if err != nil {
+			t.Skip("tshark is not installed (apt-get install tshark); skipping the Wireshark read-back")
+		}
+		path := filepath.Join(t.TempDir(), "close.pcapng")
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Wireshark 3.6 renamed pkt_comment to frame.comment.
+		field := "frame.comment"
+		if fields, err := exec.Command(tshark, "-G", "fields").Output(); err == nil &&
+			!bytes.Contains(fields, []byte("\tframe.comment\t")) && bytes.Contains(fields, []byte("\tpkt_comment\t")) {
+			field = "pkt_comment"
+		}
+		cmd := exec.Command(tshark, "-r", path, "-T", "fields", "-E", "separator=|", "-e", "frame.interface_name", "-e", "tcp.flags.str", "-e", field)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark: %v\n%s", err, stderr.String())
+		}
+		lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+		if len(lines) != want {
+			t.Fatalf("tshark read %d packets, want %d:\n%s", len(lines), want, out)
+		}
+		sawFin, sawRst := false, false
+		for _, line := range lines {
+			f := strings.SplitN(line, "|", 3)
+			if len(f) != 3 || f[1] == "" || f[2] == "" {
+				t.Errorf("tshark line %q lacks flags or comment", line)
+				continue
+			}
+			if f[0] != "client" && f[0] != "server" {
+				t.Errorf("tshark line %q: interface %q", line, f[0])
+			}
+			if !strings.HasPrefix(f[2], f[0]+" ") {
+				t.Errorf("tshark line %q: comment not of host %s", line, f[0])
+			}
+			sawFin = sawFin || strings.Contains(f[1], "F") && strings.Contains(f[2], "reason: close()")
+			sawRst = sawRst || strings.Contains(f[1], "R") && strings.Contains(f[2], "reason: data arrived")
+		}
+		if !sawFin || !sawRst {
+			t.Errorf("tshark output lacks the FIN or RST with its reason:\n%s", out)
+		}
+	})
+}
+
+func TestWriteOnly(t *testing.T) {
+	events := closeTrace(t, true)
+	var b bytes.Buffer
+	n, err := Write(&b, events, Options{Only: "server"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := withPacket(events) / 2; n != want {
+		t.Errorf("Write(Only server) = %d packets, want %d", n, want)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, ci, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.InterfaceIndex != 0 || !strings.HasPrefix(opts.Comments[0], "server ") {
+			t.Errorf("packet on interface %d with comment %q, want the server's", ci.InterfaceIndex, opts.Comments)
+		}
+	}
+	if intf, err := r.Interface(0); err != nil || intf.Name != "server" || r.NInterfaces() != 1 {
+		t.Errorf("interfaces: %d, first %q %v; want server alone", r.NInterfaces(), intf.Name, err)
+	}
+}
+
+func TestWriteWithoutPackets(t *testing.T) {
+	events := closeTrace(t, false)
+	var b bytes.Buffer
+	n, err := Write(&b, events, Options{NoComments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("Write = %d packets for a trace without packet bytes, want 0", n)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("empty capture is not readable: %v", err)
+	}
+	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
+		t.Errorf("empty capture: ReadPacketData = %v, want EOF", err)
+	}
+}
+
+func TestWriteBaseAndNoComments(t *testing.T) {
+	events := closeTrace(t, true)
+	base := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	var b bytes.Buffer
+	if _, err := Write(&b, events, Options{Base: base, NoComments: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, e := range events {
+		if e.Kind != trace.Segment {
+			continue
+		}
+		_, ci, opts, err := r.ReadPacketDataWithOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := base.Add(e.T); !ci.Timestamp.Equal(want) {
+			t.Errorf("packet %d at %v, want %v", i, ci.Timestamp, want)
+		}
+		if len(opts.Comments) != 0 {
+			t.Errorf("packet %d has comments with NoComments", i)
+		}
+		i++
+	}
+}
