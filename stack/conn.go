@@ -41,6 +41,7 @@ func (h How) String() string {
 type Conn struct {
 	h        *Host
 	id       string
+	seq      int // creation order on the host
 	key      connKey
 	listener *Listener // set for passive opens until accepted
 
@@ -66,6 +67,7 @@ type Conn struct {
 	finSeq, finAck         uint32
 	finSent                bool
 	written, read          int
+	led                    wireLedger
 }
 
 // ID returns the connection's name in the trace ("c1", ...).
@@ -177,6 +179,10 @@ func (c *Conn) noteIn(s *segment) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastIn, c.haveIn = *s, true
+	c.led.in(s)
+	if s.flags&header.TCPFlagRst != 0 {
+		c.led.destroy(c.snd, c.rcv, "RST received")
+	}
 	if s.len > 0 {
 		c.dataAfterClose = c.dataAfterClose || c.closed
 		c.dataAfterShutRD = c.dataAfterShutRD || c.shutRD
@@ -184,13 +190,19 @@ func (c *Conn) noteIn(s *segment) {
 }
 
 func (c *Conn) noteOut(s *segment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.led.out(s)
 	if s.flags&(header.TCPFlagFin|header.TCPFlagRst) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if s.flags&header.TCPFlagRst != 0 {
 		c.rstSent = true
+		unread := c.rcv
+		if c.inCall != "" {
+			unread = c.unreadAtCall
+		}
+		c.led.destroy(c.snd, unread, "RST sent")
 		return
 	}
 	c.finSeq, c.finAck, c.finSent = s.seq+uint32(s.len), s.ack, true
@@ -452,16 +464,93 @@ func (c *Conn) SetReceiveBuffer(n int) error {
 	return nil
 }
 
-// Ledger counts a connection's bytes as the application sees them.
+// Ledger follows a connection's bytes, one direction each way, from the
+// application through the stack to the wire and back.
 type Ledger struct {
-	Written, Read int // bytes passed to write() and returned by read()
-	SndQueued     int // written but not yet acknowledged by the peer
-	RcvQueued     int // received but not yet read
+	Written   int // bytes passed to write() and accepted
+	SndQueued int // written but not yet acknowledged by the peer
+	Sent      int // highest byte put on the wire (retransmissions count once)
+	Acked     int // bytes the peer acknowledged
+	Received  int // bytes that arrived from the peer (in sequence order)
+	RcvQueued int // received but not yet read
+	Read      int // bytes returned by read()
+	// Discarded is set when a RST destroyed the connection: the bytes
+	// still queued at that moment, which no one will ever deliver.
+	Discarded *Discarded
+}
+
+// Discarded tells which bytes a reset destroyed.
+type Discarded struct {
+	By      string // "RST sent" or "RST received"
+	Unacked int    // in this side's send queue, never acknowledged
+	Unread  int    // in this side's receive queue, never read
 }
 
 // Ledger returns the connection's byte counts as last observed.
 func (c *Conn) Ledger() Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Ledger{Written: c.written, Read: c.read, SndQueued: c.snd, RcvQueued: c.rcv}
+	l := Ledger{Written: c.written, Read: c.read, SndQueued: c.snd, RcvQueued: c.rcv}
+	l.Sent, l.Acked, l.Received = c.led.counts()
+	if l.Acked > l.Written {
+		l.Acked = l.Written // the ACK of our FIN
+	}
+	if c.led.discarded != nil {
+		d := *c.led.discarded
+		l.Discarded = &d
+	}
+	return l
+}
+
+// wireLedger counts bytes from the sequence numbers seen by the tap.
+type wireLedger struct {
+	isnOut, isnIn         uint32
+	haveOut, haveIn       bool
+	sentEnd, ackEnd       uint32 // highest seq+len sent, highest ack received
+	rcvEnd                uint32 // highest seq+len received
+	hasSent, hasAck, hasR bool
+	discarded             *Discarded
+}
+
+func after(a, b uint32) bool { return int32(a-b) > 0 }
+
+func (w *wireLedger) out(s *segment) {
+	if s.flags&header.TCPFlagSyn != 0 {
+		w.isnOut, w.haveOut = s.seq, true
+		return
+	}
+	if end := s.seq + uint32(s.len); w.haveOut && s.len > 0 && (!w.hasSent || after(end, w.sentEnd)) {
+		w.sentEnd, w.hasSent = end, true
+	}
+}
+
+func (w *wireLedger) in(s *segment) {
+	if s.flags&header.TCPFlagSyn != 0 {
+		w.isnIn, w.haveIn = s.seq, true
+	}
+	if s.flags&header.TCPFlagAck != 0 && w.haveOut && (!w.hasAck || after(s.ack, w.ackEnd)) {
+		w.ackEnd, w.hasAck = s.ack, true
+	}
+	if end := s.seq + uint32(s.len); w.haveIn && s.len > 0 && (!w.hasR || after(end, w.rcvEnd)) {
+		w.rcvEnd, w.hasR = end, true
+	}
+}
+
+func (w *wireLedger) destroy(unacked, unread int, by string) {
+	if w.discarded == nil {
+		w.discarded = &Discarded{By: by, Unacked: unacked, Unread: unread}
+	}
+}
+
+func (w *wireLedger) counts() (sent, acked, received int) {
+	if w.hasSent {
+		sent = int(w.sentEnd - w.isnOut - 1)
+	}
+	if w.hasAck && after(w.ackEnd, w.isnOut+1) {
+		acked = int(w.ackEnd - w.isnOut - 1)
+	}
+	if w.hasR {
+		received = int(w.rcvEnd - w.isnIn - 1)
+	}
+	return
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,6 +159,18 @@ func (h *Host) Name() string { return h.name }
 // Addr returns the host's IPv4 address.
 func (h *Host) Addr() netip.Addr { return h.addr }
 
+// Conns returns the host's connections in the order they were created.
+func (h *Host) Conns() []*Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cs := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].seq < cs[j].seq })
+	return cs
+}
+
 // Stack returns the gVisor stack, for experiments beyond this API.
 func (h *Host) Stack() *tcpipstack.Stack { return h.s }
 
@@ -250,7 +263,7 @@ func (h *Host) lookup(s *segment, out bool) *Conn {
 
 func (h *Host) newConnLocked(key connKey, state string) *Conn {
 	h.nconn++
-	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state}
+	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), seq: h.nconn, key: key, state: state}
 	h.conns[key] = c
 	return c
 }

@@ -339,6 +339,18 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	}
 	res := scenario.Run(ctx, s, sl, opt)
 	events := lab.Trace.Events()
+	if stream && f.format == "text" {
+		var rows []render.LedgerRow
+		for _, h := range []*stack.Host{lab.Client, lab.Server} {
+			if kernel == h.Name() {
+				continue
+			}
+			for _, c := range h.Conns() {
+				rows = append(rows, render.LedgerRow{Host: h.Name(), Conn: c.ID(), Ledger: c.Ledger()})
+			}
+		}
+		render.Ledgers(env.Stdout, rows)
+	}
 	if stream && f.format == "ladder" {
 		if err := ladder(env.Stdout, events); err != nil {
 			return nil, nil, err
