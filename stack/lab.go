@@ -94,8 +94,11 @@ func (l *Lab) Drop(host string, n int, match func(flags string) bool, what strin
 	return nil
 }
 
-// Close stops both hosts, then the wire.
+// Close stops both hosts, then the wire. Neither host traces the
+// teardown (the aborts of connections still open).
 func (l *Lab) Close() error {
+	l.Client.closing.Store(true)
+	l.Server.closing.Store(true)
 	l.Client.Close()
 	l.Server.Close()
 	return l.Wire.Close()

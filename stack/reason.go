@@ -20,9 +20,9 @@ func (h *Host) reason(c *Conn, s *segment) string {
 		l := h.listeners[s.src.Port()]
 		h.mu.Unlock()
 		if l == nil {
-			return fmt.Sprintf("segment for no connection: nothing listens on port %d and no socket owns %v<->%v", s.src.Port(), s.src, s.dst)
+			return fmt.Sprintf("segment for no connection: nothing listens on port %d", s.src.Port())
 		}
-		return fmt.Sprintf("segment for no connection: no socket owns %v<->%v", s.src, s.dst)
+		return fmt.Sprintf("segment for no connection: no socket owns this 4-tuple on port %d", s.src.Port())
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

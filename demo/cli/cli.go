@@ -300,6 +300,11 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		return nil, nil, err
 	}
 	defer lab.Close()
+	if os.Getenv("TCPLAB_TEST_PANIC") == "after-setup" {
+		// Test hook: the end-to-end tests check that a panic leaves
+		// nothing behind.
+		panic("tcplab: TCPLAB_TEST_PANIC=after-setup")
+	}
 	if stream {
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())

@@ -40,12 +40,15 @@ type Options struct {
 	StepTimeout time.Duration
 	// Sleep waits for d on the lab's clock; nil means real time.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Quiet is how long no segment may move before expectations are
-	// checked and "wait quiet" returns; 0 means 100 ms.
+	// Quiet is how long nothing may happen in the lab before the next
+	// step runs (real time); 0 means 50 ms.
 	Quiet time.Duration
-	// Settle, if set, replaces the real-time quiet wait and also runs
-	// before every step: in virtual time the lab then moves only between
-	// steps, which makes runs reproducible.
+	// Settle, if set, replaces the real-time quiet wait (virtual time).
+	//
+	// Every step waits until the lab is quiet before it runs: what one
+	// step set in motion (segments, ACKs, state changes) has finished
+	// before the next begins. That makes runs reproducible in virtual time
+	// and makes the TUN and memory wires tell the same story.
 	Settle func(ctx context.Context)
 	// Step, if set, is called before each step runs (progress output).
 	Step func(s Step)
@@ -96,7 +99,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		opt.StepTimeout = 10 * time.Second
 	}
 	if opt.Quiet == 0 {
-		opt.Quiet = 100 * time.Millisecond
+		opt.Quiet = 50 * time.Millisecond
 	}
 	if opt.Sleep == nil {
 		opt.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -125,12 +128,13 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		if opt.Step != nil {
 			opt.Step(st)
 		}
-		if opt.Settle != nil {
-			opt.Settle(ctx)
-		}
+		r.settle(ctx)
 		if err := r.step(ctx, st); err != nil {
 			r.stop(st, err.Error())
 			break
+		}
+		if _, ok := st.(*Expect); !ok {
+			r.settled = -1 // the step may have set something in motion
 		}
 	}
 	r.settle(ctx)
@@ -157,15 +161,15 @@ func (r *runner) note(host, text string) {
 	r.lab.Trace.Emit(trace.Event{Host: host, Kind: trace.Note, Text: text})
 }
 
-// settle waits until no segment has moved for opt.Quiet (at most 5 s), so
-// that what a step set in motion is in the trace before it is checked.
+// settle waits until nothing has happened for opt.Quiet (at most 5 s), so
+// that what a step set in motion is in the trace before the next step.
 func (r *runner) settle(ctx context.Context) {
 	if r.opt.Settle != nil {
 		r.opt.Settle(ctx)
 		return
 	}
 	if r.lab.Trace.Len() == r.settled {
-		return // nothing happened since the wire was last quiet
+		return // only expectations ran since the lab was last quiet
 	}
 	defer func() { r.settled = r.lab.Trace.Len() }()
 	deadline := time.Now().Add(5 * time.Second)
@@ -210,9 +214,8 @@ func (r *runner) step(ctx context.Context, st Step) error {
 			if err := r.lab.Faults.Release("client"); err != nil {
 				return err
 			}
-			if r.opt.Settle != nil {
-				r.opt.Settle(ctx) // one host at a time, in a reproducible order
-			}
+			r.settled = -1
+			r.settle(ctx) // one host at a time, in a reproducible order
 			return r.lab.Faults.Release("server")
 		case "drop":
 			flags := s.Flags

@@ -13,8 +13,9 @@ import (
 
 // LabConfig configures NewLab.
 type LabConfig struct {
-	// Host is the configuration of both hosts. Its Clock, Recorder,
-	// RandSource, SecureRNG and PollInterval are set by NewLab.
+	// Host is the configuration of both hosts. Its Clock, RandSource,
+	// SecureRNG and PollInterval are set by NewLab, and its Recorder
+	// when nil (on the lab's clock).
 	Host stack.Config
 	// Wire configures the wire; its Clock and Activity are set by NewLab.
 	Wire Config
@@ -47,6 +48,9 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 			}
 			return rec.Len()
 		}
+	}
+	if hc.Recorder == nil {
+		hc.Recorder = trace.NewRecorder(nil)
 	}
 	var seed [32]byte
 	for i := range 8 {

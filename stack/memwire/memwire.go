@@ -51,6 +51,11 @@ type Config struct {
 	// QuietWindow, in virtual time, is how long in real time nothing may
 	// happen for the lab to count as quiet; 0 means 3 ms.
 	QuietWindow time.Duration
+	// Latency, in virtual time, is the one-way delay of the wire; 0 means
+	// 250 µs (about what the TUN path measures). Without it every RTT
+	// would be 0 and timers computed from RTTs (tail-loss probes) would
+	// fire at once.
+	Latency time.Duration
 }
 
 // Addresses of the hosts on the in-memory wire: one shared /24.
@@ -79,6 +84,7 @@ type Wire struct {
 type packet struct {
 	b          []byte
 	fromClient bool
+	at         time.Time // virtual time it was sent
 }
 
 var _ stack.Wire = (*Wire)(nil)
@@ -93,6 +99,9 @@ func New(cfg Config) *Wire {
 	}
 	if cfg.QuietWindow == 0 {
 		cfg.QuietWindow = 3 * time.Millisecond
+	}
+	if cfg.Latency == 0 {
+		cfg.Latency = 250 * time.Microsecond
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Wire{
@@ -126,11 +135,12 @@ func (w *Wire) pump(ctx context.Context, from *channel.Endpoint, fromClient bool
 		b := append([]byte(nil), v.AsSlice()...)
 		v.Release()
 		if w.cfg.Clock == nil {
-			w.deliver(packet{b, fromClient})
+			w.deliver(packet{b: b, fromClient: fromClient})
 			continue
 		}
+		p := packet{b: b, fromClient: fromClient, at: w.cfg.Clock.Now()}
 		w.mu.Lock()
-		w.queue = append(w.queue, packet{b, fromClient})
+		w.queue = append(w.queue, p)
 		w.moved++
 		w.mu.Unlock()
 		select {
@@ -174,6 +184,15 @@ func (w *Wire) deliverer(ctx context.Context) {
 		w.waitQuiet(ctx, false)
 		w.mu.Lock()
 		p := w.queue[0]
+		w.mu.Unlock()
+		// The packet spends the wire's latency in flight; timers due
+		// meanwhile fire first, each followed by the lab's reaction.
+		c, due := w.cfg.Clock, p.at.Add(w.cfg.Latency)
+		for c.FireNext(due) {
+			w.waitQuiet(ctx, false)
+		}
+		c.Set(due)
+		w.mu.Lock()
 		w.queue = w.queue[1:]
 		w.moved++
 		w.mu.Unlock()

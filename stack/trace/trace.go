@@ -150,6 +150,7 @@ type Recorder struct {
 	open     map[int]bool // indexes of calls begun but not ended
 	notified int          // events[:notified] have been given to subs
 	subs     []func(Event)
+	mirrors  []func(Event) (before, after []Event)
 }
 
 // NewRecorder returns a Recorder whose times count from now on clock. A nil
@@ -166,9 +167,33 @@ func NewRecorder(clock Clock) *Recorder {
 func (r *Recorder) Emit(e Event) Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var after []Event
+	for _, m := range r.mirrors {
+		before, a := m(e)
+		for _, b := range before {
+			r.appendLocked(b)
+		}
+		after = append(after, a...)
+	}
 	e = r.appendLocked(e)
+	for _, a := range after {
+		r.appendLocked(a)
+	}
 	r.flushLocked()
 	return e
+}
+
+// Mirror registers f, which Emit calls with every event, with the lock held,
+// before storing it: the events f returns in before are stored just ahead of
+// the event and those in after just behind it, each stamped as if emitted
+// then. It lets an observer that sees no packets itself (the kernel peer of
+// package tun/kernelpeer) record another host's segments as its own, in
+// their place. f must be quick and must not call the Recorder; call events
+// opened with Begin are not passed to it. Cost: one call per Emit.
+func (r *Recorder) Mirror(f func(e Event) (before, after []Event)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mirrors = append(r.mirrors, f)
 }
 
 func (r *Recorder) appendLocked(e Event) Event {
