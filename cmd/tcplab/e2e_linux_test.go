@@ -33,8 +33,8 @@ func needTUN(t *testing.T) {
 // event is one JSON line of `tcplab run --format json`.
 type event struct {
 	Host, Kind, Conn, Dir, Flags, Reason string
-	Call, Err, Data, From, To          string
-	Ret, Len                           int
+	Call, Err, Data, From, To            string
+	Ret, Len                             int
 }
 
 // runJSON runs the CLI in-process and returns its events and exit code.
