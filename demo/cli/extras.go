@@ -1,14 +1,37 @@
 package cli
 
 import (
-	"errors"
+	"bytes"
+	"fmt"
 	"io"
+	"os"
 
+	"github.com/tcplab/tcplab/demo/pcapng"
+	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
-var errNotYet = errors.New("not available yet")
+// ladder draws the terminal ladder, in colour when stdout is a terminal
+// and NO_COLOR is unset.
+func ladder(w io.Writer, events []trace.Event) error {
+	return render.Ladder(w, events, render.LadderOptions{Color: w == io.Writer(os.Stdout) && render.ColorWanted(os.Stdout)})
+}
 
-func ladder(w io.Writer, events []trace.Event) error            { return errNotYet }
-func svg(w io.Writer, events []trace.Event, title string) error { return errNotYet }
-func writePcap(path string, events []trace.Event) error         { return errNotYet }
+func svg(w io.Writer, events []trace.Event, title string) error {
+	return render.SVG(w, events, render.SVGOptions{Title: title})
+}
+
+// writePcap writes every packet both hosts saw to path as pcapng, with a
+// comment per packet (state, reason).
+func writePcap(path string, events []trace.Event) error {
+	var b bytes.Buffer
+	n, err := pcapng.Write(&b, events, pcapng.Options{Application: "tcplab"})
+	if err != nil {
+		return fmt.Errorf("write --pcap %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write --pcap: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "# wrote %d packets to %s (open with wireshark or tshark -r)\n", n, path)
+	return nil
+}
