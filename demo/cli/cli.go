@@ -35,7 +35,8 @@ type Env struct {
 	// "server") of a TUN wire, recording into rec. release frees it.
 	// Nil means --kernel is not available in this build.
 	NewKernelPeer func(w stack.Wire, side string, rec *trace.Recorder) (p stack.Peer, release func() error, err error)
-	// Stdout and Stderr default to the process's.
+	// Stdin, Stdout and Stderr default to the process's.
+	Stdin          *os.File
 	Stdout, Stderr io.Writer
 }
 
@@ -156,7 +157,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newChat(env))
 	return root
 }
 
