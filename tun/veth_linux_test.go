@@ -90,35 +90,3 @@ func TestIntegrationVethPairTCP(t *testing.T) {
 		t.Fatalf("received %d bytes (equal: %v), %v; sent %d", len(got), bytes.Equal(got, want), err, len(want))
 	}
 }
-
-// BenchmarkKernelVeth is the kernel yardstick: bulk TCP between two Linux
-// sockets across a veth pair, in 64 KiB writes.
-func BenchmarkKernelVeth(b *testing.B) {
-	for _, mtu := range []int{1500, 65000} {
-		b.Run(fmt.Sprintf("mtu=%d", mtu), func(b *testing.B) {
-			v := newVethPair(b, mtu)
-			left, right := connect(b, v)
-			drained := make(chan int64)
-			go func() {
-				n, _ := io.Copy(io.Discard, right)
-				drained <- n
-			}()
-			chunk := make([]byte, 64<<10)
-			b.SetBytes(int64(len(chunk)))
-			start := time.Now()
-			var sent int64
-			for b.Loop() {
-				n, err := left.Write(chunk)
-				sent += int64(n)
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			left.Close()
-			if got := <-drained; got != sent {
-				b.Fatalf("received %d of %d bytes", got, sent)
-			}
-			b.ReportMetric(float64(sent)*8/time.Since(start).Seconds()/1e9, "Gbit/s")
-		})
-	}
-}
