@@ -45,5 +45,5 @@
 //
 // NewVethPair joins two more private namespaces with a veth pair. It moves no
 // packets itself: it is the yardstick for kernel TCP between two Linux
-// sockets (see BenchmarkKernelVeth).
+// sockets (see BenchmarkBulk).
 package tun
