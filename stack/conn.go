@@ -64,6 +64,7 @@ type Conn struct {
 	dataAfterClose         bool // payload arrived after close()
 	dataAfterShutRD        bool // payload arrived after shutdown(SHUT_RD)
 	rstSent                bool
+	inWhileClosed          bool // the last segment arrived after the connection was gone
 	finSeq, finAck         uint32
 	finSent                bool
 	written, read          int
@@ -179,6 +180,7 @@ func (c *Conn) noteIn(s *segment) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastIn, c.haveIn = *s, true
+	c.inWhileClosed = c.state == "CLOSED" && c.prev != ""
 	c.led.in(s)
 	if s.flags&header.TCPFlagRst != 0 {
 		c.led.destroy(c.snd, c.rcv, "RST received")

@@ -48,6 +48,8 @@ func (h *Host) reason(c *Conn, s *segment) string {
 		before = c.prev
 	}
 	switch {
+	case c.inWhileClosed && !c.rstSent:
+		return fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", before)
 	case c.rstSent:
 		return fmt.Sprintf("segment for a connection this host already reset (was %s): no socket owns it", before)
 	case c.inCall == "close()" && c.lingerZero:
