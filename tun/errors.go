@@ -5,7 +5,7 @@ import "errors"
 var (
 	// ErrNeedRoot reports that the process lacks the privileges to create a
 	// network namespace (CAP_SYS_ADMIN) or TUN devices (CAP_NET_ADMIN).
-	ErrNeedRoot = errors.New("tun: needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN, to create a network namespace and TUN devices (run with sudo, or grant the capabilities: sudo setcap cap_sys_admin,cap_net_admin+ep ./tcplab)")
+	ErrNeedRoot = errors.New("tun: needs root / CAP_NET_ADMIN (plus CAP_SYS_ADMIN for the private network namespace) to create the lab's TUN devices; fix: run with sudo, or grant the capabilities: sudo setcap cap_sys_admin,cap_net_admin+ep ./tcplab; or use --wire memory, which needs no privileges")
 
 	// ErrNoTUN reports that the TUN driver is not available.
 	ErrNoTUN = errors.New("tun: /dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun")

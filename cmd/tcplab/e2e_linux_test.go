@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -287,4 +288,35 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 		})
 	}
 	assertNothingLeft(t)
+}
+
+// TestIntegrationPrivilegeAndDeviceErrors runs the binary without root and
+// without /dev/net/tun, and checks that each says what is wrong and how to
+// fix it.
+func TestIntegrationPrivilegeAndDeviceErrors(t *testing.T) {
+	needTUN(t)
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s (util-linux) not installed", tool)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "tcplab")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	os.Chmod(filepath.Dir(bin), 0o755)
+	for _, tc := range []struct {
+		name string
+		cmd  []string
+		want string
+	}{
+		{"not root", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "run", "close"}, "tun: needs root / CAP_NET_ADMIN"},
+		{"no /dev/net/tun", []string{"unshare", "-m", "sh", "-c", "mount -t tmpfs none /dev/net && exec " + bin + " run close"}, "tun: /dev/net/tun is missing"},
+	} {
+		out, err := exec.Command(tc.cmd[0], tc.cmd[1:]...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s: err %v, output %q; want exit 1 and %q", tc.name, err, out, tc.want)
+		}
+	}
 }
