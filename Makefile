@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/tcplab
 PKGS    := ./...
 
-.PHONY: all build demo test test-short race vet fmt bench fuzz golden clean
+.PHONY: all build demo test vet fmt bench fuzz golden figures clean
 
 all: build
 
@@ -21,8 +21,16 @@ test:
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 ## golden: rewrite golden files after an intended change (review the diff!)
+GOLDEN_PKGS := ./demo/scenario ./demo/render
 golden:
-	$(GO) test -count=1 $(PKGS) -update
+	$(GO) test -count=1 $(GOLDEN_PKGS) -update $(if $(wildcard demo/diff/*_test.go),&& $(GO) test -count=1 ./demo/diff -update)
+
+## figures: the README's SVG ladders of the two experiments (memory wire,
+## virtual time: the same picture every time)
+figures: build
+	mkdir -p demo/figures
+	./$(BIN) run close --wire memory --format json --svg demo/figures/close.svg >/dev/null
+	./$(BIN) run shutdown --wire memory --format json --svg demo/figures/shutdown.svg >/dev/null
 
 ## fuzz: fuzz the scenario parser for a while (FUZZTIME=10m for longer)
 FUZZTIME ?= 1m
