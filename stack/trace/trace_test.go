@@ -1,0 +1,72 @@
+package trace
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fixed is a clock that moves only when told.
+type fixed struct{ t time.Time }
+
+func (f *fixed) Now() time.Time { return f.t }
+
+func TestBeginEndKeepsCallOrderForSubscribers(t *testing.T) {
+	clk := &fixed{t: time.Unix(0, 0)}
+	r := NewRecorder(clk)
+	var seen []string
+	r.Subscribe(func(e Event) { seen = append(seen, e.Call+e.Flags) })
+	p := r.Begin(Event{Kind: Call, Call: "close"})
+	clk.t = clk.t.Add(time.Millisecond)
+	r.Emit(Event{Kind: Segment, Flags: "F."}) // sent during close()
+	if len(seen) != 0 {
+		t.Fatalf("subscribers saw %v before the open call ended", seen)
+	}
+	p.End(func(e *Event) { e.Ret = 0; e.Index = 99 })
+	if got := strings.Join(seen, " "); got != "close F." {
+		t.Errorf("subscribers saw %q, want \"close F.\"", got)
+	}
+	ev := r.Events()
+	if ev[0].Index != 0 || ev[0].T != 0 || ev[1].T != time.Millisecond {
+		t.Errorf("events = %+v: the call keeps its place and time", ev)
+	}
+}
+
+func TestManyEventsAcrossChunks(t *testing.T) {
+	r := NewRecorder(nil)
+	const n = 3*chunkSize + 7
+	for i := 0; i < n; i++ {
+		r.Emit(Event{Kind: Note, Ret: i})
+	}
+	ev := r.Events()
+	if r.Len() != n || len(ev) != n {
+		t.Fatalf("Len() = %d, len(Events()) = %d, want %d", r.Len(), len(ev), n)
+	}
+	for i, e := range ev {
+		if e.Index != i || e.Ret != i {
+			t.Fatalf("event %d = index %d ret %d", i, e.Index, e.Ret)
+		}
+	}
+}
+
+func TestJSONFieldsByKind(t *testing.T) {
+	for _, tc := range []struct {
+		e    Event
+		want string
+	}{
+		{Event{T: 1500 * time.Millisecond, Host: "client", Kind: Segment, Conn: "c1", Dir: "out", Src: "a:1", Dst: "b:2", Flags: "R.", Seq: 5, Ack: 1, Win: 0, Reason: "why"},
+			`{"ack":1,"conn":"c1","dir":"out","dst":"b:2","flags":"R.","host":"client","kind":"segment","len":0,"reason":"why","seq":5,"src":"a:1","t":1.5,"win":0}`},
+		{Event{Host: "server", Kind: Call, Call: "read", Arg: "64", Ret: 0, Err: "EOF"},
+			`{"arg":"64","call":"read","err":"EOF","host":"server","kind":"call","ret":0,"t":0}`},
+		{Event{Host: "client", Kind: State, From: "FIN-WAIT-2", To: "TIME-WAIT"},
+			`{"from":"FIN-WAIT-2","host":"client","kind":"state","t":0,"to":"TIME-WAIT"}`},
+		{Event{Host: "client", Kind: Buffer, SndQueued: 3},
+			`{"host":"client","kind":"buffer","rcv_queued":0,"snd_queued":3,"t":0}`},
+	} {
+		b, err := json.Marshal(tc.e)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("Marshal(%v) = %s, %v\nwant %s", tc.e.Kind, b, err, tc.want)
+		}
+	}
+}
