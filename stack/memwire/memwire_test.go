@@ -1,0 +1,81 @@
+package memwire_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/memwire"
+)
+
+// TestVirtualTimeWait fast-forwards a default 60 s TIME-WAIT.
+func TestVirtualTimeWait(t *testing.T) {
+	lab, w, err := memwire.NewLab(memwire.LabConfig{Wire: memwire.Config{QuietWindow: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := lab.Server.Listen(80, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := lab.Client.Dial(ctx, lab.ServerAddr(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	w.Settle(ctx)
+	s.Close()
+	w.Settle(ctx)
+	if got := c.State(); got != "TIME-WAIT" {
+		t.Fatalf("client state = %s, want TIME-WAIT", got)
+	}
+	start := time.Now()
+	if err := w.Sleep(ctx, 59*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.State(); got != "TIME-WAIT" {
+		t.Errorf("after 59 s: client state = %s, want TIME-WAIT still", got)
+	}
+	w.Sleep(ctx, 2*time.Second)
+	if got := c.State(); got != "CLOSED" {
+		t.Errorf("after 61 s: client state = %s, want CLOSED", got)
+	}
+	if real := time.Since(start); real > 5*time.Second {
+		t.Errorf("61 s of virtual time took %v of real time", real)
+	}
+	ev := lab.Trace.Events()
+	last := ev[len(ev)-1]
+	if last.To != "CLOSED" || last.T < 60*time.Second || last.T > 62*time.Second {
+		t.Errorf("last event %+v: want TIME-WAIT -> CLOSED at ~60 s virtual", last)
+	}
+}
+
+// TestRealTimeWire moves segments without a clock.
+func TestRealTimeWire(t *testing.T) {
+	lab, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, _ := lab.Server.Listen(80, 0)
+	c, err := lab.Client.Dial(ctx, lab.ServerAddr(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := l.Accept(ctx)
+	c.Write(ctx, []byte("ping"))
+	buf := make([]byte, 8)
+	if n, err := s.Read(ctx, buf); err != nil || string(buf[:n]) != "ping" {
+		t.Errorf("Read = %q, %v", buf[:n], err)
+	}
+}
