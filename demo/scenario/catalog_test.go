@@ -21,6 +21,12 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 // runVirtual runs a built-in scenario on the memory wire in virtual time and
 // returns its text timeline.
 func runVirtual(t *testing.T, name string) (*scenario.Result, string) {
+	res, text, _ := runVirtualLadder(t, name)
+	return res, text
+}
+
+// runVirtualLadder is runVirtual that also draws the terminal ladder.
+func runVirtualLadder(t *testing.T, name string) (*scenario.Result, string, string) {
 	t.Helper()
 	s, err := scenario.Builtin(name)
 	if err != nil {
@@ -39,9 +45,12 @@ func runVirtual(t *testing.T, name string) (*scenario.Result, string) {
 	defer cancel()
 	res := scenario.Run(ctx, s, scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab},
 		scenario.Options{Sleep: w.Sleep, Settle: w.Settle})
-	var b bytes.Buffer
+	var b, l bytes.Buffer
 	render.NewText(&b, render.TextOptions{}).WriteAll(lab.Trace.Events())
-	return res, b.String()
+	if err := render.Ladder(&l, lab.Trace.Events(), render.LadderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return res, b.String(), l.String()
 }
 
 // TestCatalogueVirtual runs every built-in scenario on the memory wire in
@@ -50,26 +59,31 @@ func runVirtual(t *testing.T, name string) (*scenario.Result, string) {
 func TestCatalogueVirtual(t *testing.T) {
 	for _, name := range scenario.Names() {
 		t.Run(name, func(t *testing.T) {
-			res, got := runVirtual(t, name)
+			res, text, ladder := runVirtualLadder(t, name)
 			for _, f := range res.Failures {
 				t.Errorf("%v", f)
 			}
 			if res.Checked == 0 {
 				t.Errorf("%s checked no expectation", name)
 			}
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
+			for _, g := range []struct{ file, got string }{
+				{name + ".golden", text},
+				{name + ".ladder.golden", ladder},
+			} {
+				golden := filepath.Join("testdata", g.file)
+				if *update {
+					if err := os.WriteFile(golden, []byte(g.got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
 				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./demo/scenario -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("trace differs from %s (-want +got):\n%s", golden, lineDiff(string(want), got))
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run go test ./demo/scenario -update to create it)", err)
+				}
+				if g.got != string(want) {
+					t.Errorf("output differs from %s (-want +got):\n%s", golden, lineDiff(string(want), g.got))
+				}
 			}
 		})
 	}
