@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/tcplab/tcplab/demo/scenario"
 	"io"
 	"os"
 	"os/exec"
@@ -15,66 +16,23 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/tcplab/tcplab/stack"
-	"github.com/tcplab/tcplab/stack/memwire"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
-// settle waits until the trace stops growing.
-func settle(lab *stack.Lab) {
-	n, quiet := lab.Trace.Len(), 0
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && quiet < 4; {
-		time.Sleep(10 * time.Millisecond)
-		if m := lab.Trace.Len(); m == n {
-			quiet++
-		} else {
-			n, quiet = m, 0
-		}
-	}
-}
-
-// closeTrace runs the close experiment on the in-memory wire (see
-// demo/render's tests): connect, "aaa", client close, server answers
-// "Hi, aaa", the client resets.
+// closeTrace runs the built-in close experiment on the memory wire in
+// virtual time (scenario.Simulate); keep keeps the packets' bytes.
 func closeTrace(t testing.TB, keep bool) []trace.Event {
 	t.Helper()
-	lab, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{KeepPackets: keep}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.Server.Listen(9527, 0)
+	res, events, err := scenario.SimulateBuiltin(ctx, "close", scenario.SimConfig{KeepPackets: keep, QuietWindow: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := lab.Client.Dial(ctx, lab.ServerAddr(9527))
-	if err != nil {
-		t.Fatal(err)
+	for _, f := range res.Failures {
+		t.Errorf("%v", f)
 	}
-	sc, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settle(lab)
-	if _, err := cc.Write(ctx, []byte("aaa")); err != nil {
-		t.Fatal(err)
-	}
-	settle(lab)
-	buf := make([]byte, 64)
-	if n, err := sc.Read(ctx, buf); err != nil || string(buf[:n]) != "aaa" {
-		t.Fatalf("server Read = %q, %v; want aaa", buf[:n], err)
-	}
-	cc.Close()
-	settle(lab)
-	if _, err := sc.Write(ctx, []byte("Hi, aaa")); err != nil {
-		t.Fatalf("server Write: %v", err)
-	}
-	settle(lab)
-	sc.Read(ctx, buf)
-	settle(lab)
-	return lab.Trace.Events()
+	return events
 }
 
 // withPacket counts the segment events that carry packet bytes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/tcplab/tcplab/demo/scenario"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,51 +38,26 @@ func settle(lab *stack.Lab) {
 	}
 }
 
-// closeTrace runs the close experiment on the in-memory wire: the server
-// listens on 9527, the client connects and writes "aaa", the server reads
-// it, the client closes, the server writes "Hi, aaa" into the closed
-// connection and reads, and the client answers with a reset.
+// closeTrace runs the built-in close experiment on the memory wire in
+// virtual time (scenario.Simulate).
 func closeTrace(t testing.TB) []trace.Event {
 	t.Helper()
-	lab, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{KeepPackets: true}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return simulate(t, "close", true)
+}
+
+// simulate runs a built-in scenario and returns its trace.
+func simulate(t testing.TB, name string, keep bool) []trace.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.Server.Listen(9527, 0)
+	res, events, err := scenario.SimulateBuiltin(ctx, name, scenario.SimConfig{KeepPackets: keep, QuietWindow: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	settle(lab)
-	cc, err := lab.Client.Dial(ctx, lab.ServerAddr(9527))
-	if err != nil {
-		t.Fatal(err)
+	for _, f := range res.Failures {
+		t.Errorf("%v", f)
 	}
-	sc, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settle(lab)
-	if _, err := cc.Write(ctx, []byte("aaa")); err != nil {
-		t.Fatal(err)
-	}
-	settle(lab)
-	buf := make([]byte, 64)
-	if n, err := sc.Read(ctx, buf); err != nil || string(buf[:n]) != "aaa" {
-		t.Fatalf("server Read = %q, %v; want aaa", buf[:n], err)
-	}
-	settle(lab)
-	cc.Close()
-	settle(lab)
-	if _, err := sc.Write(ctx, []byte("Hi, aaa")); err != nil {
-		t.Fatalf("server Write: %v", err)
-	}
-	settle(lab)
-	sc.Read(ctx, buf) // EOF or ECONNRESET; the trace records which
-	settle(lab)
-	return lab.Trace.Events()
+	return events
 }
 
 // bulkTrace runs a bulk transfer: the client writes size bytes while the

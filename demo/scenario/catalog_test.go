@@ -12,8 +12,6 @@ import (
 
 	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/demo/scenario"
-	"github.com/tcplab/tcplab/stack"
-	"github.com/tcplab/tcplab/stack/memwire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -32,22 +30,16 @@ func runVirtualLadder(t *testing.T, name string) (*scenario.Result, string, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab, w, err := memwire.NewLab(memwire.LabConfig{
-		Host: stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2},
-		// -race slows the stacks down: give them a longer quiet window.
-		Wire: memwire.Config{QuietWindow: 10 * time.Millisecond},
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// -race slows the stacks down: give them a longer quiet window.
+	res, events, err := scenario.Simulate(ctx, s, scenario.SimConfig{QuietWindow: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lab.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res := scenario.Run(ctx, s, scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab},
-		scenario.Options{Sleep: w.Sleep, Settle: w.Settle})
 	var b, l bytes.Buffer
-	render.NewText(&b, render.TextOptions{}).WriteAll(lab.Trace.Events())
-	if err := render.Ladder(&l, lab.Trace.Events(), render.LadderOptions{}); err != nil {
+	render.NewText(&b, render.TextOptions{}).WriteAll(events)
+	if err := render.Ladder(&l, events, render.LadderOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return res, b.String(), l.String()
