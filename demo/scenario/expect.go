@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -95,25 +96,17 @@ func (r *runner) check(e *Expect) string {
 			return fmt.Sprintf("%s never reached %s (states seen: %s)", e.Host, e.State, statesSeen(events, e.Host))
 		}
 	case "final":
-		name := e.On
-		if name == "" {
-			name = r.latest[e.Host]
-		}
-		s := r.socks[e.Host][name]
+		s, msg := r.socketOf(e)
 		if s == nil {
-			return fmt.Sprintf("%s has no socket", e.Host)
+			return msg
 		}
 		if st := s.State(); st != e.State {
 			return fmt.Sprintf("%s is in %s, want %s", e.Host, st, e.State)
 		}
 	case "buffer":
-		name := e.On
-		if name == "" {
-			name = r.latest[e.Host]
-		}
-		s := r.socks[e.Host][name]
+		s, msg := r.socketOf(e)
 		if s == nil {
-			return fmt.Sprintf("%s has no socket", e.Host)
+			return msg
 		}
 		l := s.Ledger()
 		got := l.SndQueued
@@ -125,6 +118,22 @@ func (r *runner) check(e *Expect) string {
 		}
 	}
 	return ""
+}
+
+// socketOf returns the socket an expectation is about: the one named by
+// "on", or the host's latest; with a message when there is none.
+func (r *runner) socketOf(e *Expect) (stack.Socket, string) {
+	name := e.On
+	if name == "" {
+		name = r.latest[e.Host]
+	}
+	if s := r.socks[e.Host][name]; s != nil {
+		return s, ""
+	}
+	if name == "" {
+		return nil, fmt.Sprintf("%s has no connected socket", e.Host)
+	}
+	return nil, fmt.Sprintf("%s has no socket named %q", e.Host, name)
 }
 
 func reasonText(e *Expect) string {
