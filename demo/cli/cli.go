@@ -432,11 +432,18 @@ func newCheck(env *Env) *cobra.Command {
 			ctx, stop := watch(cmd.Context())
 			defer stop()
 			passed, failed := 0, 0
-			for _, s := range scripts {
+			progress := render.IsTerminal(os.Stderr)
+			for i, s := range scripts {
 				start := time.Now()
+				if progress {
+					fmt.Fprintf(env.Stderr, "\r[%d/%d] %s ...\x1b[K", i+1, len(scripts), s.Name)
+				}
 				res, events, err := runOne(ctx, env, &f, s, false)
 				if err != nil {
 					return err
+				}
+				if progress {
+					fmt.Fprint(env.Stderr, "\r\x1b[K")
 				}
 				if res.OK() {
 					passed++

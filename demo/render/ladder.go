@@ -8,7 +8,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/stack/trace"
 )
@@ -43,8 +42,7 @@ func ColorWanted(f *os.File) bool {
 	if f == nil || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return IsTerminal(f)
 }
 
 // ANSI SGR styles of the ladder.

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package render
+
+import "os"
+
+// IsTerminal reports whether f is a terminal; off Linux it says no, and
+// output stays plain.
+func IsTerminal(f *os.File) bool { return false }
