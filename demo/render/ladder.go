@@ -8,7 +8,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
