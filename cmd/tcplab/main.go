@@ -10,10 +10,11 @@ import (
 	"github.com/tcplab/tcplab/demo/cli"
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/tun"
+	"github.com/tcplab/tcplab/tun/kernelpeer"
 )
 
 func main() {
-	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Env{NewTUN: newTUN}))
+	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Env{NewTUN: newTUN, NewKernelPeer: kernelpeer.NewPeer}))
 }
 
 // newTUN builds the lab's TUN wire in a private network namespace.
