@@ -157,7 +157,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newChat(env))
+	root.AddCommand(newDiff(env), newRun(env), newCheck(env), newList(env), newShow(env), newChat(env))
 	return root
 }
 
