@@ -348,3 +348,73 @@ func TestQueues(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseLeavesNothing checks that Peer.Close frees the connections the
+// kernel still has (open sockets and orphans) without the other host
+// seeing a teardown RST.
+func TestCloseLeavesNothing(t *testing.T) {
+	needPrivileges(t)
+	w, err := tun.New(context.Background(), tun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := stack.NewLab(w, stack.Config{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	p, err := New(w, "client", lab.Trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l, err := lab.Server.Listen(9200, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var socks []stack.Socket
+	for i := 0; i < 2; i++ {
+		c, err := p.Dial(ctx, lab.ServerAddr(9200), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Accept(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.Write(ctx, []byte("unacked?"))
+		socks = append(socks, c)
+	}
+	// One stays open; the other becomes an orphan that stays in
+	// FIN-WAIT-1, since the server's segments are held from now on (and
+	// never released: the lab drops them when it closes).
+	lab.Server.Hold()
+	socks[1].Close()
+	time.Sleep(20 * time.Millisecond)
+	if a, b := socks[0].State(), socks[1].State(); a != "ESTABLISHED" || b != "FIN-WAIT-1" {
+		t.Errorf("before Close: %s and %s, want ESTABLISHED and an orphan in FIN-WAIT-1", a, b)
+	}
+	n := lab.Trace.Len()
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	for _, e := range lab.Trace.Events()[n:] {
+		if e.Kind == trace.Segment && e.Dir == "in" && strings.Contains(e.Flags, "R") {
+			t.Errorf("the server saw a teardown RST: %+v", e)
+		}
+	}
+	var d *diagSocket
+	if err := w.Do(func() error { var err error; d, err = openDiag(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	for _, s := range socks {
+		ks := s.(*Socket)
+		if info, found, err := d.get(ks.LocalAddr(), ks.RemoteAddr()); err != nil || (found && info.timer != diagTimerTW) {
+			t.Errorf("%s still in the kernel after Close: %s (err %v)", ks.ID(), StateName(info.state), err)
+		}
+	}
+}
