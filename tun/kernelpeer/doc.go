@@ -43,6 +43,15 @@
 // SYN-SENT and SYN-RECEIVED are derived from the handshake, as package stack
 // does for passive opens.
 //
+// # Limits
+//
+// The scenario settings "config timewait" and "config finwait2" set the
+// gVisor hosts' timers only: Linux keeps its 60 s TIME-WAIT and its
+// tcp_fin_timeout (60 s). Wire faults ("wire hold", "wire drop") act on the
+// gVisor hosts' links: the kernel's segments are neither held nor dropped,
+// and a segment the gVisor host sends while held, or that is dropped, is
+// still recorded as received by the kernel when the gVisor host sends it.
+//
 // # Cost
 //
 // One netlink socket and one open /proc file per Peer, one goroutine, one
