@@ -124,11 +124,13 @@ func (l *Listener) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	done := l.h.call(l.id, "close", "")
-	l.ep.Close()
-	done(0, nil, nil)
-	if l.h.rec != nil {
+	// The listener's own state change comes first; what closing it does
+	// to the connections in its queue (RSTs, their states) follows.
+	if l.h.rec != nil && !l.h.closing.Load() {
 		l.h.rec.Emit(trace.Event{Host: l.h.name, Kind: trace.State, Conn: l.id, From: "LISTEN", To: "CLOSED"})
 	}
+	l.ep.Close()
+	done(0, nil, nil)
 	return nil
 }
 
