@@ -146,6 +146,11 @@ func (c *Conn) setStateLocked(st, text string) {
 	if from == "" {
 		from = "CLOSED"
 	}
+	if from == "LISTEN" && st == "SYN-RECEIVED" {
+		// Seen either from the SYN-ACK or from the endpoint itself,
+		// whichever comes first: say the same either way.
+		text = "the listener answers the SYN"
+	}
 	c.prev, c.state = c.state, st
 	c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.State, Conn: c.id, From: from, To: st, Text: text})
 }
