@@ -17,7 +17,8 @@ type LabConfig struct {
 	// SecureRNG and PollInterval are set by NewLab, and its Recorder
 	// when nil (on the lab's clock).
 	Host stack.Config
-	// Wire configures the wire; its Clock and Activity are set by NewLab.
+	// Wire configures the wire; its Clock, Activity and OnQuiet are set by
+	// NewLab.
 	Wire Config
 	// RealTime runs on the wall clock instead of virtual time.
 	RealTime bool
@@ -41,12 +42,12 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 		cfg.Wire.Clock = clk
 		hc.Recorder = trace.NewRecorder(clk)
 		rec := hc.Recorder
-		cfg.Wire.Activity = func() int {
+		cfg.Wire.Activity = rec.Len
+		cfg.Wire.OnQuiet = func() {
 			if lab != nil {
 				lab.Client.Sample()
 				lab.Server.Sample()
 			}
-			return rec.Len()
 		}
 	}
 	if hc.Recorder == nil {

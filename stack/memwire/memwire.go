@@ -48,6 +48,11 @@ type Config struct {
 	// something happens in the lab (e.g. trace.Recorder.Len); the wire
 	// counts its own packets too.
 	Activity func() int
+	// OnQuiet, in virtual time, runs whenever the lab looks quiet, before
+	// the wire trusts it: NewLab samples the hosts' states there, so that
+	// timer-driven changes are seen while nothing else runs. If it causes
+	// activity, the wait goes on.
+	OnQuiet func()
 	// QuietWindow, in virtual time, is how long in real time nothing may
 	// happen for the lab to count as quiet; 0 means 3 ms.
 	QuietWindow time.Duration
@@ -231,6 +236,13 @@ func (w *Wire) waitQuiet(ctx context.Context, empty bool) {
 			continue
 		}
 		if time.Since(since) >= w.cfg.QuietWindow {
+			if w.cfg.OnQuiet != nil {
+				w.cfg.OnQuiet()
+				if w.activity() != a {
+					last, since = w.activity(), time.Now()
+					continue
+				}
+			}
 			return
 		}
 	}
