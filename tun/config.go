@@ -3,6 +3,7 @@ package tun
 import (
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Config sets up a Lab. The zero value is ready to use.
@@ -18,6 +19,13 @@ type Config struct {
 	// QueueLen is the capacity, in packets, of each channel endpoint's
 	// outbound queue. Zero means 1024.
 	QueueLen int
+
+	// KernelFinTimeout, if set, is the Linux kernel's timeout for orphaned
+	// FIN-WAIT-2 connections inside the lab namespace (the per-namespace
+	// sysctl net.ipv4.tcp_fin_timeout, in whole seconds, rounded up). It
+	// matters only to kernel sockets (package kernelpeer). Zero keeps the
+	// kernel's default, 60 s.
+	KernelFinTimeout time.Duration
 
 	// ClientName and ServerName name the TUN devices, at most 15 bytes.
 	// Zero means "tcl-client" and "tcl-server".

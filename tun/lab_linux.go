@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
@@ -64,11 +66,16 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 		// Forward between the devices; accept whatever source addresses the
 		// hosts use. These sysctls are per namespace: the host's stay as
 		// they are.
-		for _, s := range [][2]string{
+		sysctls := [][2]string{
 			{"net/ipv4/ip_forward", "1"},
 			{"net/ipv4/conf/all/rp_filter", "0"},
 			{"net/ipv4/conf/default/rp_filter", "0"},
-		} {
+		}
+		if cfg.KernelFinTimeout > 0 {
+			secs := (cfg.KernelFinTimeout + time.Second - 1) / time.Second
+			sysctls = append(sysctls, [2]string{"net/ipv4/tcp_fin_timeout", strconv.Itoa(int(secs))})
+		}
+		for _, s := range sysctls {
 			if err := writeSysctl(s[0], s[1]); err != nil {
 				return err
 			}

@@ -402,3 +402,27 @@ func BenchmarkLabSetup(b *testing.B) {
 		}
 	}
 }
+
+// TestIntegrationKernelFinTimeout sets tcp_fin_timeout in the lab only.
+func TestIntegrationKernelFinTimeout(t *testing.T) {
+	needPrivileges(t)
+	host, err := os.ReadFile("/proc/sys/net/ipv4/tcp_fin_timeout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, Config{KernelFinTimeout: 1500 * time.Millisecond})
+	var inLab []byte
+	if err := l.Do(func() (err error) {
+		inLab, err = os.ReadFile("/proc/sys/net/ipv4/tcp_fin_timeout")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(inLab)); got != "2" {
+		t.Errorf("tcp_fin_timeout in the lab = %q, want 2 (1.5 s rounded up)", got)
+	}
+	after, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_fin_timeout")
+	if string(after) != string(host) {
+		t.Errorf("host tcp_fin_timeout changed: %q -> %q", host, after)
+	}
+}

@@ -18,6 +18,6 @@ func main() {
 }
 
 // newTUN builds the lab's TUN wire in a private network namespace.
-func newTUN(ctx context.Context, mtu int) (stack.Wire, error) {
-	return tun.New(ctx, tun.Config{MTU: mtu})
+func newTUN(ctx context.Context, cfg cli.WireConfig) (stack.Wire, error) {
+	return tun.New(ctx, tun.Config{MTU: cfg.MTU, KernelFinTimeout: cfg.KernelFinWait2})
 }

@@ -30,7 +30,7 @@ import (
 type Env struct {
 	// NewTUN builds the TUN wire (needs root). Nil means the TUN wire is
 	// not available in this build.
-	NewTUN func(ctx context.Context, mtu int) (stack.Wire, error)
+	NewTUN func(ctx context.Context, cfg WireConfig) (stack.Wire, error)
 	// NewKernelPeer puts a real Linux socket API on side ("client" or
 	// "server") of a TUN wire, recording into rec. release frees it.
 	// Nil means --kernel is not available in this build.
@@ -38,6 +38,16 @@ type Env struct {
 	// Stdin, Stdout and Stderr default to the process's.
 	Stdin          *os.File
 	Stdout, Stderr io.Writer
+}
+
+// WireConfig is what a run asks of the TUN wire.
+type WireConfig struct {
+	// MTU of both links.
+	MTU int
+	// KernelFinWait2, if set, is the orphaned FIN-WAIT-2 timeout of the
+	// Linux kernel in the lab namespace (tcp_fin_timeout), so that a
+	// kernel peer follows a scenario's "config finwait2".
+	KernelFinWait2 time.Duration
 }
 
 // Exit codes.
@@ -240,7 +250,7 @@ func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keep
 			return nil, opt, errors.New("the TUN wire is not available in this build; use --wire memory")
 		}
 		var err error
-		if w, err = env.NewTUN(ctx, f.mtu); err != nil {
+		if w, err = env.NewTUN(ctx, WireConfig{MTU: f.mtu, KernelFinWait2: s.FinWait2}); err != nil {
 			return nil, opt, err
 		}
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // run runs the command line in-process with a fake TUN constructor.
-func run(t *testing.T, newTUN func(context.Context, int) (stack.Wire, error), args ...string) (code int, stdout, stderr string) {
+func run(t *testing.T, newTUN func(context.Context, WireConfig) (stack.Wire, error), args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
 	code = Main(context.Background(), args, Env{NewTUN: newTUN, Stdout: &o, Stderr: &e})
@@ -53,7 +53,7 @@ func TestUsageErrors(t *testing.T) {
 // A wire that cannot be built explains why, and the run fails with 1.
 func TestTUNErrorsReachTheUser(t *testing.T) {
 	need := errors.New("tun: needs root / CAP_NET_ADMIN to create a network namespace and TUN devices (run with sudo)")
-	code, _, stderr := run(t, func(context.Context, int) (stack.Wire, error) { return nil, need }, "run", "close")
+	code, _, stderr := run(t, func(context.Context, WireConfig) (stack.Wire, error) { return nil, need }, "run", "close")
 	if code != 1 || !strings.Contains(stderr, "needs root / CAP_NET_ADMIN") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
