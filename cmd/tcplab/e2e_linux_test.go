@@ -2,9 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,12 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/demo/cli"
 	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/tun"
 )
@@ -29,61 +24,6 @@ func needTUN(t *testing.T) {
 	if err := tun.Check(); err != nil {
 		t.Skipf("skipping: a TUN lab cannot be created here: %v", err)
 	}
-}
-
-// event is one JSON line of `tcplab run --format json`.
-type event struct {
-	Host, Kind, Conn, Dir, Flags, Reason string
-	Call, Err, Data, From, To            string
-	Ret, Len                             int
-}
-
-// runJSON runs the CLI in-process and returns its events and exit code.
-func runJSON(t *testing.T, args ...string) ([]event, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := cli.Main(context.Background(), append(args, "--format", "json"), cli.Env{NewTUN: newTUN, Stdout: &out, Stderr: &errb})
-	var evs []event
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
-	}
-	return evs, errb.String(), code
-}
-
-// flagsSent returns the flags host sent, in order.
-func flagsSent(evs []event, host string) []string {
-	var f []string
-	for _, e := range evs {
-		if e.Kind == "segment" && e.Host == host && e.Dir == "out" {
-			f = append(f, e.Flags)
-		}
-	}
-	return f
-}
-
-func calls(evs []event, host, call string) []event {
-	var r []event
-	for _, e := range evs {
-		if e.Kind == "call" && e.Host == host && e.Call == call {
-			r = append(r, e)
-		}
-	}
-	return r
-}
-
-func lastState(evs []event, host string) string {
-	s := ""
-	for _, e := range evs {
-		if e.Kind == "state" && e.Host == host && e.Conn == "c1" {
-			s = e.To
-		}
-	}
-	return s
 }
 
 // assertNothingLeft checks the host namespace has no lab devices or named
@@ -108,64 +48,7 @@ func assertNothingLeft(t *testing.T) {
 // over real TUN devices and checks every claim of the story.
 func TestIntegrationArticleOverTUN(t *testing.T) {
 	needTUN(t)
-	var wg sync.WaitGroup
-	results := map[string][]event{}
-	var mu sync.Mutex
-	for _, name := range []string{"close", "shutdown"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			evs, stderr, code := runJSON(t, "run", name)
-			if code != 0 {
-				t.Errorf("tcplab run %s = exit %d, stderr:\n%s", name, code, stderr)
-			}
-			if !strings.Contains(stderr, "nsenter --net=/proc/") {
-				t.Errorf("run %s did not print how to watch the wire with tcpdump:\n%s", name, stderr)
-			}
-			mu.Lock()
-			results[name] = evs
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-
-	c := results["close"]
-	if got, want := strings.Join(flagsSent(c, "client"), " "), "S . P. F. R."; got != want {
-		t.Errorf("close: client sent %q, want %q", got, want)
-	}
-	if got, want := strings.Join(flagsSent(c, "server"), " "), "S. . . P."; got != want {
-		t.Errorf("close: server sent %q, want %q", got, want)
-	}
-	for _, e := range c {
-		if e.Kind == "segment" && e.Dir == "out" && strings.Contains(e.Flags, "R") {
-			if e.Host != "client" || !strings.Contains(e.Reason, "after close()") {
-				t.Errorf("close: RST from %s with reason %q, want client, data arrived after close()", e.Host, e.Reason)
-			}
-		}
-	}
-	if r := calls(c, "server", "read"); len(r) != 2 || r[0].Data != "aaa" || r[1].Err != "EOF" {
-		t.Errorf("close: server reads = %+v, want \"aaa\" then EOF", r)
-	}
-	if s := lastState(c, "client"); s != "CLOSED" {
-		t.Errorf("close: client ends in %s, want CLOSED (no TIME-WAIT after RST)", s)
-	}
-
-	s := results["shutdown"]
-	if got, want := strings.Join(flagsSent(s, "client"), " "), "S . P. F. . ."; got != want {
-		t.Errorf("shutdown: client sent %q, want %q", got, want)
-	}
-	if got, want := strings.Join(flagsSent(s, "server"), " "), "S. . . P. F."; got != want {
-		t.Errorf("shutdown: server sent %q, want %q", got, want)
-	}
-	if r := calls(s, "client", "read"); len(r) != 2 || r[0].Data != "Hi, aaa" || r[1].Err != "EOF" {
-		t.Errorf("shutdown: client reads = %+v, want \"Hi, aaa\" then EOF", r)
-	}
-	if st := lastState(s, "client"); st != "TIME-WAIT" {
-		t.Errorf("shutdown: client ends in %s, want TIME-WAIT", st)
-	}
-	if st := lastState(s, "server"); st != "CLOSED" {
-		t.Errorf("shutdown: server ends in %s, want CLOSED", st)
-	}
+	checkArticle(t, "tun")
 	assertNothingLeft(t)
 }
 
