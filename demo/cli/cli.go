@@ -103,6 +103,7 @@ type runFlags struct {
 	pcap     string
 	timeout  time.Duration
 	kernel   string
+	pcapView string
 	realtime bool
 	seed     uint64
 }
@@ -117,6 +118,7 @@ func (f *runFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.noBuf, "no-buffers", false, "leave buffer levels out of the timeline")
 	fl.StringVar(&f.svg, "svg", "", "also write the ladder diagram as SVG to this file")
 	fl.StringVar(&f.pcap, "pcap", "", "also write every packet both hosts saw to this pcapng file")
+	fl.StringVar(&f.pcapView, "pcap-view", "both", "whose packets --pcap writes: both (one interface per host; Wireshark flags the second copy as a retransmission), client or server")
 	fl.DurationVar(&f.timeout, "step-timeout", 10*time.Second, "give up on a blocking call after this long")
 	fl.BoolVar(&f.realtime, "realtime", false, "on the memory wire, run on the wall clock instead of virtual time")
 	fl.Uint64Var(&f.seed, "seed", 1, "on the memory wire, the seed for ISNs and ports (same seed, same trace)")
@@ -137,6 +139,11 @@ func (f *runFlags) validate() error {
 	}
 	if f.kernel != "" && f.wire != "tun" {
 		return usageError{fmt.Errorf("--kernel needs --wire tun: the kernel socket reaches the other host through the TUN device")}
+	}
+	switch f.pcapView {
+	case "both", "client", "server":
+	default:
+		return usageError{fmt.Errorf("--pcap-view %q: want both, client or server", f.pcapView)}
 	}
 	if f.mtu < 576 || f.mtu > 65535 {
 		return usageError{fmt.Errorf("--mtu %d: want 576-65535", f.mtu)}
@@ -386,7 +393,7 @@ func writeExtras(f *runFlags, events []trace.Event, title string) error {
 		}
 	}
 	if f.pcap != "" {
-		if err := writePcap(f.pcap, events); err != nil {
+		if err := writePcap(f.pcap, f.pcapView, events); err != nil {
 			return err
 		}
 	}

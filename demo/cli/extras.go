@@ -21,11 +21,16 @@ func svg(w io.Writer, events []trace.Event, title string) error {
 	return render.SVG(w, events, render.SVGOptions{Title: title})
 }
 
-// writePcap writes every packet both hosts saw to path as pcapng, with a
-// comment per packet (state, reason).
-func writePcap(path string, events []trace.Event) error {
+// writePcap writes every packet the hosts of view ("both", "client" or
+// "server") saw to path as pcapng, with a comment per packet (state,
+// reason).
+func writePcap(path, view string, events []trace.Event) error {
+	opt := pcapng.Options{Application: "tcplab"}
+	if view != "both" {
+		opt.Only = view
+	}
 	var b bytes.Buffer
-	n, err := pcapng.Write(&b, events, pcapng.Options{Application: "tcplab"})
+	n, err := pcapng.Write(&b, events, opt)
 	if err != nil {
 		return fmt.Errorf("write --pcap %s: %w", path, err)
 	}
