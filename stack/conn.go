@@ -35,13 +35,12 @@ func (h How) String() string {
 	return [...]string{"SHUT_RD", "SHUT_WR", "SHUT_RDWR"}[h]
 }
 
-// Conn is one TCP connection of a Host, driven like a blocking socket.
-// Calls on one Conn must not run concurrently, as with a socket used from one
-// thread; the instrumentation may run concurrently with them.
+// Conn is one TCP connection of a Host, driven like a blocking socket. As
+// with a socket, one goroutine may Read while another writes, shuts down or
+// closes; two concurrent Reads (or Writes) are not supported.
 type Conn struct {
 	h        *Host
 	id       string
-	seq      int // creation order on the host
 	key      connKey
 	listener *Listener // set for passive opens until accepted
 

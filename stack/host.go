@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand"
 	"net/netip"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +66,8 @@ type Host struct {
 	keep bool
 
 	mu        sync.Mutex
-	conns     map[connKey]*Conn
+	conns     map[connKey]*Conn // the live record of each 4-tuple
+	all       []*Conn           // every connection, in creation order
 	listeners map[uint16]*Listener
 	nconn     int
 	nlisten   int
@@ -163,12 +163,7 @@ func (h *Host) Addr() netip.Addr { return h.addr }
 func (h *Host) Conns() []*Conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cs := make([]*Conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		cs = append(cs, c)
-	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].seq < cs[j].seq })
-	return cs
+	return append([]*Conn(nil), h.all...)
 }
 
 // Stack returns the gVisor stack, for experiments beyond this API.
@@ -263,8 +258,9 @@ func (h *Host) lookup(s *segment, out bool) *Conn {
 
 func (h *Host) newConnLocked(key connKey, state string) *Conn {
 	h.nconn++
-	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), seq: h.nconn, key: key, state: state}
+	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state}
 	h.conns[key] = c
+	h.all = append(h.all, c)
 	return c
 }
 
