@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -227,7 +226,7 @@ func (h *Host) call(conn, name, arg string) func(ret int, err error, data []byte
 	p := h.rec.Begin(trace.Event{Host: h.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg})
 	return func(ret int, err error, data []byte) {
 		p.End(func(e *trace.Event) {
-			e.Ret, e.Err, e.Data = ret, ErrName(err), preview(data)
+			e.Ret, e.Err, e.Data = ret, ErrName(err), trace.Preview(data)
 		})
 	}
 }
@@ -238,20 +237,7 @@ func (h *Host) blockingCall(conn, name, arg string, ret int, err error, data []b
 	if h.rec == nil {
 		return
 	}
-	h.rec.Emit(trace.Event{Host: h.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: ErrName(err), Data: preview(data)})
-}
-
-// preview returns data as text when it is short and printable.
-func preview(b []byte) string {
-	if len(b) == 0 || len(b) > trace.PayloadPreview || !utf8.Valid(b) {
-		return ""
-	}
-	for _, r := range string(b) {
-		if r < 0x20 && r != '\n' && r != '\t' {
-			return ""
-		}
-	}
-	return string(b)
+	h.rec.Emit(trace.Event{Host: h.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: ErrName(err), Data: trace.Preview(data)})
 }
 
 // wait blocks until one of mask's events is signalled on wq, ready() turns

@@ -33,13 +33,8 @@ func (h *Host) reason(c *Conn, s *segment) string {
 			}
 			return "retransmitted FIN (" + c.finCause + "): the first was not acknowledged in time"
 		}
-		switch c.finCause {
-		case "close()":
-			return "close(): the application is done with the socket; no more data from this side"
-		case "shutdown(SHUT_WR)":
-			return "shutdown(SHUT_WR): half-close; no more data from this side, the socket can still read"
-		case "shutdown(SHUT_RDWR)":
-			return "shutdown(SHUT_RDWR): no more data from this side, and the socket reads no more"
+		if r := FINReason(c.finCause); r != "" {
+			return r
 		}
 		return "FIN queued by the stack in " + c.state + " without close() or shutdown()"
 	}
@@ -66,4 +61,19 @@ func (h *Host) reason(c *Conn, s *segment) string {
 		return fmt.Sprintf("SYN arrived for a connection in %s", before)
 	}
 	return "reset by the stack in " + before
+}
+
+// FINReason words the reason for a FIN queued by cause, the call that
+// queued it: "close()", "shutdown(SHUT_WR)" or "shutdown(SHUT_RDWR)"; ""
+// for anything else. Package kernelpeer words Linux's FINs the same way.
+func FINReason(cause string) string {
+	switch cause {
+	case "close()":
+		return "close(): the application is done with the socket; no more data from this side"
+	case "shutdown(SHUT_WR)":
+		return "shutdown(SHUT_WR): half-close; no more data from this side, the socket can still read"
+	case "shutdown(SHUT_RDWR)":
+		return "shutdown(SHUT_RDWR): no more data from this side, and the socket reads no more"
+	}
+	return ""
 }

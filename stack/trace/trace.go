@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind says what an Event describes.
@@ -86,6 +87,20 @@ type Event struct {
 
 // PayloadPreview is how many payload bytes a segment event keeps.
 const PayloadPreview = 64
+
+// Preview returns data as text for a call event's Data: the bytes when
+// they are short (at most PayloadPreview) and printable, otherwise "".
+func Preview(b []byte) string {
+	if len(b) == 0 || len(b) > PayloadPreview || !utf8.Valid(b) {
+		return ""
+	}
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\n' && r != '\t' {
+			return ""
+		}
+	}
+	return string(b)
+}
 
 // MarshalJSON writes the event as one flat JSON object carrying only the
 // fields of its kind, with times in seconds.

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -346,28 +345,14 @@ func (p *Peer) call(conn, name, arg string) func(ret int, err error, data []byte
 	pend := p.rec.Begin(trace.Event{Host: p.side, Kind: trace.Call, Conn: conn, Call: name, Arg: arg})
 	return func(ret int, err error, data []byte) {
 		pend.End(func(e *trace.Event) {
-			e.Ret, e.Err, e.Data = ret, stack.ErrName(err), preview(data)
+			e.Ret, e.Err, e.Data = ret, stack.ErrName(err), trace.Preview(data)
 		})
 	}
 }
 
 // blockingCall records a call that may wait for the peer, once it returned.
 func (p *Peer) blockingCall(conn, name, arg string, ret int, err error, data []byte) {
-	p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: stack.ErrName(err), Data: preview(data)})
-}
-
-// preview returns data as text when it is short and printable (as package
-// stack does).
-func preview(b []byte) string {
-	if len(b) == 0 || len(b) > trace.PayloadPreview || !utf8.Valid(b) {
-		return ""
-	}
-	for _, r := range string(b) {
-		if r < 0x20 && r != '\n' && r != '\t' {
-			return ""
-		}
-	}
-	return string(b)
+	p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: stack.ErrName(err), Data: trace.Preview(data)})
 }
 
 // onEmit is the recorder's mirror hook: it runs under the recorder's lock

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/tcplab/tcplab/stack"
 )
 
 // reason explains a FIN or RST the kernel sent, from what the application
@@ -36,13 +38,8 @@ func finReason(s *Socket, g seg) string {
 	if s.finSent && g.seq+uint32(g.len) == s.finSeq {
 		return "retransmitted FIN (" + s.finCause + "): the first was not acknowledged in time"
 	}
-	switch s.finCause {
-	case "close()":
-		return "close(): the application is done with the socket; no more data from this side"
-	case "shutdown(SHUT_WR)":
-		return "shutdown(SHUT_WR): half-close; no more data from this side, the socket can still read"
-	case "shutdown(SHUT_RDWR)":
-		return "shutdown(SHUT_RDWR): no more data from this side, and the socket reads no more"
+	if r := stack.FINReason(s.finCause); r != "" {
+		return r
 	}
 	return "FIN queued by the kernel in " + s.state + " without close() or shutdown()"
 }
