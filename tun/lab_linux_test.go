@@ -266,17 +266,16 @@ func TestIntegrationLabLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-// checkNoLabDevices fails if the host namespace has a tcl-* device.
+// checkNoLabDevices fails if the host namespace has a tcl-* device or a
+// named namespace.
 func checkNoLabDevices(t *testing.T) {
 	t.Helper()
-	ifs, err := net.Interfaces()
+	left, err := Leftovers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range ifs {
-		if strings.HasPrefix(i.Name, "tcl-") {
-			t.Errorf("device %s in the host namespace", i.Name)
-		}
+	for _, l := range left {
+		t.Errorf("left in the host namespace: %s", l)
 	}
 }
 

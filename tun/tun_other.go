@@ -61,3 +61,6 @@ func (*VethPair) Addrs() (left, right netip.Addr) { return }
 
 // Close does nothing.
 func (*VethPair) Close() error { return nil }
+
+// Leftovers is not supported off Linux.
+func Leftovers() ([]string, error) { return nil, ErrUnsupported }

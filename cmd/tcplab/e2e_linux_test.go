@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,17 +29,12 @@ func needTUN(t *testing.T) {
 // namespaces.
 func assertNothingLeft(t *testing.T) {
 	t.Helper()
-	ifs, err := net.Interfaces()
+	left, err := tun.Leftovers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range ifs {
-		if strings.HasPrefix(i.Name, "tcl-") {
-			t.Errorf("device %s left in the host namespace", i.Name)
-		}
-	}
-	if ents, _ := os.ReadDir("/run/netns"); len(ents) > 0 {
-		t.Errorf("named network namespaces left: %v", ents)
+	for _, l := range left {
+		t.Errorf("left behind: %s", l)
 	}
 }
 
