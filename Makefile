@@ -1,5 +1,5 @@
 # tcplab — the two commands: `make demo` (as root) and `make test`.
-GO      ?= go
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/tcplab
 PKGS    := ./...
 

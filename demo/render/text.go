@@ -152,9 +152,14 @@ func (t *Text) segment(e trace.Event) string {
 }
 
 // Call formats a call event as the C call it stands for, with its result:
-// `write(3) = 3 "aaa"`, `read(64) = 0 EOF`, `shutdown(SHUT_WR) = 0`.
+// `write(3) = 3 "aaa"`, `read(64) = 0 EOF`, `shutdown(SHUT_WR) = 0`,
+// `accept() = c1 from 198.18.1.2:40242`.
 func Call(e trace.Event) string {
 	name, arg := e.Call, e.Arg
+	if name == "accept" && e.Err == "" && e.Data != "" {
+		// accept(2) returns a new socket: name it and its peer.
+		return fmt.Sprintf("accept() = %s from %s", e.Conn, e.Data)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s(%s) = %d", name, arg, e.Ret)
 	if e.Err != "" {
