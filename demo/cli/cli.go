@@ -170,11 +170,14 @@ connection ends with a clean FIN exchange.
   tcplab run close --wire memory        # no root: in-process wire
   tcplab run my.lab --format json       # your own scenario, JSON lines
   tcplab check --wire memory            # run the whole catalogue, check expectations
-  tcplab list                           # the built-in scenarios`,
+  tcplab list                           # the built-in scenarios
+  tcplab syntax                         # the scenario language at a glance
+  sudo tcplab chat                      # the article's programs, interactive
+  sudo tcplab diff close                # gVisor vs the Linux kernel`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDiff(env), newRun(env), newCheck(env), newList(env), newShow(env), newChat(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env))
 	return root
 }
 
@@ -194,6 +197,18 @@ func newList(env *Env) *cobra.Command {
 				fmt.Fprintf(env.Stdout, "%-20s %s\n", n, first)
 			}
 			return nil
+		},
+	}
+}
+
+func newSyntax(env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "syntax",
+		Short: "the .lab scenario language at a glance",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(env.Stdout, scenario.Reference)
+			return err
 		},
 	}
 }

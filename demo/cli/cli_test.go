@@ -142,3 +142,15 @@ func TestListAndShow(t *testing.T) {
 		t.Errorf("show: exit %d\n%s", code, stdout)
 	}
 }
+
+func TestSyntaxMentionsEveryVerb(t *testing.T) {
+	code, stdout, _ := run(t, nil, "syntax")
+	for _, w := range []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set linger", "sleep", "wait quiet", "wire hold", "wire drop", "config timewait", "expect HOST sent", "expect HOST final", "expect HOST buffer"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("syntax lacks %q", w)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}

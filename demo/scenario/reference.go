@@ -1,0 +1,38 @@
+package scenario
+
+// Reference is the language at a glance, for `tcplab syntax`; the README
+// has the long form.
+const Reference = `A .lab file: one step per line, for both hosts; # starts a comment. The
+comment block at the top is the scenario's explanation ("name: summary" first).
+Steps run in order; before each one the lab settles (nothing in flight).
+
+Socket calls (HOST is client or server):
+  HOST listen PORT [backlog N] [as NAME]
+  HOST connect PEER:PORT [from PORT] [as NAME]      e.g. client connect server:9527
+  HOST accept [on LISTENER] [as NAME]
+  HOST write "text" | HOST write N [bytes]
+  HOST read [N] | HOST read all
+  HOST shutdown rd|wr|rdwr
+  HOST close [on NAME]                              (a listener too: close on l1)
+  HOST set linger off|SECONDS | set nodelay on|off | set sndbuf N | set rcvbuf N
+  ... on NAME                                       use socket NAME (c1, c2, or an "as" name)
+
+Time, faults, settings:
+  [HOST] sleep 5s          wait quiet [D]          note "text"
+  wire hold | wire release | wire drop HOST FLAGS [count N]
+  config timewait D | config finwait2 D | config kernel client|server
+
+Expectations, after a call:
+  ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes
+and on their own line (checked against the trace so far):
+  expect HOST sent|received FLAGS [count N | never] [reason ~ "text"] [before HOST sent|received FLAGS]
+  expect HOST state STATE [never]      expect HOST final STATE
+  expect HOST buffer snd|rcv N         ... on NAME
+
+FLAGS are tcpdump's (S, S., ., P., F., R, R.): a pattern needs every flag it names
+and no SYN/FIN/RST it leaves out; "." alone is a pure ACK. STATES: SYN-SENT,
+SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK,
+TIME-WAIT, CLOSED, LISTEN.
+
+Start from a built-in one: tcplab show close > my.lab; tcplab run my.lab --wire memory
+`
