@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tcplab/tcplab/demo/render"
+	"github.com/tcplab/tcplab/demo/scenario"
+)
+
+func newCheck(env *Env) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "check [FILE.lab|NAME...]",
+		Short: "run scenarios and check their expectations (no arguments: the whole built-in catalogue)",
+		Example: `  tcplab check --wire memory
+  sudo tcplab check
+  sudo tcplab check mytest.lab close`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				args = scenario.Names()
+			}
+			var scripts []*scenario.Script
+			for _, a := range args {
+				s, err := load(a)
+				if err != nil {
+					return err
+				}
+				scripts = append(scripts, s)
+			}
+			ctx, stop := watch(cmd.Context())
+			defer stop()
+			passed, failed := 0, 0
+			progress := render.IsTerminal(os.Stderr)
+			for i, s := range scripts {
+				start := time.Now()
+				if progress {
+					fmt.Fprintf(env.Stderr, "\r[%d/%d] %s ...\x1b[K", i+1, len(scripts), s.Name)
+				}
+				res, events, err := runOne(ctx, env, &f, s, false)
+				if err != nil {
+					return err
+				}
+				if progress {
+					fmt.Fprint(env.Stderr, "\r\x1b[K")
+				}
+				if res.OK() {
+					passed++
+					fmt.Fprintf(env.Stdout, "ok   %-22s %2d expectations  %6.2fs\n", s.Name, res.Checked, time.Since(start).Seconds())
+				} else {
+					failed++
+					fmt.Fprintf(env.Stdout, "FAIL %-22s %2d expectations  %6.2fs\n", s.Name, res.Checked, time.Since(start).Seconds())
+					report(env.Stdout, res, events)
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			fmt.Fprintf(env.Stdout, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return errSilent
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
