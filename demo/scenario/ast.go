@@ -11,6 +11,7 @@ type Pos struct {
 	Line, Col int
 }
 
+// String returns "file:line:col".
 func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
 
 // Script is a parsed scenario.

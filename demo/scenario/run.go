@@ -63,6 +63,7 @@ type Failure struct {
 	At   int    // how many trace events existed when it was checked
 }
 
+// Error returns "file:line:col: step: what was wrong".
 func (f Failure) Error() string { return fmt.Sprintf("%s: %s: %s", f.Pos, f.Step, f.Msg) }
 
 // Result is the outcome of a run.
