@@ -81,8 +81,14 @@ func Run(ctx context.Context, lab *stack.Lab, in io.Reader, out io.Writer, opt O
 	if !opt.Quiet {
 		t := render.NewText(io.Discard, render.TextOptions{NoBuffers: true})
 		lab.Trace.Subscribe(func(e trace.Event) {
-			if line := t.Line(e); line != "" {
-				emit("  | " + strings.TrimLeft(line, " "))
+			if text := t.Line(e); text != "" {
+				// Every line of the event (a reason goes on its own line)
+				// gets the trace's margin.
+				var b strings.Builder
+				for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+					b.WriteString("  | " + strings.TrimLeft(l, " ") + "\n")
+				}
+				emit(b.String())
 			}
 		})
 	}
