@@ -72,10 +72,15 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
 		}
 		fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (client %v, server %v)\n", s.Name, lab.Wire.Kind(), lab.Client.Addr(), lab.Server.Addr())
+		// On a terminal, long real-time sleeps show how far they have got.
+		prog := &progress{w: env.Stderr}
+		if opt.Sleep == nil && env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr) {
+			opt.Sleep = prog.sleep
+		}
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
-			lab.Trace.Subscribe(func(e trace.Event) { t.Write(e) })
+			lab.Trace.Subscribe(func(e trace.Event) { prog.clear(); t.Write(e) })
 		case "json":
 			j := render.NewJSON(env.Stdout)
 			lab.Trace.Subscribe(func(e trace.Event) { j.Write(e) })
