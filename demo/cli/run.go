@@ -67,6 +67,14 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		// nothing behind.
 		panic("tcplab: TCPLAB_TEST_PANIC=after-setup")
 	}
+	// The live output runs on its own goroutine (render.Async): a slow
+	// terminal must not hold up the stacks.
+	var out *render.Async
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+	}()
 	if stream {
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
@@ -80,10 +88,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
-			lab.Trace.Subscribe(func(e trace.Event) { prog.clear(); t.Write(e) })
+			out = render.NewAsync(func(e trace.Event) { prog.clear(); t.Write(e) })
 		case "json":
 			j := render.NewJSON(env.Stdout)
-			lab.Trace.Subscribe(func(e trace.Event) { j.Write(e) })
+			out = render.NewAsync(func(e trace.Event) { j.Write(e) })
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
@@ -109,7 +117,13 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			sl.Server = kp
 		}
 	}
+	if out != nil {
+		lab.Trace.Subscribe(out.Push)
+	}
 	res := scenario.Run(ctx, s, sl, opt)
+	if out != nil {
+		out.Close() // everything streamed before the summary
+	}
 	events := lab.Trace.Events()
 	if stream && f.format == "text" {
 		var rows []render.LedgerRow
