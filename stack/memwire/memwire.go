@@ -22,6 +22,7 @@ package memwire
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -258,19 +259,13 @@ func (w *Wire) Settle(ctx context.Context) {
 }
 
 // Sleep lets d of virtual time pass: it fires each timer due within d at
-// its deadline and lets the lab settle after each. Without a Clock it sleeps
-// in real time.
+// its deadline and lets the lab settle after each. It needs a Clock; in
+// real time, sleep on the wall clock instead (the scenario runner's
+// default).
 func (w *Wire) Sleep(ctx context.Context, d time.Duration) error {
 	c := w.cfg.Clock
 	if c == nil {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return errors.New("memwire: Sleep needs virtual time (Config.Clock); this wire runs in real time")
 	}
 	w.Settle(ctx)
 	until := c.Now().Add(d)
