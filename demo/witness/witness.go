@@ -86,9 +86,58 @@ type Result struct {
 	// Streams has one entry per host and direction, in the order of the
 	// hosts given, "out" before "in".
 	Streams []Stream
-	// Mismatches says, one sentence each, where the trace and the wire
-	// disagree. Empty means they agree.
-	Mismatches []string
+	// Mismatches says where the trace and the wire disagree. Empty means
+	// they agree.
+	Mismatches []Mismatch
+	// LastMatched is the capture time of the last packet that matched a
+	// segment event (zero if none did).
+	LastMatched time.Time
+}
+
+// Kind classifies a Mismatch.
+type Kind int
+
+// The kinds of mismatch.
+const (
+	// WireOnly: a packet on the wire that the trace lacks.
+	WireOnly Kind = iota + 1
+	// TraceOnly: a segment event that the wire lacks and that is not a
+	// recorded drop.
+	TraceOnly
+	// Reordered: the same segment in both, in another order.
+	Reordered
+	// Differs: a segment at the same place in both, with fields that
+	// differ.
+	Differs
+	// Unattributed: an event of an unknown host, or a packet between
+	// unknown addresses or on an unexpected device.
+	Unattributed
+)
+
+// Mismatch is one disagreement between the trace and the wire.
+type Mismatch struct {
+	Kind Kind
+	// Stream is the host and direction, e.g. "client out"; "" for
+	// Unattributed.
+	Stream string
+	// Event and Packet are the segment event and the packet concerned;
+	// either may be nil.
+	Event  *trace.Event
+	Packet *Packet
+	// Text says it in one sentence.
+	Text string
+}
+
+// String returns m.Text.
+func (m Mismatch) String() string { return m.Text }
+
+// Strings returns the sentences of the mismatches.
+func (r Result) Strings() []string {
+	var s []string
+	for _, m := range r.Mismatches {
+		s = append(s, m.Text)
+	}
+	return s
 }
 
 // OK reports whether the trace and the wire agree.
@@ -123,7 +172,8 @@ func Compare(hosts []Host, events []trace.Event, wire []Packet) Result {
 			continue
 		}
 		if byName[e.Host] == nil {
-			res.Mismatches = append(res.Mismatches, fmt.Sprintf("trace event %d: segment of host %q, which the lab does not have: %s", e.Index, e.Host, eventString(e)))
+			res.Mismatches = append(res.Mismatches, Mismatch{Kind: Unattributed, Event: &e,
+				Text: fmt.Sprintf("trace event %d: segment of host %q, which the lab does not have: %s", e.Index, e.Host, eventString(e))})
 			continue
 		}
 		k := key{e.Host, e.Dir}
@@ -138,7 +188,8 @@ func Compare(hosts []Host, events []trace.Event, wire []Packet) Result {
 	for _, p := range wire {
 		s, d := byAddr[p.Src.Addr()], byAddr[p.Dst.Addr()]
 		if s == nil || d == nil {
-			res.Mismatches = append(res.Mismatches, fmt.Sprintf("wire: packet between addresses the lab does not have: %s", packetString(p)))
+			res.Mismatches = append(res.Mismatches, Mismatch{Kind: Unattributed, Packet: &p,
+				Text: fmt.Sprintf("wire: packet between addresses the lab does not have: %s", packetString(p))})
 			continue
 		}
 		switch {
@@ -153,15 +204,19 @@ func Compare(hosts []Host, events []trace.Event, wire []Packet) Result {
 				pkts[key{s.Name, "out"}] = append(pkts[key{s.Name, "out"}], p)
 			}
 		default:
-			res.Mismatches = append(res.Mismatches, fmt.Sprintf("wire: packet on a device that is neither its sender's nor its receiver's: %s", packetString(p)))
+			res.Mismatches = append(res.Mismatches, Mismatch{Kind: Unattributed, Packet: &p,
+				Text: fmt.Sprintf("wire: packet on a device that is neither its sender's nor its receiver's: %s", packetString(p))})
 		}
 	}
 
 	for _, h := range hosts {
 		for _, dir := range []string{"out", "in"} {
 			k := key{h.Name, dir}
-			st, mm := compareStream(h.Name, dir, evs[k], pkts[k])
+			st, mm, last := compareStream(h.Name, dir, evs[k], pkts[k])
 			st.Dropped = drops[k]
+			if last.After(res.LastMatched) {
+				res.LastMatched = last
+			}
 			res.Streams = append(res.Streams, st)
 			res.Mismatches = append(res.Mismatches, mm...)
 		}
@@ -224,17 +279,23 @@ func diff(e trace.Event, p Packet) string {
 
 // compareStream aligns one stream's events and packets and explains where
 // they differ.
-func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (Stream, []string) {
-	st := Stream{Host: host, Dir: dir, Wire: len(pkts), Events: len(evs)}
+func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (st Stream, mm []Mismatch, last time.Time) {
+	st = Stream{Host: host, Dir: dir, Wire: len(pkts), Events: len(evs)}
 	pairs := align(evs, pkts)
 	st.Matched = len(pairs)
+	for _, pr := range pairs {
+		if t := pkts[pr[1]].Time; t.After(last) {
+			last = t
+		}
+	}
 
 	// Unmatched items, each with its gap: how many matched pairs come
 	// before it in its own sequence.
 	type item struct{ i, gap int }
 	var ue, up []item
 	ei, pi := 0, 0
-	for g, pr := range append(pairs, [2]int{len(evs), len(pkts)}) {
+	bounds := append(append([][2]int(nil), pairs...), [2]int{len(evs), len(pkts)})
+	for g, pr := range bounds {
 		for ; ei < pr[0]; ei++ {
 			ue = append(ue, item{ei, g})
 		}
@@ -243,15 +304,17 @@ func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (Stream, 
 		}
 		ei, pi = pr[0]+1, pr[1]+1
 	}
-	var mm []string
 	name := host + " " + dir
+	add := func(k Kind, e *trace.Event, p *Packet, format string, args ...any) {
+		mm = append(mm, Mismatch{Kind: k, Stream: name, Event: e, Packet: p, Text: name + ": " + fmt.Sprintf(format, args...)})
+	}
 	usedE, usedP := map[int]bool{}, map[int]bool{}
 	// The same segment in both, but in another order.
 	for _, a := range ue {
 		for _, b := range up {
 			if !usedP[b.i] && same(evs[a.i], pkts[b.i]) {
 				usedE[a.i], usedP[b.i] = true, true
-				mm = append(mm, fmt.Sprintf("%s: out of order: %s is segment %d of the stream in the trace (event %d) but packet %d on the wire", name, eventString(evs[a.i]), a.i+1, evs[a.i].Index, b.i+1))
+				add(Reordered, &evs[a.i], &pkts[b.i], "out of order: %s is segment %d of the stream in the trace (event %d) but packet %d on the wire", eventString(evs[a.i]), a.i+1, evs[a.i].Index, b.i+1)
 				break
 			}
 		}
@@ -267,21 +330,21 @@ func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (Stream, 
 				continue
 			}
 			usedE[a.i], usedP[b.i] = true, true
-			mm = append(mm, fmt.Sprintf("%s: segment %d differs (trace event %d, wire packet %d): %s", name, a.i+1, e.Index, b.i+1, diff(e, p)))
+			add(Differs, &evs[a.i], &pkts[b.i], "segment %d differs (trace event %d, wire packet %d): %s", a.i+1, e.Index, b.i+1, diff(e, p))
 			break
 		}
 	}
 	for _, a := range ue {
 		if !usedE[a.i] {
-			mm = append(mm, fmt.Sprintf("%s: the trace has a segment the wire lacks (event %d): %s", name, evs[a.i].Index, eventString(evs[a.i])))
+			add(TraceOnly, &evs[a.i], nil, "the trace has a segment the wire lacks (event %d): %s", evs[a.i].Index, eventString(evs[a.i]))
 		}
 	}
 	for _, b := range up {
 		if !usedP[b.i] {
-			mm = append(mm, fmt.Sprintf("%s: the wire has a segment the trace lacks (packet %d at %s): %s", name, b.i+1, pkts[b.i].Time.Format("15:04:05.000000"), packetString(pkts[b.i])))
+			add(WireOnly, nil, &pkts[b.i], "the wire has a segment the trace lacks (packet %d at %s): %s", b.i+1, pkts[b.i].Time.Format("15:04:05.000000"), packetString(pkts[b.i]))
 		}
 	}
-	return st, mm
+	return st, mm, last
 }
 
 // maxCells bounds the alignment table of the part of a stream that

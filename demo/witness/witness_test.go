@@ -89,13 +89,22 @@ func reindex(evs []trace.Event) []trace.Event {
 // wantMismatches checks that r has exactly len(want) mismatches and that
 // each contains its substring.
 func wantMismatches(t *testing.T, r Result, want ...string) {
+	wantKinds(t, r, 0, want...)
+}
+
+// wantKinds is wantMismatches that also checks every mismatch has kind k
+// (0: any).
+func wantKinds(t *testing.T, r Result, k Kind, want ...string) {
 	t.Helper()
 	if len(r.Mismatches) != len(want) {
-		t.Fatalf("%d mismatches, want %d:\n%s", len(r.Mismatches), len(want), strings.Join(r.Mismatches, "\n"))
+		t.Fatalf("%d mismatches, want %d:\n%s", len(r.Mismatches), len(want), strings.Join(r.Strings(), "\n"))
 	}
 	for i, w := range want {
-		if !strings.Contains(r.Mismatches[i], w) {
+		if !strings.Contains(r.Mismatches[i].Text, w) {
 			t.Errorf("mismatch %d = %q, want it to contain %q", i, r.Mismatches[i], w)
+		}
+		if k != 0 && r.Mismatches[i].Kind != k {
+			t.Errorf("mismatch %d has kind %d, want %d", i, r.Mismatches[i].Kind, k)
 		}
 	}
 }
@@ -119,7 +128,7 @@ func TestMissingPacket(t *testing.T) {
 	wire := wireOf(exchange)
 	wire = append(wire[:10:10], wire[12:]...) // both copies of the client's FIN
 	r := Compare(gvisorHosts, traceOf(exchange), wire)
-	wantMismatches(t, r,
+	wantKinds(t, r, TraceOnly,
 		"client out: the trace has a segment the wire lacks (event 10): 198.18.1.2:40000 > 198.18.2.2:9527: Flags [F.], seq 104",
 		"server in: the trace has a segment the wire lacks (event 11)")
 }
@@ -129,7 +138,7 @@ func TestMissingPacket(t *testing.T) {
 func TestExtraPacket(t *testing.T) {
 	rst := seg{cAddr, sAddr, "R.", 105, 502, ""}
 	r := Compare(gvisorHosts, traceOf(exchange), wireOf(append(exchange[:len(exchange):len(exchange)], rst)))
-	wantMismatches(t, r,
+	wantKinds(t, r, WireOnly,
 		"client out: the wire has a segment the trace lacks (packet 6 at 00:00:00.000000): tcl-client In 198.18.1.2:40000 > 198.18.2.2:9527: Flags [R.], seq 105",
 		"server in: the wire has a segment the trace lacks (packet 6 at 00:00:00.000000): tcl-server Out 198.18.1.2:40000 > 198.18.2.2:9527: Flags [R.], seq 105")
 }
@@ -141,7 +150,7 @@ func TestExtraEvent(t *testing.T) {
 	extra.Flags, extra.Seq = "P.", 104
 	evs = reindex(append(evs[:6:6], append([]trace.Event{extra}, evs[6:]...)...))
 	r := Compare(gvisorHosts, evs, wireOf(exchange))
-	wantMismatches(t, r, "client out: the trace has a segment the wire lacks (event 6): 198.18.1.2:40000 > 198.18.2.2:9527: Flags [P.], seq 104")
+	wantKinds(t, r, TraceOnly, "client out: the trace has a segment the wire lacks (event 6): 198.18.1.2:40000 > 198.18.2.2:9527: Flags [P.], seq 104")
 }
 
 // TestReordered: the server received the client's ACK and data in the
@@ -151,7 +160,7 @@ func TestReordered(t *testing.T) {
 	// server in: events 5 (ACK) and 7 (data) swap places.
 	evs[5], evs[7] = evs[7], evs[5]
 	r := Compare(gvisorHosts, reindex(evs), wireOf(exchange))
-	wantMismatches(t, r, "server in: out of order: 198.18.1.2:40000 > 198.18.2.2:9527: Flags [")
+	wantKinds(t, r, Reordered, "server in: out of order: 198.18.1.2:40000 > 198.18.2.2:9527: Flags [")
 }
 
 // TestWrongField: the trace has the server's ACK with the wrong window,
@@ -161,7 +170,7 @@ func TestWrongField(t *testing.T) {
 	evs[8].Win = 999               // server out [.] ack 104
 	evs[6].Payload = []byte("aab") // client out [P.]
 	r := Compare(gvisorHosts, evs, wireOf(exchange))
-	wantMismatches(t, r,
+	wantKinds(t, r, Differs,
 		`client out: segment 3 differs (trace event 6, wire packet 3): payload: trace "aab", wire "aaa"`,
 		"server out: segment 2 differs (trace event 8, wire packet 2): win: trace 999, wire 1000")
 }
@@ -229,7 +238,7 @@ func TestUnknownHosts(t *testing.T) {
 	wire := wireOf(exchange)
 	wire[0].Src = netip.MustParseAddrPort("10.0.0.1:1")
 	r := Compare(gvisorHosts, evs, wire)
-	if len(r.Mismatches) < 2 || !strings.Contains(r.Mismatches[0], `host "relay"`) || !strings.Contains(r.Mismatches[1], "addresses the lab does not have") {
-		t.Errorf("mismatches:\n%s", strings.Join(r.Mismatches, "\n"))
+	if len(r.Mismatches) < 2 || !strings.Contains(r.Mismatches[0].Text, `host "relay"`) || !strings.Contains(r.Mismatches[1].Text, "addresses the lab does not have") {
+		t.Errorf("mismatches:\n%s", strings.Join(r.Strings(), "\n"))
 	}
 }
