@@ -1,14 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/demo/cli"
 	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/demo/witness"
 	"github.com/tcplab/tcplab/stack"
@@ -217,4 +225,65 @@ func TestIntegrationWitness(t *testing.T) {
 		t.Logf("trace vs wire:\n%s", witness.Table(names, rs))
 		assertNothingLeft(t)
 	})
+}
+
+// TestIntegrationCaptureFlag runs `tcplab run close --capture FILE` as a
+// user would (in-process, with main's constructors) and checks the file
+// against the JSON trace the same run printed: they agree packet for
+// packet, and the namespace line scripts rely on is unchanged.
+func TestIntegrationCaptureFlag(t *testing.T) {
+	needTUN(t)
+	path := filepath.Join(t.TempDir(), "close.pcapng")
+	var out, errb bytes.Buffer
+	code := cli.Main(context.Background(), []string{"run", "close", "--format", "json", "--capture", path},
+		cli.Env{NewTUN: newTUN, StartCapture: startCapture, Stdout: &out, Stderr: &errb})
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errb.String())
+	}
+	if !regexp.MustCompile(`(?m)^# lab namespace ready; to watch the wire: nsenter --net=/proc/\d+/fd/\d+ tcpdump -ni any tcp$`).Match(errb.Bytes()) {
+		t.Errorf("the namespace line changed:\n%s", errb.String())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	wire, err := capture.Read(f)
+	if err != nil {
+		t.Fatalf("capture.Read: %v", err)
+	}
+	if want := fmt.Sprintf("# captured %d packets on the wire to %s", len(wire), path); !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+	}
+	var events []trace.Event
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var j struct {
+			Host, Kind, Dir, Src, Dst, Flags, Data, Text string
+			Seq, Ack                                     uint32
+			Win                                          uint16
+			Len                                          int
+		}
+		if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		e := trace.Event{Index: len(events), Host: j.Host, Kind: trace.Kind(j.Kind), Dir: j.Dir, Src: j.Src, Dst: j.Dst, Flags: j.Flags,
+			Seq: j.Seq, Ack: j.Ack, Win: j.Win, Len: j.Len, Text: j.Text}
+		if j.Len > 0 {
+			e.Payload = []byte(j.Data)
+		}
+		events = append(events, e)
+	}
+	hosts := []witness.Host{
+		{Name: "client", Addr: netip.MustParseAddr("198.18.1.2"), Device: "tcl-client"},
+		{Name: "server", Addr: netip.MustParseAddr("198.18.2.2"), Device: "tcl-server"},
+	}
+	r := witness.Compare(hosts, events, witnessPackets(wire))
+	for _, m := range r.Mismatches {
+		t.Errorf("%s", m)
+	}
+	if r.Streams[0].Matched == 0 {
+		t.Errorf("nothing matched: %+v", r.Streams)
+	}
+	assertNothingLeft(t)
 }

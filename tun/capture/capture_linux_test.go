@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,7 +77,7 @@ func TestIntegrationCapture(t *testing.T) {
 	if c.Dropped() != 0 {
 		t.Errorf("Dropped() = %d, want 0", c.Dropped())
 	}
-	pkts, err := Read(&file)
+	pkts, err := Read(bytes.NewReader(file.Bytes()))
 	if err != nil {
 		t.Fatalf("Read: %v", err)
 	}
@@ -117,6 +121,7 @@ func TestIntegrationCapture(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+	readBack(t, file.Bytes(), pkts)
 	left, _ := tun.Leftovers()
 	for _, l := range left {
 		t.Errorf("left behind: %s", l)
@@ -130,3 +135,53 @@ type readerCtx struct {
 }
 
 func (r readerCtx) Read(p []byte) (int, error) { return r.c.Read(r.ctx, p) }
+
+// readBack reads the file with the standard tools, when installed: tcpdump
+// must see the same packets with the same directions ("In": the packet
+// came out of the device into the kernel, "Out": the kernel sent it into
+// the device), tshark the device names of the interface blocks.
+func readBack(t *testing.T, file []byte, pkts []WirePacket) {
+	path := filepath.Join(t.TempDir(), "lab.pcapng")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("tcpdump", func(t *testing.T) {
+		tcpdump, err := exec.LookPath("tcpdump")
+		if err != nil {
+			t.Skip("tcpdump is not installed (apt-get install tcpdump)")
+		}
+		out, err := exec.Command(tcpdump, "-nr", path).Output()
+		if err != nil {
+			t.Fatalf("tcpdump -nr: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != len(pkts) {
+			t.Fatalf("tcpdump printed %d lines, want %d:\n%s", len(lines), len(pkts), out)
+		}
+		for i, l := range lines {
+			want := map[Dir]string{Host: " In ", Outgoing: " Out "}[pkts[i].Dir]
+			if !strings.Contains(l, want) || !strings.Contains(l, "Flags ["+pkts[i].Flags+"]") {
+				t.Errorf("tcpdump line %d = %q, want %q and Flags [%s]", i, l, want, pkts[i].Flags)
+			}
+		}
+	})
+	t.Run("tshark", func(t *testing.T) {
+		tshark, err := exec.LookPath("tshark")
+		if err != nil {
+			t.Skip("tshark is not installed (apt-get install tshark)")
+		}
+		out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-e", "frame.interface_name").Output()
+		if err != nil {
+			t.Fatalf("tshark -r: %v", err)
+		}
+		names := strings.Fields(string(out))
+		if len(names) != len(pkts) {
+			t.Fatalf("tshark read %d packets, want %d", len(names), len(pkts))
+		}
+		for i, n := range names {
+			if n != pkts[i].IfName {
+				t.Errorf("tshark packet %d on %q, want %q", i, n, pkts[i].IfName)
+			}
+		}
+	})
+}
