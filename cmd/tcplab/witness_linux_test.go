@@ -77,6 +77,9 @@ type witnessed struct {
 	hosts   []witness.Host
 	dropped int
 	res     *scenario.Result
+	// start is the trace's zero on the wall clock, within slack.
+	start time.Time
+	slack time.Duration
 }
 
 // runWitnessed runs the built-in scenario name over a fresh TUN lab in
@@ -99,7 +102,10 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 		w.Close()
 		t.Fatalf("capture.Start: %v", err)
 	}
-	lab, err := stack.NewLab(w, stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2}, false)
+	before := time.Now()
+	rec := trace.NewRecorder(nil)
+	slack := time.Since(before) + time.Millisecond
+	lab, err := stack.NewLab(w, stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, Recorder: rec}, false)
 	if err != nil {
 		c.Close()
 		t.Fatalf("stack.NewLab: %v", err)
@@ -146,7 +152,7 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 	if err != nil {
 		t.Fatalf("capture.Read: %v", err)
 	}
-	return witnessed{events: lab.Trace.Events(), wire: wire, hosts: hosts, dropped: c.Dropped(), res: res}
+	return witnessed{events: lab.Trace.Events(), wire: wire, hosts: hosts, dropped: c.Dropped(), res: res, start: before, slack: slack}
 }
 
 // witnessPackets turns a capture's TCP packets into the witness's.
@@ -197,7 +203,7 @@ func TestIntegrationWitness(t *testing.T) {
 					if len(tcp) == 0 {
 						t.Fatalf("the capture saw no TCP packet")
 					}
-					r := witness.Compare(run.hosts, run.events, tcp)
+					r := witness.Compare(witness.Config{Hosts: run.hosts, Start: run.start, Slack: run.slack}, run.events, tcp)
 					mu.Lock()
 					rows[a.name+" "+name] = r
 					mu.Unlock()
@@ -278,7 +284,7 @@ func TestIntegrationCaptureFlag(t *testing.T) {
 		{Name: "client", Addr: netip.MustParseAddr("198.18.1.2"), Device: "tcl-client"},
 		{Name: "server", Addr: netip.MustParseAddr("198.18.2.2"), Device: "tcl-server"},
 	}
-	r := witness.Compare(hosts, events, witnessPackets(wire))
+	r := witness.Compare(witness.Config{Hosts: hosts}, events, witnessPackets(wire))
 	for _, m := range r.Mismatches {
 		t.Errorf("%s", m)
 	}

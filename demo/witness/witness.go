@@ -12,7 +12,9 @@
 // and the trace has no segment the wire lacks, except the ones it records
 // as dropped by fault injection ("wire drop" in a scenario: a segment event
 // followed by the sender's note "fault injection: dropped [F.] ..."), which
-// never reach the wire.
+// never reach the wire. Given the trace's start on the wall clock
+// (Config.Start), it also checks times: a segment is recorded as sent before
+// the wire carried it, and as received after.
 //
 // # How packets are attributed
 //
@@ -50,6 +52,22 @@ type Host struct {
 	// Device is the TUN device that carries the host's packets, e.g.
 	// "tcl-client"; "" when the host is the kernel itself.
 	Device string
+}
+
+// Config says what Compare compares.
+type Config struct {
+	// Hosts are the lab's TCP endpoints.
+	Hosts []Host
+	// Start, if set, is the wall-clock time of the trace's zero (when its
+	// trace.Recorder was created): then times are checked too. A host
+	// records a segment it sends before the wire carries it (its tap sees
+	// the packet on its way to the device) and one it receives after the
+	// wire carried it; an event on the wrong side of its packet, by more
+	// than Slack, is a mismatch of kind Timing.
+	Start time.Time
+	// Slack is the tolerance of the time check: how far Start may be off,
+	// plus the clocks' disagreement. Zero means 1 ms.
+	Slack time.Duration
 }
 
 // Packet is one TCP packet as a capture saw it crossing a device.
@@ -112,6 +130,9 @@ const (
 	// Unattributed: an event of an unknown host, or a packet between
 	// unknown addresses or on an unexpected device.
 	Unattributed
+	// Timing: a segment in both, in its place, but recorded as sent after
+	// the wire carried it or as received before (Config.Start set).
+	Timing
 )
 
 // Mismatch is one disagreement between the trace and the wire.
@@ -148,11 +169,15 @@ func (r Result) OK() bool { return len(r.Mismatches) == 0 }
 const dropNote = "fault injection: dropped ["
 
 // Compare checks events (a whole trace) against wire (the TCP packets of a
-// capture, in capture order) for the given hosts. Segment events of hosts
+// capture, in capture order) for the hosts of cfg. Segment events of hosts
 // not listed, and packets from or to addresses not listed, are mismatches.
 // Cost: linear in the trace and the capture, plus a quadratic alignment of
 // the parts of each stream that differ.
-func Compare(hosts []Host, events []trace.Event, wire []Packet) Result {
+func Compare(cfg Config, events []trace.Event, wire []Packet) Result {
+	hosts := cfg.Hosts
+	if cfg.Slack == 0 {
+		cfg.Slack = time.Millisecond
+	}
 	var res Result
 	byName := map[string]*Host{}
 	byAddr := map[netip.Addr]*Host{}
@@ -212,7 +237,7 @@ func Compare(hosts []Host, events []trace.Event, wire []Packet) Result {
 	for _, h := range hosts {
 		for _, dir := range []string{"out", "in"} {
 			k := key{h.Name, dir}
-			st, mm, last := compareStream(h.Name, dir, evs[k], pkts[k])
+			st, mm, last := compareStream(cfg, h.Name, dir, evs[k], pkts[k])
 			st.Dropped = drops[k]
 			if last.After(res.LastMatched) {
 				res.LastMatched = last
@@ -279,13 +304,29 @@ func diff(e trace.Event, p Packet) string {
 
 // compareStream aligns one stream's events and packets and explains where
 // they differ.
-func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (st Stream, mm []Mismatch, last time.Time) {
+func compareStream(cfg Config, host, dir string, evs []trace.Event, pkts []Packet) (st Stream, mm []Mismatch, last time.Time) {
 	st = Stream{Host: host, Dir: dir, Wire: len(pkts), Events: len(evs)}
 	pairs := align(evs, pkts)
 	st.Matched = len(pairs)
 	for _, pr := range pairs {
 		if t := pkts[pr[1]].Time; t.After(last) {
 			last = t
+		}
+	}
+	name := host + " " + dir
+	add := func(k Kind, e *trace.Event, p *Packet, format string, args ...any) {
+		mm = append(mm, Mismatch{Kind: k, Stream: name, Event: e, Packet: p, Text: name + ": " + fmt.Sprintf(format, args...)})
+	}
+	if !cfg.Start.IsZero() {
+		for _, pr := range pairs {
+			e, p := &evs[pr[0]], &pkts[pr[1]]
+			at := cfg.Start.Add(e.T)
+			switch d := at.Sub(p.Time); {
+			case dir == "out" && d > cfg.Slack:
+				add(Timing, e, p, "segment %d recorded as sent %v after the wire carried it (event %d at %v, wire at %v): %s", pr[0]+1, d, e.Index, e.T, p.Time.Sub(cfg.Start), eventString(*e))
+			case dir == "in" && -d > cfg.Slack:
+				add(Timing, e, p, "segment %d recorded as received %v before the wire carried it (event %d at %v, wire at %v): %s", pr[0]+1, -d, e.Index, e.T, p.Time.Sub(cfg.Start), eventString(*e))
+			}
 		}
 	}
 
@@ -303,10 +344,6 @@ func compareStream(host, dir string, evs []trace.Event, pkts []Packet) (st Strea
 			up = append(up, item{pi, g})
 		}
 		ei, pi = pr[0]+1, pr[1]+1
-	}
-	name := host + " " + dir
-	add := func(k Kind, e *trace.Event, p *Packet, format string, args ...any) {
-		mm = append(mm, Mismatch{Kind: k, Stream: name, Event: e, Packet: p, Text: name + ": " + fmt.Sprintf(format, args...)})
 	}
 	usedE, usedP := map[int]bool{}, map[int]bool{}
 	// The same segment in both, but in another order.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcplab/tcplab/stack/trace"
 )
@@ -110,7 +111,7 @@ func wantKinds(t *testing.T, r Result, k Kind, want ...string) {
 }
 
 func TestAgree(t *testing.T) {
-	r := Compare(gvisorHosts, traceOf(exchange), wireOf(exchange))
+	r := Compare(Config{Hosts: gvisorHosts}, traceOf(exchange), wireOf(exchange))
 	wantMismatches(t, r)
 	if len(r.Streams) != 4 {
 		t.Fatalf("%d streams, want 4", len(r.Streams))
@@ -127,7 +128,7 @@ func TestAgree(t *testing.T) {
 func TestMissingPacket(t *testing.T) {
 	wire := wireOf(exchange)
 	wire = append(wire[:10:10], wire[12:]...) // both copies of the client's FIN
-	r := Compare(gvisorHosts, traceOf(exchange), wire)
+	r := Compare(Config{Hosts: gvisorHosts}, traceOf(exchange), wire)
 	wantKinds(t, r, TraceOnly,
 		"client out: the trace has a segment the wire lacks (event 10): 198.18.1.2:40000 > 198.18.2.2:9527: Flags [F.], seq 104",
 		"server in: the trace has a segment the wire lacks (event 11)")
@@ -137,7 +138,7 @@ func TestMissingPacket(t *testing.T) {
 // reported twice: the client's copy and the server's.
 func TestExtraPacket(t *testing.T) {
 	rst := seg{cAddr, sAddr, "R.", 105, 502, ""}
-	r := Compare(gvisorHosts, traceOf(exchange), wireOf(append(exchange[:len(exchange):len(exchange)], rst)))
+	r := Compare(Config{Hosts: gvisorHosts}, traceOf(exchange), wireOf(append(exchange[:len(exchange):len(exchange)], rst)))
 	wantKinds(t, r, WireOnly,
 		"client out: the wire has a segment the trace lacks (packet 6 at 00:00:00.000000): tcl-client In 198.18.1.2:40000 > 198.18.2.2:9527: Flags [R.], seq 105",
 		"server in: the wire has a segment the trace lacks (packet 6 at 00:00:00.000000): tcl-server Out 198.18.1.2:40000 > 198.18.2.2:9527: Flags [R.], seq 105")
@@ -149,7 +150,7 @@ func TestExtraEvent(t *testing.T) {
 	extra := evs[4] // client out [P.] "aaa"
 	extra.Flags, extra.Seq = "P.", 104
 	evs = reindex(append(evs[:6:6], append([]trace.Event{extra}, evs[6:]...)...))
-	r := Compare(gvisorHosts, evs, wireOf(exchange))
+	r := Compare(Config{Hosts: gvisorHosts}, evs, wireOf(exchange))
 	wantKinds(t, r, TraceOnly, "client out: the trace has a segment the wire lacks (event 6): 198.18.1.2:40000 > 198.18.2.2:9527: Flags [P.], seq 104")
 }
 
@@ -159,7 +160,7 @@ func TestReordered(t *testing.T) {
 	evs := traceOf(exchange)
 	// server in: events 5 (ACK) and 7 (data) swap places.
 	evs[5], evs[7] = evs[7], evs[5]
-	r := Compare(gvisorHosts, reindex(evs), wireOf(exchange))
+	r := Compare(Config{Hosts: gvisorHosts}, reindex(evs), wireOf(exchange))
 	wantKinds(t, r, Reordered, "server in: out of order: 198.18.1.2:40000 > 198.18.2.2:9527: Flags [")
 }
 
@@ -169,7 +170,7 @@ func TestWrongField(t *testing.T) {
 	evs := traceOf(exchange)
 	evs[8].Win = 999               // server out [.] ack 104
 	evs[6].Payload = []byte("aab") // client out [P.]
-	r := Compare(gvisorHosts, evs, wireOf(exchange))
+	r := Compare(Config{Hosts: gvisorHosts}, evs, wireOf(exchange))
 	wantKinds(t, r, Differs,
 		`client out: segment 3 differs (trace event 6, wire packet 3): payload: trace "aab", wire "aaa"`,
 		"server out: segment 2 differs (trace event 8, wire packet 2): win: trace 999, wire 1000")
@@ -185,13 +186,13 @@ func TestRecordedDrop(t *testing.T) {
 	// put the note in its place.
 	note := trace.Event{Kind: trace.Note, Host: "client", Text: "fault injection: dropped [F.] (FIN)"}
 	evs = reindex(append(evs[:11:11], append([]trace.Event{note}, evs[12:]...)...))
-	r := Compare(gvisorHosts, evs, wireOf(exchange))
+	r := Compare(Config{Hosts: gvisorHosts}, evs, wireOf(exchange))
 	wantMismatches(t, r)
 	if s := r.Streams[0]; s.Dropped != 1 || s.Matched != 5 {
 		t.Errorf("client out: %+v, want 1 dropped and 5 matched", s)
 	}
 	evs[11].Text = "something else"
-	wantMismatches(t, Compare(gvisorHosts, evs, wireOf(exchange)), "client out: the trace has a segment the wire lacks")
+	wantMismatches(t, Compare(Config{Hosts: gvisorHosts}, evs, wireOf(exchange)), "client out: the trace has a segment the wire lacks")
 }
 
 // TestKernelHost: with the kernel as the server, each packet is seen once,
@@ -216,7 +217,7 @@ func TestKernelHost(t *testing.T) {
 		}
 	}
 	evs := traceOf(segs)
-	r := Compare(hosts, evs, wire)
+	r := Compare(Config{Hosts: hosts}, evs, wire)
 	wantMismatches(t, r)
 	for _, s := range r.Streams {
 		if s.Matched == 0 || s.Matched != s.Wire {
@@ -227,7 +228,7 @@ func TestKernelHost(t *testing.T) {
 	// a dropped segment) is caught.
 	extra := evs[11]
 	extra.Seq = 999
-	wantMismatches(t, Compare(hosts, reindex(append(evs, extra)), wire), "server in: the trace has a segment the wire lacks")
+	wantMismatches(t, Compare(Config{Hosts: hosts}, reindex(append(evs, extra)), wire), "server in: the trace has a segment the wire lacks")
 }
 
 // TestUnknownHosts: segments of hosts or addresses the lab does not have
@@ -237,8 +238,37 @@ func TestUnknownHosts(t *testing.T) {
 	evs[0].Host = "relay"
 	wire := wireOf(exchange)
 	wire[0].Src = netip.MustParseAddrPort("10.0.0.1:1")
-	r := Compare(gvisorHosts, evs, wire)
+	r := Compare(Config{Hosts: gvisorHosts}, evs, wire)
 	if len(r.Mismatches) < 2 || !strings.Contains(r.Mismatches[0].Text, `host "relay"`) || !strings.Contains(r.Mismatches[1].Text, "addresses the lab does not have") {
 		t.Errorf("mismatches:\n%s", strings.Join(r.Strings(), "\n"))
 	}
+}
+
+// TestTiming: with the trace's start known, an arrival recorded before the
+// wire carried the segment (a peer's arrival booked when the other side
+// sent it) and a departure recorded after it are caught; events on the
+// right side of their packets are not.
+func TestTiming(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	evs := traceOf(exchange)
+	wire := wireOf(exchange)
+	// Segment k: sent at k ms, on the wire (both copies) at k ms + 100 µs,
+	// received at k ms + 200 µs.
+	for i := range evs {
+		evs[i].T = time.Duration(i/2)*time.Millisecond + time.Duration(i%2)*200*time.Microsecond
+	}
+	for i := range wire {
+		wire[i].Time = start.Add(time.Duration(i/2)*time.Millisecond + 100*time.Microsecond)
+	}
+	cfg := Config{Hosts: gvisorHosts, Start: start, Slack: 50 * time.Microsecond}
+	wantMismatches(t, Compare(cfg, evs, wire))
+	// The server's arrival of the FIN (segment 6) booked 5 ms early.
+	evs[11].T -= 5 * time.Millisecond
+	// The client's ACK (segment 8) booked as sent 3 ms late.
+	evs[14].T += 3 * time.Millisecond
+	wantKinds(t, Compare(cfg, evs, wire), Timing,
+		"client out: segment 5 recorded as sent 2.9ms after the wire carried it (event 14",
+		"server in: segment 4 recorded as received 4.9ms before the wire carried it (event 11")
+	// Without Start, times are not compared.
+	wantMismatches(t, Compare(Config{Hosts: gvisorHosts}, evs, wire))
 }
