@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +42,7 @@ func (f *runFlags) checkCapture(scenarioArg string) error {
 	case err == nil && st.IsDir():
 		return usageError{fmt.Errorf("--capture %s is a directory; want a file name, e.g. %s", f.capture, filepath.Join(f.capture, "lab.pcapng"))}
 	case err == nil:
-		if sc, serr := os.Stat(scenarioArg); serr == nil && os.SameFile(st, sc) {
+		if sc, serr := os.Stat(scenarioArg); serr == nil && isScenarioFile(scenarioArg) && os.SameFile(st, sc) {
 			return usageError{fmt.Errorf("--capture %s is the scenario file itself; it would be overwritten", f.capture)}
 		}
 	case errors.Is(err, os.ErrNotExist):
@@ -99,4 +100,10 @@ func (c *labCapture) finish(w io.Writer) error {
 		fmt.Fprintf(w, "# warning: the kernel dropped %d packets the capture should have had: %s is incomplete\n", dropped, c.path)
 	}
 	return nil
+}
+
+// isScenarioFile reports whether load reads arg from a file (rather than
+// the catalogue).
+func isScenarioFile(arg string) bool {
+	return strings.HasSuffix(arg, ".lab") || strings.ContainsRune(arg, filepath.Separator)
 }
