@@ -25,7 +25,8 @@ func newRun(env *Env) *cobra.Command {
 		Example: `  sudo tcplab run close
   sudo tcplab run shutdown --format ladder
   tcplab run close --wire memory --format json
-  sudo tcplab run close --pcap close.pcapng --svg close.svg`,
+  sudo tcplab run close --pcap close.pcapng --svg close.svg
+  sudo tcplab run close --capture wire.pcapng   # the wire itself, as the kernel saw it`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.validate(); err != nil {
