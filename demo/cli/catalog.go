@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -66,7 +65,7 @@ func newShow(env *Env) *cobra.Command {
 
 // load parses a built-in name or a .lab file.
 func load(arg string) (*scenario.Script, error) {
-	if strings.HasSuffix(arg, ".lab") || strings.ContainsRune(arg, filepath.Separator) {
+	if isScenarioFile(arg) {
 		f, err := os.Open(arg)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("scenario file: %w", err)}

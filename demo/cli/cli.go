@@ -1,7 +1,7 @@
 // Package cli provides tcplab's command line: run, check, list, show,
 // syntax, chat and diff (cli.go: Main and the flags every run takes;
 // run.go, check.go, catalog.go, chat.go, diff.go: the commands; output.go:
-// SVG and pcapng files). It builds labs on the wire the user picks and
+// SVG and pcapng files; capture.go: run --capture). It builds labs on the wire the user picks and
 // renders their traces. It does not create TUN devices or kernel sockets
 // itself: the caller (cmd/tcplab) passes constructors in Env, so that demo
 // never imports tun and never needs root.
@@ -34,6 +34,9 @@ type Env struct {
 	// "server") of a TUN wire, recording into rec. release frees it.
 	// Nil means --kernel is not available in this build.
 	NewKernelPeer func(w stack.Wire, side string, rec *trace.Recorder) (p stack.Peer, release func() error, err error)
+	// StartCapture captures the TUN wire's devices for --capture. Nil
+	// means --capture is not available in this build.
+	StartCapture CaptureFunc
 	// Stdin, Stdout and Stderr default to the process's.
 	Stdin          *os.File
 	Stdout, Stderr io.Writer
@@ -105,6 +108,7 @@ type runFlags struct {
 	pcapView string
 	realtime bool
 	seed     uint64
+	capture  string // run only: see addCaptureFlag
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {

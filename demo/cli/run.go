@@ -25,7 +25,8 @@ func newRun(env *Env) *cobra.Command {
 		Example: `  sudo tcplab run close
   sudo tcplab run shutdown --format ladder
   tcplab run close --wire memory --format json
-  sudo tcplab run close --pcap close.pcapng --svg close.svg`,
+  sudo tcplab run close --pcap close.pcapng --svg close.svg
+  sudo tcplab run close --capture wire.pcapng   # the wire itself, as the kernel saw it`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.validate(); err != nil {
@@ -33,6 +34,9 @@ func newRun(env *Env) *cobra.Command {
 			}
 			s, err := load(args[0])
 			if err != nil {
+				return err
+			}
+			if err := f.checkCapture(args[0]); err != nil {
 				return err
 			}
 			ctx, stop := watch(cmd.Context())
@@ -52,16 +56,31 @@ func newRun(env *Env) *cobra.Command {
 		},
 	}
 	f.add(cmd)
+	f.addCaptureFlag(cmd)
 	return cmd
 }
 
 // runOne runs s on a fresh lab, streaming its trace to stdout when stream.
-func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stream bool) (*scenario.Result, []trace.Event, error) {
+// With --capture, the capture starts as soon as the lab exists and stops
+// after the lab is closed.
+func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stream bool) (_ *scenario.Result, _ []trace.Event, err error) {
 	lab, opt, err := newLab(ctx, env, f, s, f.pcap != "")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer lab.Close()
+	capt, err := startCapture(env, f, lab)
+	if err != nil {
+		lab.Close()
+		return nil, nil, err
+	}
+	defer func() {
+		lab.Close()
+		if capt != nil {
+			if cerr := capt.finish(env.Stderr); err == nil {
+				err = cerr
+			}
+		}
+	}()
 	if os.Getenv("TCPLAB_TEST_PANIC") == "after-setup" {
 		// Test hook: the end-to-end tests check that a panic leaves
 		// nothing behind.
