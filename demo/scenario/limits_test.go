@@ -3,9 +3,9 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
 	"runtime"
-	"errors"
 	"strings"
 	"testing"
 
