@@ -88,8 +88,7 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	env.Stdout = out
 	defer func() {
 		if p := recover(); p != nil {
-			fmt.Fprintf(env.Stderr, "tcplab: internal error: panic: %v\n"+
-				"This is a bug in tcplab, not in your scenario or command line; please report it with the command and this message.\n%s", p, debug.Stack())
+			reportBug(env.Stderr, p, debug.Stack())
 			code = ExitBug
 			return
 		}
@@ -105,6 +104,11 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var pe2 panicError
+	if errors.As(err, &pe2) {
+		reportBug(env.Stderr, pe2.val, pe2.stack)
+		return ExitBug
 	}
 	if !errors.Is(err, errSilent) {
 		fmt.Fprintln(env.Stderr, "tcplab:", err)
@@ -232,6 +236,21 @@ connection ends with a clean FIN exchange.
 // watch cancels ctx on SIGINT/SIGTERM so that a run tears its lab down.
 func watch(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// panicError is a panic recovered on a goroutine of the command (diff's
+// variants), carried back to Main to be reported as a bug.
+type panicError struct {
+	val   any
+	stack []byte
+}
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.val) }
+
+// reportBug says that a panic is tcplab's bug, with its stack.
+func reportBug(w io.Writer, val any, stack []byte) {
+	fmt.Fprintf(w, "tcplab: internal error: panic: %v\n"+
+		"This is a bug in tcplab, not in your scenario or command line; please report it with the command and this message.\n%s", val, stack)
 }
 
 // errSilent is an error already reported to the user: exit 1, print

@@ -147,7 +147,7 @@ func TestListAndShow(t *testing.T) {
 
 func TestSyntaxMentionsEveryVerb(t *testing.T) {
 	code, stdout, _ := run(t, nil, "syntax")
-	for _, w := range []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set linger", "sleep", "wait quiet", "wire hold", "wire drop", "config timewait", "expect HOST sent", "expect HOST final", "expect HOST buffer"} {
+	for _, w := range []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set linger", "sleep", "wait quiet", "wire hold", "wire drop", "config timewait", "expect HOST sent", "expect HOST final", "expect HOST buffer", "write N 0-1 TiB", "read N 1-16 MiB", "durations 0-24h"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("syntax lacks %q", w)
 		}

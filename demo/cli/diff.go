@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -133,7 +134,15 @@ on), or a lab could not be built. 2 for a bad command line or scenario file,
 // diffRunner runs a script on a fresh TUN lab with the kernel on the given
 // side, with runOne.
 func diffRunner(env *Env, f *diffFlags) diff.RunFunc {
-	return func(ctx context.Context, s *scenario.Script, kernel string) (diff.Run, error) {
+	return func(ctx context.Context, s *scenario.Script, kernel string) (_ diff.Run, err error) {
+		// The variants run on goroutines of their own: a panic there
+		// would bypass Main's recover and exit 2, the code of a usage
+		// error.
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicError{val: p, stack: debug.Stack()}
+			}
+		}()
 		rf := runFlags{wire: "tun", format: "text", mtu: f.mtu, timeout: f.timeout, kernel: kernel}
 		sc := *s
 		sc.Kernel = "" // the baseline is gVisor on both sides whatever the script says

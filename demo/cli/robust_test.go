@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/demo/diff"
 	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/memwire"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -210,5 +211,22 @@ func TestDiffExitStatus(t *testing.T) {
 	r.Variants[0].Run.Result = ok
 	if got := failedRuns(r); len(got) != 0 {
 		t.Errorf("failedRuns with all held = %q", got)
+	}
+}
+
+// A panic on one of diff's variant goroutines is reported as a bug too
+// (exit 70), not as Go's crash (exit 2).
+func TestDiffPanicIsReportedAsABug(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_PANIC", "after-setup")
+	var o, e bytes.Buffer
+	code := Main(context.Background(), []string{"diff", "close"}, Env{
+		NewTUN: func(context.Context, WireConfig) (stack.Wire, error) { return memwire.New(memwire.Config{}), nil },
+		NewKernelPeer: func(stack.Wire, string, *trace.Recorder) (stack.Peer, func() error, error) {
+			return nil, nil, errors.New("unreachable")
+		},
+		Stdout: &o, Stderr: &e,
+	})
+	if code != ExitBug || !strings.Contains(e.String(), "This is a bug in tcplab") {
+		t.Errorf("exit %d, stderr %.300q", code, e.String())
 	}
 }
