@@ -88,7 +88,11 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	env.Stdout = out
 	defer func() {
 		if p := recover(); p != nil {
-			reportBug(env.Stderr, p, debug.Stack())
+			if pe, ok := p.(panicError); ok {
+				reportBug(env.Stderr, pe.val, pe.stack)
+			} else {
+				reportBug(env.Stderr, p, debug.Stack())
+			}
 			code = ExitBug
 			return
 		}

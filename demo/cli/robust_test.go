@@ -230,3 +230,25 @@ func TestDiffPanicIsReportedAsABug(t *testing.T) {
 		t.Errorf("exit %d, stderr %.300q", code, e.String())
 	}
 }
+
+// A panic on the live renderer's goroutine is caught there and raised again
+// on the command's goroutine, where Main reports it as a bug.
+func TestRendererPanicIsRaisedOnTheCommandGoroutine(t *testing.T) {
+	var c catcher
+	write := c.catch(func(trace.Event) { panic("boom") })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		write(trace.Event{})
+		write(trace.Event{}) // dropped: the first panic is kept
+	}()
+	<-done
+	defer func() {
+		pe, ok := recover().(panicError)
+		if !ok || pe.val != "boom" || !strings.Contains(string(pe.stack), "TestRendererPanicIsRaisedOnTheCommandGoroutine") {
+			t.Errorf("raise() = %v, %v", pe, ok)
+		}
+	}()
+	c.raise()
+	t.Error("raise did not panic")
+}

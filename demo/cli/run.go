@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -77,10 +79,12 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	// The live output runs on its own goroutine (render.Async): a slow
 	// terminal must not hold up the stacks.
 	var out *render.Async
+	var bugs catcher // a panic on the renderer's goroutine, raised again here
 	defer func() {
 		if out != nil {
 			out.Close()
 		}
+		bugs.raise()
 	}()
 	if stream {
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
@@ -95,10 +99,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
-			out = render.NewAsync(func(e trace.Event) { prog.clear(); t.Write(e) })
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.clear(); t.Write(e) }))
 		case "json":
 			j := render.NewJSON(env.Stdout)
-			out = render.NewAsync(func(e trace.Event) { j.Write(e) })
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { j.Write(e) }))
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
@@ -228,4 +232,43 @@ func summary(res *scenario.Result) string {
 		return fmt.Sprintf("all %d expectations held", res.Checked)
 	}
 	return held
+}
+
+// catcher keeps the first panic of functions run on goroutines tcplab does
+// not own (the live renderer's), so that the command's goroutine can raise
+// it again and Main reports it as a bug instead of Go crashing with exit 2.
+type catcher struct {
+	mu  sync.Mutex
+	err *panicError
+}
+
+// catch wraps write: a panic in it is kept, and later events are dropped.
+func (c *catcher) catch(write func(trace.Event)) func(trace.Event) {
+	return func(e trace.Event) {
+		c.mu.Lock()
+		failed := c.err != nil
+		c.mu.Unlock()
+		if failed {
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				c.mu.Lock()
+				if c.err == nil {
+					c.err = &panicError{val: p, stack: debug.Stack()}
+				}
+				c.mu.Unlock()
+			}
+		}()
+		write(e)
+	}
+}
+
+// raise panics with the panic caught, if any.
+func (c *catcher) raise() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		panic(*c.err)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -328,10 +327,14 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 		}
 		target := p.toks[p.i].text
 		h, port, ok := strings.Cut(target, ":")
-		n, perr := strconv.Atoi(port)
-		if !ok || (h != "server" && h != "client") || perr != nil || n <= 0 || n > 65535 {
+		if !ok || (h != "server" && h != "client") || port == "" || strings.Trim(port, "0123456789") != "" {
 			return nil, p.errorf("expected where to connect as HOST:PORT (e.g. server:9527), found %q", target)
 		}
+		n64, perr := parseNumber(port, "port", 1, 65535)
+		if perr != nil {
+			return nil, p.errorf("%v", perr)
+		}
+		n := int(n64)
 		if h == host {
 			return nil, p.errorf("%s cannot connect to itself; connect to %s:%d", host, peerOf(host), n)
 		}

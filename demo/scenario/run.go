@@ -345,7 +345,7 @@ func (r *runner) call(parent context.Context, c *Call) error {
 	}
 	if c.Expect == nil {
 		if err != nil && (c.Op == "listen" || c.Op == "connect" || c.Op == "accept") {
-			return fmt.Errorf("%s %s failed: %v", c.Host, c.Op, err)
+			return fmt.Errorf("%s %s failed: %s", c.Host, c.Op, errText(err))
 		}
 		return nil
 	}
@@ -476,6 +476,16 @@ func checkCall(c *Call, n int, data []byte, err error) string {
 		}
 	}
 	return ""
+}
+
+// errText names an error by its errno when it has one, with the system's
+// wording: "ECONNREFUSED (connection refused)".
+func errText(err error) string {
+	name, text := stack.ErrName(err), err.Error()
+	if name == text || strings.Contains(text, name) {
+		return text
+	}
+	return name + " (" + text + ")"
 }
 
 func describe(n int, data []byte, err error) string {
