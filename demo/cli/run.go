@@ -220,6 +220,8 @@ func summary(res *scenario.Result) string {
 	switch {
 	case res.Checked == 0:
 		held = "no expectation was checked"
+	case res.Checked == 1 && res.Failed() == 0:
+		held = "the one expectation checked held"
 	case res.Failed() == 0:
 		held = fmt.Sprintf("the %d expectations checked held", res.Checked)
 	}
