@@ -43,7 +43,8 @@ func newChat(env *Env) *cobra.Command {
 			if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 				fmt.Fprintf(env.Stderr, "# to watch the wire: %s\n", tw.TcpdumpCommand())
 			}
-			return chat.Run(ctx, lab, env.stdin(), env.Stdout, o)
+			// chat drives the terminal itself: it gets the real stdout.
+			return chat.Run(ctx, lab, env.stdin(), unwrap(env.Stdout), o)
 		},
 	}
 	f.add(cmd)

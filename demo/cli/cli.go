@@ -285,11 +285,15 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 }
 
 // isStdout reports whether w writes to the process's standard output.
-func isStdout(w io.Writer) bool {
+func isStdout(w io.Writer) bool { return unwrap(w) == io.Writer(os.Stdout) }
+
+// unwrap returns the writer under Main's checkedWriter, for code that needs
+// the file itself (a terminal).
+func unwrap(w io.Writer) io.Writer {
 	if c, ok := w.(*checkedWriter); ok {
-		w = c.w
+		return c.w
 	}
-	return w == io.Writer(os.Stdout)
+	return w
 }
 
 // validTimeout checks a --step-timeout value.
