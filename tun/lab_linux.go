@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +34,7 @@ type Lab struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool
 }
 
 // device is one TUN device and the gVisor endpoint that stands for it.
@@ -41,6 +43,24 @@ type device struct {
 	ep     *channel.Endpoint
 	link   stack.Link
 	kernel netip.Prefix // the kernel's address on the device
+	// filter, if set, sees every packet the kernel hands to the device
+	// before the host does (see Lab.SetInboundFilter).
+	filter atomic.Pointer[InboundFilter]
+}
+
+// InboundFilter decides the fate of one IPv4 packet that the kernel handed
+// to a host's TUN device: true delivers it to the host, false takes it off
+// the wire. It runs on the device's pump goroutine and must not keep pkt
+// (copy what it holds back, and hand it over later with Lab.Inject).
+type InboundFilter func(pkt []byte) (deliver bool)
+
+// deliver passes one packet read from the device to the host's endpoint,
+// unless the filter takes it.
+func (d *device) deliver(b []byte) {
+	if f := d.filter.Load(); f != nil && !(*f)(b) {
+		return
+	}
+	inject(d.ep, b)
 }
 
 // New creates the lab namespace, its two TUN devices and their channel
@@ -104,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 		d.ep = channel.New(cfg.QueueLen, uint32(cfg.MTU), "")
 		d.link.Endpoint = d.ep
 		l.wg.Add(2)
-		go func() { defer l.wg.Done(); l.fail(d, "read", p.fromTUN(d.file, d.ep)) }()
+		go func() { defer l.wg.Done(); l.fail(d, "read", p.fromTUN(d.file, d.deliver)) }()
 		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep)) }()
 	}
 	if err := ctx.Err(); err != nil {
@@ -168,6 +188,48 @@ func (l *Lab) TcpdumpCommand() string {
 	return "nsenter --net=" + l.ns.Path() + " tcpdump -ni any tcp"
 }
 
+// SetInboundFilter installs f (nil removes it) on the path from the kernel
+// to host ("client" or "server"): every packet the kernel sends or
+// forwards to that host passes f first, on the wire itself. It is how
+// faults act on what a kernel peer sends. Cost: one call per packet.
+func (l *Lab) SetInboundFilter(host string, f InboundFilter) error {
+	d, err := l.device(host)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		d.filter.Store(nil)
+	} else {
+		d.filter.Store(&f)
+	}
+	return nil
+}
+
+// Inject hands pkt, a whole IPv4 packet, to host as if the kernel had just
+// sent it through the host's device; a filter's held packet goes on its
+// way this way. It copies pkt.
+func (l *Lab) Inject(host string, pkt []byte) error {
+	d, err := l.device(host)
+	if err != nil {
+		return err
+	}
+	if l.closed.Load() {
+		return fmt.Errorf("tun: inject toward %s: %w", host, ErrClosed)
+	}
+	inject(d.ep, pkt)
+	return nil
+}
+
+func (l *Lab) device(host string) (*device, error) {
+	switch host {
+	case "client":
+		return l.client, nil
+	case "server":
+		return l.server, nil
+	}
+	return nil, fmt.Errorf("tun: no host %q (want client or server)", host)
+}
+
 // Do runs f on a fresh OS thread inside the lab namespace; see
 // Namespace.Do. It fails with ErrClosed after Close.
 func (l *Lab) Do(f func() error) error { return l.ns.Do(f) }
@@ -179,6 +241,7 @@ func (l *Lab) Do(f func() error) error { return l.ns.Do(f) }
 // spent by the kernel unregistering each TUN device (RCU grace periods).
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
+		l.closed.Store(true)
 		l.cancel()
 		l.closeFiles() // unblocks the readers
 		l.wg.Wait()

@@ -16,9 +16,10 @@ import (
 // the Lab. The plain pump below moves bare IPv4 packets; a mode with
 // virtio-net headers (GSO) can replace it without touching Lab.
 type pump interface {
-	// fromTUN reads packets from dev and injects them into ep until dev is
-	// closed, which returns nil, or reading fails.
-	fromTUN(dev *os.File, ep *channel.Endpoint) error
+	// fromTUN reads packets from dev and hands each IPv4 packet to deliver
+	// until dev is closed, which returns nil, or reading fails. deliver
+	// must not keep pkt.
+	fromTUN(dev *os.File, deliver func(pkt []byte)) error
 
 	// toTUN writes the packets that gVisor queues on ep to dev until ctx is
 	// done or ep or dev is closed, which return nil.
@@ -31,7 +32,7 @@ type ipPump struct{}
 // maxPacket bounds a TUN read: an IPv4 packet is at most 64 KiB.
 const maxPacket = 1 << 16
 
-func (ipPump) fromTUN(dev *os.File, ep *channel.Endpoint) error {
+func (ipPump) fromTUN(dev *os.File, deliver func(pkt []byte)) error {
 	buf := make([]byte, maxPacket)
 	for {
 		n, err := dev.Read(buf)
@@ -45,12 +46,17 @@ func (ipPump) fromTUN(dev *os.File, ep *channel.Endpoint) error {
 		if n < header.IPv4MinimumSize || header.IPVersion(buf[:n]) != header.IPv4Version {
 			continue
 		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-			Payload: buffer.MakeWithData(buf[:n]), // copies
-		})
-		ep.InjectInbound(header.IPv4ProtocolNumber, pkt)
-		pkt.DecRef()
+		deliver(buf[:n])
 	}
+}
+
+// inject hands one IPv4 packet to ep as if it had arrived on the link.
+func inject(ep *channel.Endpoint, b []byte) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(b), // copies
+	})
+	ep.InjectInbound(header.IPv4ProtocolNumber, pkt)
+	pkt.DecRef()
 }
 
 func (ipPump) toTUN(ctx context.Context, dev *os.File, ep *channel.Endpoint) error {

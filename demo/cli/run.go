@@ -122,6 +122,11 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			return nil, nil, err
 		}
 		defer release()
+		kf, ok := kp.(scenario.Faults)
+		if !ok {
+			return nil, nil, fmt.Errorf("the kernel peer cannot inject faults on the wire")
+		}
+		sl.Faults = kernelFaults{lab: lab, kernel: kernel, kf: kf}
 		if kernel == "client" {
 			sl.Client = kp
 		} else {
@@ -273,4 +278,32 @@ func (c *catcher) raise() {
 	if c.err != nil {
 		panic(*c.err)
 	}
+}
+
+// kernelFaults routes the wire steps of a run with a kernel peer: what the
+// kernel sends is held or dropped on the wire by the kernel peer's filter,
+// what the gVisor host sends by its tap.
+type kernelFaults struct {
+	lab    *stack.Lab
+	kernel string
+	kf     scenario.Faults
+}
+
+func (k kernelFaults) Hold() {
+	k.lab.Hold()
+	k.kf.Hold()
+}
+
+func (k kernelFaults) Release(host string) error {
+	if host == k.kernel {
+		return k.kf.Release(host)
+	}
+	return k.lab.Release(host)
+}
+
+func (k kernelFaults) Drop(host string, n int, match func(flags string) bool, what string) error {
+	if host == k.kernel {
+		return k.kf.Drop(host, n, match, what)
+	}
+	return k.lab.Drop(host, n, match, what)
 }

@@ -83,6 +83,10 @@ type Event struct {
 
 	// Text is free text for notes and an explanation for any event.
 	Text string
+
+	// id identifies the event inside its Recorder while it may still move
+	// (EmitAt can insert before it); 0 outside a Recorder.
+	id uint64
 }
 
 // PayloadPreview is how many payload bytes a segment event keeps.
@@ -161,12 +165,18 @@ type Recorder struct {
 	start time.Time
 
 	mu       sync.Mutex
-	chunks   [][]Event    // the trace, in chunks of chunkSize: appends never copy it
-	n        int          // events in the trace
-	open     map[int]bool // indexes of calls begun but not ended
-	notified int          // events[:notified] have been given to subs
+	chunks   [][]Event       // the trace, in chunks of chunkSize: appends never copy it
+	n        int             // events in the trace
+	lastID   uint64          // the id of the last event stored
+	open     map[uint64]bool // ids of calls begun but not ended
+	notified int             // events[:notified] have been given to subs
 	subs     []func(Event)
 	mirrors  []func(Event) (before, after []Event)
+
+	// delay holds events back from subscribers until they are this old,
+	// so that EmitAt can still put a late observation in its place.
+	delay time.Duration
+	timer *time.Timer // flushes held-back events when nothing else does
 }
 
 // NewRecorder returns a Recorder whose times count from now on clock. A nil
@@ -175,7 +185,7 @@ func NewRecorder(clock Clock) *Recorder {
 	if clock == nil {
 		clock = WallClock{}
 	}
-	return &Recorder{clock: clock, start: clock.Now(), open: map[int]bool{}}
+	return &Recorder{clock: clock, start: clock.Now(), open: map[uint64]bool{}}
 }
 
 // Emit stamps e with its index and time and appends it to the trace. It
@@ -220,7 +230,14 @@ const chunkSize = 4096
 
 func (r *Recorder) appendLocked(e Event) Event {
 	e.T = r.clock.Now().Sub(r.start)
+	return r.storeLocked(e)
+}
+
+// storeLocked appends e, whose T is set, to the end of the trace.
+func (r *Recorder) storeLocked(e Event) Event {
 	e.Index = r.n
+	r.lastID++
+	e.id = r.lastID
 	if r.n%chunkSize == 0 {
 		r.chunks = append(r.chunks, make([]Event, 0, chunkSize))
 	}
@@ -233,14 +250,86 @@ func (r *Recorder) appendLocked(e Event) Event {
 // at returns the stored event i.
 func (r *Recorder) at(i int) *Event { return &r.chunks[i/chunkSize][i%chunkSize] }
 
-// flushLocked hands subscribers every event up to the first open call.
+// EmitAt stores e as having happened at the wall-clock time at, which may
+// lie in the past: an observer that learns of events after a delay (the
+// kernel's, through a BPF ring buffer) puts them in their true place among
+// the events already recorded. The place is never before an event that
+// subscribers have already seen: a later observation than SetDelay allows
+// for is stored at the earliest place still open, with its true T. Mirrors
+// are not called. Cost: Emit's, plus moving the events recorded after at
+// (at most those of the delay window) one place along.
+func (r *Recorder) EmitAt(e Event, at time.Time) Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.T = at.Sub(r.start)
+	pos := r.n
+	for pos > r.notified && r.at(pos-1).T > e.T {
+		pos--
+	}
+	e = r.storeLocked(e)
+	for i := r.n - 1; i > pos; i-- {
+		*r.at(i) = *r.at(i - 1)
+		r.at(i).Index = i
+	}
+	e.Index = pos
+	*r.at(pos) = e
+	r.flushLocked()
+	return e
+}
+
+// SetDelay makes subscribers see each event only once it is d old on the
+// recorder's clock (0, the default: at once), leaving EmitAt that long to
+// insert late observations in their place. Events still held back are
+// handed out by a timer, or at once by SetDelay(0) and Flush. Cost: one
+// timer while events wait.
+func (r *Recorder) SetDelay(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay = max(d, 0)
+	r.flushLocked()
+}
+
+// Flush hands subscribers every event recorded so far that is not behind
+// an open call, whatever its age, and turns the delay off: call it when
+// no late observation can come any more (the observer has stopped).
+func (r *Recorder) Flush() {
+	r.SetDelay(0)
+}
+
+// flushLocked hands subscribers every event up to the first open call
+// that is older than the delay, and arms the timer for the rest.
 func (r *Recorder) flushLocked() {
-	for r.notified < r.n && !r.open[r.notified] {
+	horizon := time.Duration(1<<63 - 1)
+	if r.delay > 0 {
+		horizon = r.clock.Now().Sub(r.start) - r.delay
+	}
+	for r.notified < r.n {
+		e := r.at(r.notified)
+		if r.open[e.id] {
+			return
+		}
+		if e.T > horizon {
+			r.armLocked(e.T - horizon)
+			return
+		}
 		for _, f := range r.subs {
-			f(*r.at(r.notified))
+			f(*e)
 		}
 		r.notified++
 	}
+}
+
+// armLocked makes sure flushLocked runs again within d.
+func (r *Recorder) armLocked(d time.Duration) {
+	if r.timer != nil {
+		r.timer.Reset(d)
+		return
+	}
+	r.timer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.flushLocked()
+	})
 }
 
 // Pending is a call event that took its place in the trace when the call
@@ -248,8 +337,8 @@ func (r *Recorder) flushLocked() {
 // call sends appear after it. Subscribers see it, and everything after it,
 // only once it has ended.
 type Pending struct {
-	r   *Recorder
-	idx int
+	r  *Recorder
+	id uint64
 }
 
 // Begin appends e as an open call event. The caller must End it.
@@ -257,8 +346,8 @@ func (r *Recorder) Begin(e Event) *Pending {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e = r.appendLocked(e)
-	r.open[e.Index] = true
-	return &Pending{r: r, idx: e.Index}
+	r.open[e.id] = true
+	return &Pending{r: r, id: e.id}
 }
 
 // End completes the call event: fill sets its result fields. Index and T
@@ -267,14 +356,19 @@ func (p *Pending) End(fill func(e *Event)) {
 	r := p.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.open[p.idx] {
+	if !r.open[p.id] {
 		return
 	}
-	e := r.at(p.idx)
-	idx, t := e.Index, e.T
+	// An open call is never notified, so it is at or after r.notified.
+	i := r.n - 1
+	for i >= r.notified && r.at(i).id != p.id {
+		i--
+	}
+	e := r.at(i)
+	idx, t, id := e.Index, e.T, e.id
 	fill(e)
-	e.Index, e.T = idx, t
-	delete(r.open, p.idx)
+	e.Index, e.T, e.id = idx, t, id
+	delete(r.open, p.id)
 	r.flushLocked()
 }
 

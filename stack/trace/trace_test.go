@@ -70,3 +70,68 @@ func TestJSONFieldsByKind(t *testing.T) {
 		}
 	}
 }
+
+func TestEmitAtPutsLateObservationsInTheirPlace(t *testing.T) {
+	clk := &fixed{t: time.Unix(100, 0)}
+	r := NewRecorder(clk)
+	r.SetDelay(10 * time.Millisecond)
+	var seen []string
+	r.Subscribe(func(e Event) { seen = append(seen, e.Text) })
+	step := func() { clk.t = clk.t.Add(time.Millisecond) }
+	step()
+	r.Emit(Event{Kind: Note, Text: "a"}) // 1 ms
+	step()
+	p := r.Begin(Event{Kind: Call, Text: "call"}) // 2 ms
+	step()
+	r.Emit(Event{Kind: Note, Text: "c"}) // 3 ms
+	// Learnt late: happened at 1.5 ms, before the open call.
+	r.EmitAt(Event{Kind: Note, Text: "b"}, time.Unix(100, 0).Add(1500*time.Microsecond))
+	if len(seen) != 0 {
+		t.Fatalf("subscribers saw %v within the delay", seen)
+	}
+	p.End(func(e *Event) { e.Ret = 7 })
+	var got []string
+	for i, e := range r.Events() {
+		if e.Index != i {
+			t.Errorf("event %q has Index %d at position %d", e.Text, e.Index, i)
+		}
+		got = append(got, e.Text)
+		if e.Text == "call" && e.Ret != 7 {
+			t.Errorf("the open call moved one place but End did not reach it: %+v", e)
+		}
+	}
+	if strings.Join(got, " ") != "a b call c" {
+		t.Errorf("trace = %v, want a b call c", got)
+	}
+	clk.t = clk.t.Add(20 * time.Millisecond)
+	r.Emit(Event{Kind: Note, Text: "d"})
+	if strings.Join(seen, " ") != "a b call c" {
+		t.Errorf("after the delay subscribers saw %v, want a b call c", seen)
+	}
+	// Older than what subscribers have seen: stored at the first open
+	// place, with its true time.
+	e := r.EmitAt(Event{Kind: Note, Text: "late"}, time.Unix(100, 0))
+	if e.Index != 4 || e.T != 0 {
+		t.Errorf("too-late event = index %d T %v, want index 4 T 0", e.Index, e.T)
+	}
+	r.Flush()
+	if strings.Join(seen, " ") != "a b call c late d" {
+		t.Errorf("after Flush subscribers saw %v", seen)
+	}
+}
+
+func TestDelayTimerFlushesWithoutNewEvents(t *testing.T) {
+	r := NewRecorder(nil)
+	r.SetDelay(time.Millisecond)
+	got := make(chan string, 1)
+	r.Subscribe(func(e Event) { got <- e.Text })
+	r.Emit(Event{Kind: Note, Text: "x"})
+	select {
+	case s := <-got:
+		if s != "x" {
+			t.Errorf("got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a held-back event was never handed out")
+	}
+}

@@ -37,14 +37,15 @@ var _ stack.Peer = (*Peer)(nil)
 // concurrent use; calls on one Socket must not run concurrently, as with a
 // socket used from one thread.
 type Peer struct {
-	lab   *tun.Lab
-	side  string     // "client" or "server": Host of every event
-	other string     // the gVisor host on the other end
-	addr  netip.Addr // the kernel's address on the other host's link
-	pfx   string     // addr + ":", to pick the segments that concern us
-	rec   *trace.Recorder
-	diag  *diagSocket
-	ctrs  *counters
+	lab    *tun.Lab
+	side   string     // "client" or "server": Host of every event
+	other  string     // the gVisor host on the other end
+	addr   netip.Addr // the kernel's address on the other host's link
+	pfx    string     // addr + ":", to pick the segments that concern us
+	rec    *trace.Recorder
+	diag   *diagSocket
+	ctrs   *counters
+	faults wireFaults
 
 	mu        sync.Mutex
 	conns     map[connKey]*Socket
@@ -156,6 +157,7 @@ func (p *Peer) Addr() netip.Addr { return p.addr }
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
 		p.closing.Store(true)
+		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)
 		p.wg.Wait()
 		var errs []error
