@@ -8,8 +8,10 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/memwire"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -223,4 +225,31 @@ func FuzzDuration(f *testing.F) {
 			t.Fatalf("parseDuration(%q) = %v, out of range", text, d)
 		}
 	})
+}
+
+// On the memory wire too, "write 1 GiB" costs about what a 1 MiB write
+// does: the call blocks once the buffers are full (nobody reads), and the
+// 1 GiB was never built.
+func TestBigWriteOnTheMemoryWire(t *testing.T) {
+	s, err := Parse("x.lab", strings.NewReader("server listen 9527\nclient connect server:9527\nserver accept\nclient write 1073741824\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, _, err := memwire.NewLab(memwire.LabConfig{RealTime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res := Run(context.Background(), s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace},
+		Options{StepTimeout: 300 * time.Millisecond})
+	runtime.ReadMemStats(&after)
+	if !res.Stopped || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Msg, "still blocked after 300ms") {
+		t.Fatalf("failures %+v", res.Failures)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 128<<20 {
+		t.Errorf("a blocked write of 1 GiB allocated %d MiB, want < 128 MiB", grew>>20)
+	}
 }
