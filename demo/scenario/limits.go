@@ -35,6 +35,11 @@ const (
 	MaxDuration = 24 * time.Hour
 	// MaxLine bounds the length of one line of a scenario: 1 MiB.
 	MaxLine = 1 << 20
+	// MaxScript bounds the length of a whole scenario, 4 MiB, and
+	// MaxSteps its number of steps, so that an endless input (yes |
+	// tcplab run -) ends in an error, not in all the memory.
+	MaxScript = 4 << 20
+	MaxSteps  = 100_000
 )
 
 // parseNumber parses a decimal integer in [lo, hi]. what names the value in

@@ -253,3 +253,33 @@ func TestBigWriteOnTheMemoryWire(t *testing.T) {
 		t.Errorf("a blocked write of 1 GiB allocated %d MiB, want < 128 MiB", grew>>20)
 	}
 }
+
+// repeatReader repeats line forever.
+type repeatReader struct {
+	line string
+	off  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.line[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.line)
+	}
+	return n, nil
+}
+
+// An endless input ends in an error naming the limit, not in all the
+// memory.
+func TestEndlessInput(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"note \"x\"\n", "x.lab:100001:1: more than 100000 steps (the limit)"},
+		{"# a comment that makes no step at all, again and again\n", "scenario longer than 4194304 bytes (4 MiB, the limit)"},
+	} {
+		_, err := Parse("x.lab", &repeatReader{line: tc.line})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(endless %q) = %v, want %q", tc.line, err, tc.want)
+		}
+	}
+}

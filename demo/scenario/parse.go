@@ -36,13 +36,17 @@ var (
 // name); the script's Name is name without directory and ".lab".
 func Parse(name string, r io.Reader) (*Script, error) {
 	s := &Script{Name: strings.TrimSuffix(filepath.Base(name), ".lab")}
-	sc := bufio.NewScanner(r)
+	lr := &io.LimitedReader{R: r, N: MaxScript + 1}
+	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 64*1024), MaxLine)
 	names := map[string]Pos{}
 	var doc []string
 	inDoc := true
 	ln := 1
 	for ; sc.Scan(); ln++ {
+		if lr.N <= 0 {
+			return nil, &Error{Pos{name, ln, 1}, fmt.Sprintf("scenario longer than %d bytes (4 MiB, the limit)", MaxScript)}
+		}
 		line := sc.Text()
 		trimmed := strings.TrimSpace(line)
 		if inDoc {
@@ -71,6 +75,9 @@ func Parse(name string, r io.Reader) (*Script, error) {
 			return nil, err
 		}
 		if step != nil {
+			if len(s.Steps) == MaxSteps {
+				return nil, &Error{step.Position(), fmt.Sprintf("more than %d steps (the limit)", MaxSteps)}
+			}
 			s.Steps = append(s.Steps, step)
 		}
 	}

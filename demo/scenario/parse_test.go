@@ -211,8 +211,33 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		if len(s.Steps) == 0 || len(s.Steps) > MaxSteps {
+			t.Fatalf("%d steps accepted", len(s.Steps))
+		}
 		for _, st := range s.Steps {
 			_ = st.String()
+			// What the parser accepts is within the documented limits.
+			switch st := st.(type) {
+			case *Call:
+				if st.Fill < 0 || st.Fill > MaxWrite || st.N < 0 || st.N > MaxRead || st.Backlog < 0 || st.Backlog > MaxBacklog {
+					t.Fatalf("%s: out of limits: %+v", st, st)
+				}
+				if st.Expect != nil && st.Expect.Bytes > MaxWrite {
+					t.Fatalf("%s: expect %d bytes", st, st.Expect.Bytes)
+				}
+			case *Sleep:
+				if st.D < 0 || st.D > MaxDuration {
+					t.Fatalf("%s: sleep %v", st, st.D)
+				}
+			case *Expect:
+				if st.Count > MaxCount || st.Bytes < 0 || st.Bytes > MaxWrite {
+					t.Fatalf("%s: out of limits: %+v", st, st)
+				}
+			case *Wire:
+				if st.Count < 1 || st.Count > MaxCount {
+					t.Fatalf("%s: count %d", st, st.Count)
+				}
+			}
 		}
 	})
 }
