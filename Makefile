@@ -3,7 +3,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/tcplab
 PKGS    := ./...
 
-.PHONY: all build demo test vet fmt bench fuzz golden figures clean
+.PHONY: all build demo test vet fmt bench fuzz fuzz-check golden figures clean
 
 all: build
 
@@ -32,10 +32,28 @@ figures: build
 	./$(BIN) run close --wire memory --format json --svg demo/figures/close.svg >/dev/null
 	./$(BIN) run shutdown --wire memory --format json --svg demo/figures/shutdown.svg >/dev/null
 
-## fuzz: fuzz the scenario parser for a while (FUZZTIME=10m for longer)
-FUZZTIME ?= 1m
-fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./demo/scenario
+## fuzz: run every fuzzer of the repository for FUZZTIME each, one after
+## the other (FUZZTIME=10m for longer). A new fuzzer is one more
+## "package:FuzzName" word in FUZZERS; `make fuzz-check` fails when a
+## Fuzz function in the tree is missing from the list.
+FUZZTIME ?= 20s
+FUZZERS := \
+	./demo/scenario:FuzzParse \
+	./demo/scenario:FuzzNumber \
+	./demo/scenario:FuzzDuration
+fuzz: fuzz-check
+	@set -e; for f in $(FUZZERS); do \
+		echo "== fuzz $${f#*:} in $${f%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \
+	done
+
+fuzz-check:
+	@missing=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | while read file; do \
+		pkg=./$$(dirname "$${file#./}"); \
+		for fn in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+			case " $(FUZZERS) " in *" $$pkg:$$fn "*) ;; *) echo "$$pkg:$$fn";; esac; \
+		done; done); \
+	if [ -n "$$missing" ]; then echo "fuzzers missing from FUZZERS in the Makefile: $$missing"; exit 1; fi
 
 ## bench: bulk TCP, one stream, 1 MiB per op (BENCHTIME=1024x: 1 GiB per
 ## case): gVisor hosts over TUN and over memory, trace off and on, against

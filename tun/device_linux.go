@@ -53,10 +53,26 @@ func tunErr(op string, err error) error {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
 		return fmt.Errorf("%w (%s: %w)", ErrNoTUN, op, err)
 	case errors.Is(err, unix.EACCES):
-		return fmt.Errorf("%w (%s: %w; the mode of /dev/net/tun, normally 0666, does not let this user open it)", ErrNeedRoot, op, err)
+		// The capabilities are there (Check looks first) but the device
+		// node keeps this user out: say that first, not "needs root".
+		return &causeError{
+			msg: fmt.Sprintf("tun: %s: %v: the mode of /dev/net/tun (normally 0666, crw-rw-rw-) does not let this user open it, "+
+				"capabilities or not; fix: sudo chmod 0666 /dev/net/tun, or run as root", op, err),
+			errs: []error{ErrNeedRoot, err},
+		}
 	}
 	return sysErr(op, err)
 }
+
+// causeError is an error whose message states its cause in full and which
+// still matches the errors it stands for (errors.Is).
+type causeError struct {
+	msg  string
+	errs []error
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return e.errs }
 
 // Check reports whether this process can create a Lab: it needs
 // CAP_SYS_ADMIN (for the namespace), CAP_NET_ADMIN (for the devices) and a

@@ -108,8 +108,8 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 		code int
 	}{
 		{"SIGKILL", "", syscall.SIGKILL, -1},
-		{"Ctrl-C", "", syscall.SIGINT, 1},
-		{"panic", "TCPLAB_TEST_PANIC=after-setup", nil, 2},
+		{"Ctrl-C", "", syscall.SIGINT, 130},
+		{"panic", "TCPLAB_TEST_PANIC=after-setup", nil, 70},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(bin, "run", "close")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -63,9 +64,25 @@ func newShow(env *Env) *cobra.Command {
 	}
 }
 
-// load parses a built-in name or a .lab file.
-func load(arg string) (*scenario.Script, error) {
+// load parses a built-in name, a .lab file, or standard input ("-"). Only
+// regular files are read: a FIFO would block, a device or directory is
+// not a scenario.
+func load(arg string, stdin io.Reader) (*scenario.Script, error) {
+	if arg == "-" {
+		return scenario.Parse("stdin", stdin)
+	}
 	if isScenarioFile(arg) {
+		fi, err := os.Stat(arg)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, usageError{fmt.Errorf("scenario file %s: %w", arg, err)}
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, usageError{fmt.Errorf("scenario file %s is %s, not a regular file; give a .lab file, or - to read standard input", arg, fileKind(fi.Mode()))}
+		}
 		f, err := os.Open(arg)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("scenario file: %w", err)}
@@ -112,4 +129,19 @@ func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keep
 	}
 	lab, err := stack.NewLab(w, hc, false)
 	return lab, opt, err
+}
+
+// fileKind names a kind of file that is not a scenario.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe)"
+	case m&fs.ModeCharDevice != 0, m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }

@@ -27,6 +27,11 @@ func newChat(env *Env) *cobra.Command {
 			if err := f.validate(); err != nil {
 				return err
 			}
+			for _, fl := range []string{"svg", "pcap", "pcap-view", "format", "explain", "arrivals", "no-buffers", "step-timeout", "realtime", "kernel"} {
+				if cmd.Flags().Changed(fl) {
+					return usageError{fmt.Errorf("chat does not take --%s (it applies to tcplab run)", fl)}
+				}
+			}
 			f.realtime = true // a person types in real time
 			ctx, stop := watch(cmd.Context())
 			defer stop()
@@ -38,7 +43,8 @@ func newChat(env *Env) *cobra.Command {
 			if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 				fmt.Fprintf(env.Stderr, "# to watch the wire: %s\n", tw.TcpdumpCommand())
 			}
-			return chat.Run(ctx, lab, env.stdin(), env.Stdout, o)
+			// chat drives the terminal itself: it gets the real stdout.
+			return chat.Run(ctx, lab, env.stdin(), unwrap(env.Stdout), o)
 		},
 	}
 	f.add(cmd)

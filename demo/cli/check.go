@@ -20,15 +20,21 @@ func newCheck(env *Env) *cobra.Command {
   sudo tcplab check
   sudo tcplab check mytest.lab close`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.inputs = args
 			if err := f.validate(); err != nil {
 				return err
+			}
+			for _, fl := range []string{"svg", "pcap", "pcap-view", "format", "explain", "arrivals", "no-buffers"} {
+				if cmd.Flags().Changed(fl) {
+					return usageError{fmt.Errorf("check prints one line per scenario and writes no trace: --%s applies to tcplab run", fl)}
+				}
 			}
 			if len(args) == 0 {
 				args = scenario.Names()
 			}
 			var scripts []*scenario.Script
 			for _, a := range args {
-				s, err := load(a)
+				s, err := load(a, env.stdin())
 				if err != nil {
 					return err
 				}
@@ -45,10 +51,17 @@ func newCheck(env *Env) *cobra.Command {
 				}
 				res, events, err := runOne(ctx, env, &f, s, false)
 				if err != nil {
+					if ctx.Err() != nil {
+						return interrupted{where: s.Name}
+					}
 					return err
 				}
 				if progress {
 					fmt.Fprint(env.Stderr, "\r\x1b[K")
+				}
+				if res.Interrupted {
+					fmt.Fprintf(env.Stdout, "%d passed, %d failed, interrupted in %s\n", passed, failed, s.Name)
+					return interrupted{where: lineOf(res.Where)}
 				}
 				if res.OK() {
 					passed++

@@ -14,7 +14,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,23 +56,54 @@ type WireConfig struct {
 
 // Exit codes.
 const (
-	ExitOK      = 0 // every expectation held
-	ExitFailure = 1 // an expectation failed or the lab could not run
-	ExitUsage   = 2 // bad command line or scenario file
+	ExitOK          = 0   // every expectation held
+	ExitFailure     = 1   // an expectation failed, a step or the lab could not run, or output could not be written
+	ExitUsage       = 2   // bad command line or scenario file
+	ExitBug         = 70  // tcplab itself failed (a panic): a bug to report (sysexits' EX_SOFTWARE)
+	ExitInterrupted = 130 // stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
 )
 
 // usageError marks errors that are the user's command line.
 type usageError struct{ error }
 
+// interrupted is the error of a run that Ctrl-C (or SIGTERM) stopped.
+type interrupted struct{ where string }
+
+func (e interrupted) Error() string {
+	if e.where == "" {
+		return "interrupted; the lab was torn down"
+	}
+	return "interrupted at " + e.where + "; the lab was torn down"
+}
+
 // Main runs the command line with args (without the program name) and
-// returns the exit code.
-func Main(ctx context.Context, args []string, env Env) int {
+// returns the exit code. A panic in the command's goroutine is reported as
+// a bug and exits with ExitBug; a write to stdout that fails (a full disk,
+// a closed pipe) makes the exit code ExitFailure at least.
+func Main(ctx context.Context, args []string, env Env) (code int) {
 	if env.Stdout == nil {
 		env.Stdout = os.Stdout
 	}
 	if env.Stderr == nil {
 		env.Stderr = os.Stderr
 	}
+	out := &checkedWriter{w: env.Stdout}
+	env.Stdout = out
+	defer func() {
+		if p := recover(); p != nil {
+			if pe, ok := p.(panicError); ok {
+				reportBug(env.Stderr, pe.val, pe.stack)
+			} else {
+				reportBug(env.Stderr, p, debug.Stack())
+			}
+			code = ExitBug
+			return
+		}
+		if out.err != nil && code != ExitUsage && code != ExitInterrupted {
+			fmt.Fprintf(env.Stderr, "tcplab: write standard output: %v\n", out.err)
+			code = max(code, ExitFailure)
+		}
+	}()
 	root := newRoot(&env)
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
@@ -79,10 +112,20 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(env.Stderr, "tcplab:", err)
+	var pe2 panicError
+	if errors.As(err, &pe2) {
+		reportBug(env.Stderr, pe2.val, pe2.stack)
+		return ExitBug
+	}
+	if !errors.Is(err, errSilent) {
+		fmt.Fprintln(env.Stderr, "tcplab:", err)
+	}
 	var ue usageError
 	var pe *scenario.Error
+	var ie interrupted
 	switch {
+	case errors.As(err, &ie):
+		return ExitInterrupted
 	case errors.As(err, &ue), errors.As(err, &pe):
 		return ExitUsage
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"),
@@ -109,6 +152,9 @@ type runFlags struct {
 	realtime bool
 	seed     uint64
 	capture  string // run only: see addCaptureFlag
+	// inputs are the scenario files of the run, which no output may
+	// overwrite.
+	inputs []string
 }
 
 func (f *runFlags) add(cmd *cobra.Command) {
@@ -151,6 +197,17 @@ func (f *runFlags) validate() error {
 	if f.mtu < 576 || f.mtu > 65535 {
 		return usageError{fmt.Errorf("--mtu %d: want 576-65535", f.mtu)}
 	}
+	if err := validTimeout(f.timeout); err != nil {
+		return err
+	}
+	if f.svg != "" && f.svg == f.pcap {
+		return usageError{fmt.Errorf("--svg and --pcap name the same file %s", f.svg)}
+	}
+	for _, o := range []struct{ flag, path string }{{"--svg", f.svg}, {"--pcap", f.pcap}} {
+		if err := checkOutput(o.flag, o.path, f.inputs); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -189,5 +246,64 @@ func watch(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
-// errSilent is an error already reported to the user.
+// panicError is a panic recovered on a goroutine of the command (diff's
+// variants), carried back to Main to be reported as a bug.
+type panicError struct {
+	val   any
+	stack []byte
+}
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.val) }
+
+// reportBug says that a panic is tcplab's bug, with its stack.
+func reportBug(w io.Writer, val any, stack []byte) {
+	fmt.Fprintf(w, "tcplab: internal error: panic: %v\n"+
+		"This is a bug in tcplab, not in your scenario or command line; please report it with the command and this message.\n%s", val, stack)
+}
+
+// errSilent is an error already reported to the user: exit 1, print
+// nothing more.
 var errSilent = errors.New("expectations failed")
+
+// checkedWriter remembers the first error writing to w, so that Main can
+// fail when standard output could not be written (the renderers write
+// many lines and do not stop at the first error).
+type checkedWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	c.err = err
+	return n, err
+}
+
+// isStdout reports whether w writes to the process's standard output.
+func isStdout(w io.Writer) bool { return unwrap(w) == io.Writer(os.Stdout) }
+
+// unwrap returns the writer under Main's checkedWriter, for code that needs
+// the file itself (a terminal).
+func unwrap(w io.Writer) io.Writer {
+	if c, ok := w.(*checkedWriter); ok {
+		return c.w
+	}
+	return w
+}
+
+// validTimeout checks a --step-timeout value.
+func validTimeout(d time.Duration) error {
+	if d <= 0 || d > scenario.MaxDuration {
+		return usageError{fmt.Errorf("--step-timeout %s: want more than 0 and at most %s", d, scenario.MaxDuration)}
+	}
+	return nil
+}

@@ -34,12 +34,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "clsoe", "--wire", "memory"}, 2, `no built-in scenario "clsoe"; valid names: close, shutdown,`},
 		{[]string{"run", "clsoe", "--wire", "memory"}, 2, `did you mean "close"?`},
 		{[]string{"run", bad, "--wire", "memory"}, 2, bad + `:2:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "conect"; did you mean "connect"?`},
-		{[]string{"run", filepath.Join(dir, "missing.lab")}, 2, "scenario file: open " + filepath.Join(dir, "missing.lab") + ": no such file or directory"},
+		{[]string{"run", filepath.Join(dir, "missing.lab")}, 2, "scenario file " + filepath.Join(dir, "missing.lab") + ": no such file or directory"},
 		{[]string{"run", "close", "--wire", "wifi"}, 2, `--wire "wifi": want tun or memory`},
 		{[]string{"run", "close", "--format", "xml"}, 2, `--format "xml": want text, json or ladder`},
 		{[]string{"run", "close", "--mtu", "100"}, 2, `--mtu 100: want 576-65535`},
 		{[]string{"run", "close", "--kernel", "client", "--wire", "memory"}, 2, "--kernel needs --wire tun"},
-		{[]string{"run"}, 2, "accepts 1 arg(s), received 0"},
+		{[]string{"run"}, 2, "run takes one scenario, got 0: a built-in NAME, a FILE.lab, or - to read standard input"},
+		{[]string{"run"}, 2, "built-in: close, shutdown, "},
+		{[]string{"run", "close", "shutdown"}, 2, "run takes one scenario, got 2"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"run", "close", "--bogus"}, 2, "unknown flag: --bogus"},
 	} {
@@ -145,7 +147,7 @@ func TestListAndShow(t *testing.T) {
 
 func TestSyntaxMentionsEveryVerb(t *testing.T) {
 	code, stdout, _ := run(t, nil, "syntax")
-	for _, w := range []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set linger", "sleep", "wait quiet", "wire hold", "wire drop", "config timewait", "expect HOST sent", "expect HOST final", "expect HOST buffer"} {
+	for _, w := range []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set linger", "sleep", "wait quiet", "wire hold", "wire drop", "config timewait", "expect HOST sent", "expect HOST final", "expect HOST buffer", "write N 0-1 TiB", "read N 1-16 MiB", "durations 0-24h"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("syntax lacks %q", w)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -39,7 +40,14 @@ with what differs marked "-" (gVisor only) and "+" (Linux only). FIN and RST
 reasons are compared by cause ("close()", "data after close()", ...) and listed
 in full apart, since the kernel's evidence is worded differently.
 
-With --all it runs the whole catalogue and prints one row per scenario.`,
+With --all it runs the whole catalogue and prints one row per scenario.
+
+Exit status: 0 when every run (baseline and both kernel variants) ran to its
+end and all its expectations held, whatever the differences: differences are
+what diff reports, not a failure. 1 when a run failed an expectation or could
+not run (the report lists each failed expectation with the variant it failed
+on), or a lab could not be built. 2 for a bad command line or scenario file,
+130 when interrupted.`,
 		Example: `  sudo tcplab diff close
   sudo tcplab diff shutdown --buffers
   sudo tcplab diff --all`,
@@ -52,6 +60,9 @@ With --all it runs the whole catalogue and prints one row per scenario.`,
 			}
 			if f.mtu < 576 || f.mtu > 65535 {
 				return usageError{fmt.Errorf("--mtu %d: want 576-65535", f.mtu)}
+			}
+			if err := validTimeout(f.timeout); err != nil {
+				return err
 			}
 			if env.NewTUN == nil || env.NewKernelPeer == nil {
 				return errors.New("diff needs the TUN wire and the kernel peer, which this build does not have")
@@ -66,7 +77,7 @@ With --all it runs the whole catalogue and prints one row per scenario.`,
 					scripts = append(scripts, s)
 				}
 			} else {
-				s, err := load(args[0])
+				s, err := load(args[0], env.stdin())
 				if err != nil {
 					return err
 				}
@@ -78,12 +89,17 @@ With --all it runs the whole catalogue and prints one row per scenario.`,
 			opt := diff.Options{Buffers: f.buffers, Serial: f.serial}
 			fmt.Fprintf(env.Stderr, "# Linux %s vs gVisor netstack\n", kernelRelease())
 			var reports []*diff.Report
+			var failed []string
 			for _, s := range scripts {
 				start := time.Now()
 				r, err := diff.Compare(ctx, s, run, opt)
-				if err != nil {
-					return err
+				if ctx.Err() != nil {
+					return interrupted{where: s.Name}
 				}
+				if err != nil {
+					return diffHint(err, s.Name)
+				}
+				failed = append(failed, failedRuns(r)...)
 				reports = append(reports, r)
 				if f.all {
 					fmt.Fprintf(env.Stderr, "# %s: %.1fs\n", s.Name, time.Since(start).Seconds())
@@ -95,7 +111,13 @@ With --all it runs the whole catalogue and prints one row per scenario.`,
 				}
 			}
 			if f.all {
-				return diff.WriteTable(env.Stdout, reports)
+				if err := diff.WriteTable(env.Stdout, reports); err != nil {
+					return err
+				}
+			}
+			if len(failed) > 0 {
+				fmt.Fprintf(env.Stderr, "# diff: expectations failed in %s\n", strings.Join(failed, "; "))
+				return errSilent
 			}
 			return nil
 		},
@@ -112,7 +134,15 @@ With --all it runs the whole catalogue and prints one row per scenario.`,
 // diffRunner runs a script on a fresh TUN lab with the kernel on the given
 // side, with runOne.
 func diffRunner(env *Env, f *diffFlags) diff.RunFunc {
-	return func(ctx context.Context, s *scenario.Script, kernel string) (diff.Run, error) {
+	return func(ctx context.Context, s *scenario.Script, kernel string) (_ diff.Run, err error) {
+		// The variants run on goroutines of their own: a panic there
+		// would bypass Main's recover and exit 2, the code of a usage
+		// error.
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicError{val: p, stack: debug.Stack()}
+			}
+		}()
 		rf := runFlags{wire: "tun", format: "text", mtu: f.mtu, timeout: f.timeout, kernel: kernel}
 		sc := *s
 		sc.Kernel = "" // the baseline is gVisor on both sides whatever the script says
@@ -133,3 +163,51 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// failedRuns names the runs of r whose expectations did not all hold, e.g.
+// "close with Linux as client (2 failed)".
+func failedRuns(r *diff.Report) []string {
+	var out []string
+	runs := []diff.Run{r.Base}
+	for _, v := range r.Variants {
+		runs = append(runs, v.Run)
+	}
+	for _, run := range runs {
+		if run.Result == nil || run.Result.OK() {
+			continue
+		}
+		who := "gVisor on both sides"
+		if run.Kernel != "" {
+			who = "Linux as " + run.Kernel
+		}
+		what := fmt.Sprintf("%d failed", run.Result.Failed())
+		if run.Result.Stopped {
+			what += ", stopped at " + lineOf(run.Result.Where)
+		}
+		out = append(out, fmt.Sprintf("%s with %s (%s)", r.Script.Name, who, what))
+	}
+	return out
+}
+
+// diffHint replaces the "--wire memory" advice of a wire error, which diff
+// does not take, with what does work without root.
+func diffHint(err error, name string) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "--wire memory") {
+		return err
+	}
+	for _, advice := range []string{"; or use --wire memory, which needs no privileges", "; use --wire memory"} {
+		msg = strings.Replace(msg, advice, "", 1)
+	}
+	return hinted{err, msg + "\ndiff always uses the TUN wire, since it runs the Linux kernel as one peer (--wire memory does not apply to it); " +
+		"without root, 'tcplab run " + name + " --wire memory' shows the gVisor side alone"}
+}
+
+// hinted is err with a reworded message.
+type hinted struct {
+	err error
+	msg string
+}
+
+func (h hinted) Error() string { return h.msg }
+func (h hinted) Unwrap() error { return h.err }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -27,12 +29,19 @@ func newRun(env *Env) *cobra.Command {
   tcplab run close --wire memory --format json
   sudo tcplab run close --pcap close.pcapng --svg close.svg
   sudo tcplab run close --capture wire.pcapng   # the wire itself, as the kernel saw it`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("run takes one scenario, got %d: a built-in NAME, a FILE.lab, or - to read standard input (to run several: tcplab check A B ...); built-in: %s",
+					len(args), strings.Join(scenario.Names(), ", "))}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.inputs = args
 			if err := f.validate(); err != nil {
 				return err
 			}
-			s, err := load(args[0])
+			s, err := load(args[0], env.stdin())
 			if err != nil {
 				return err
 			}
@@ -43,16 +52,16 @@ func newRun(env *Env) *cobra.Command {
 			defer stop()
 			res, events, err := runOne(ctx, env, &f, s, true)
 			if err != nil {
+				if ctx.Err() != nil {
+					return interrupted{}
+				}
 				return err
 			}
 			if err := writeExtras(&f, events, s.Name); err != nil {
 				return err
 			}
 			report(env.Stderr, res, events)
-			if !res.OK() {
-				return errSilent
-			}
-			return nil
+			return outcome(res)
 		},
 	}
 	f.add(cmd)
@@ -89,10 +98,12 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	// The live output runs on its own goroutine (render.Async): a slow
 	// terminal must not hold up the stacks.
 	var out *render.Async
+	var bugs catcher // a panic on the renderer's goroutine, raised again here
 	defer func() {
 		if out != nil {
 			out.Close()
 		}
+		bugs.raise()
 	}()
 	if stream {
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
@@ -107,10 +118,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
-			out = render.NewAsync(func(e trace.Event) { prog.clear(); t.Write(e) })
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.clear(); t.Write(e) }))
 		case "json":
 			j := render.NewJSON(env.Stdout)
-			out = render.NewAsync(func(e trace.Event) { j.Write(e) })
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { j.Write(e) }))
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
@@ -187,10 +198,31 @@ func writeExtras(f *runFlags, events []trace.Event, title string) error {
 	return nil
 }
 
-// report prints the failed expectations with the trace around each.
+// outcome is the error a finished run returns: nil when every expectation
+// held, interrupted after Ctrl-C, errSilent (exit 1, already reported)
+// otherwise.
+func outcome(res *scenario.Result) error {
+	switch {
+	case res.Interrupted:
+		return interrupted{where: lineOf(res.Where)}
+	case !res.OK():
+		return errSilent
+	}
+	return nil
+}
+
+// lineOf writes a position as file:line.
+func lineOf(p scenario.Pos) string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+
+// report prints the failed expectations with the trace around each, the
+// step that could not run, and a summary line.
 func report(w io.Writer, res *scenario.Result, events []trace.Event) {
 	for _, fl := range res.Failures {
-		fmt.Fprintf(w, "FAIL %s: %s\n     %s\n", fl.Pos, fl.Step, fl.Msg)
+		word := "FAIL"
+		if fl.Stop {
+			word = "STOP"
+		}
+		fmt.Fprintf(w, "%s %s: %s\n     %s\n", word, fl.Pos, render.Printable(fl.Step), fl.Msg)
 		from := max(0, fl.At-8)
 		if fl.At > 0 {
 			fmt.Fprintf(w, "     trace before it:\n")
@@ -203,10 +235,67 @@ func report(w io.Writer, res *scenario.Result, events []trace.Event) {
 			}
 		}
 	}
-	if res.OK() {
-		fmt.Fprintf(w, "# %s: all %d expectations held\n", res.Script.Name, res.Checked)
-	} else {
-		fmt.Fprintf(w, "# %s: %d of %d expectations failed\n", res.Script.Name, len(res.Failures), res.Checked)
+	fmt.Fprintf(w, "# %s: %s\n", res.Script.Name, summary(res))
+}
+
+// summary says in one line how a run ended.
+func summary(res *scenario.Result) string {
+	held := fmt.Sprintf("%d of %d expectations failed", res.Failed(), res.Checked)
+	switch {
+	case res.Checked == 0:
+		held = "no expectation was checked"
+	case res.Checked == 1 && res.Failed() == 0:
+		held = "the one expectation checked held"
+	case res.Failed() == 0:
+		held = fmt.Sprintf("the %d expectations checked held", res.Checked)
+	}
+	switch {
+	case res.Interrupted:
+		return fmt.Sprintf("interrupted at %s before the script ended; %s", lineOf(res.Where), held)
+	case res.Stopped:
+		return fmt.Sprintf("stopped at %s: that step could not run, the rest of the script was skipped; %s", lineOf(res.Where), held)
+	case res.OK():
+		return fmt.Sprintf("all %d expectations held", res.Checked)
+	}
+	return held
+}
+
+// catcher keeps the first panic of functions run on goroutines tcplab does
+// not own (the live renderer's), so that the command's goroutine can raise
+// it again and Main reports it as a bug instead of Go crashing with exit 2.
+type catcher struct {
+	mu  sync.Mutex
+	err *panicError
+}
+
+// catch wraps write: a panic in it is kept, and later events are dropped.
+func (c *catcher) catch(write func(trace.Event)) func(trace.Event) {
+	return func(e trace.Event) {
+		c.mu.Lock()
+		failed := c.err != nil
+		c.mu.Unlock()
+		if failed {
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				c.mu.Lock()
+				if c.err == nil {
+					c.err = &panicError{val: p, stack: debug.Stack()}
+				}
+				c.mu.Unlock()
+			}
+		}()
+		write(e)
+	}
+}
+
+// raise panics with the panic caught, if any.
+func (c *catcher) raise() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		panic(*c.err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/stack/trace"
 )
@@ -77,7 +79,7 @@ func (t *Text) Line(e trace.Event) string {
 		}
 		body = fmt.Sprintf("buffer send queue %d B, receive queue %d B", e.SndQueued, e.RcvQueued)
 	case trace.Note:
-		body = "# " + e.Text
+		body = "# " + Printable(e.Text)
 	}
 	if body == "" {
 		return ""
@@ -163,14 +165,50 @@ func Call(e trace.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s(%s) = %d", name, arg, e.Ret)
 	if e.Err != "" {
-		if e.Err == "EOF" {
+		switch e.Err {
+		case "EOF":
 			b.WriteString(" EOF")
-		} else {
+		case "context deadline exceeded":
+			// The caller gave up (the scenario's step timeout): no errno.
+			b.WriteString(" (still blocked when the step timeout ended the call)")
+		default:
 			b.WriteString(" " + e.Err)
 		}
 	}
 	if e.Data != "" {
 		b.WriteString(" " + Quote([]byte(e.Data), 40))
+	}
+	return b.String()
+}
+
+// Printable returns s with every control character (escape codes, carriage
+// returns, newlines) and every invalid UTF-8 byte written as a Go escape
+// (\x1b, \n, \u0085, \xff), so that text from a scenario cannot move the
+// cursor or recolour a terminal. Other text, quotes included, is unchanged.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (unicode.IsControl(r) && r != '\t') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsControl(r) && r != '\t':
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
 	}
 	return b.String()
 }

@@ -53,8 +53,9 @@ type Call struct {
 	Port    uint16 // listen, connect
 	From    uint16 // connect: local port (0: ephemeral)
 	Backlog int    // listen
-	Data    []byte // write: the bytes
-	N       int    // read: buffer size; 0 means 65536
+	Data    []byte // write: the bytes of a "text" write
+	Fill    int64  // write N: this many bytes of filler (see Filler), made as they are written
+	N       int    // read: buffer size, at most MaxRead; 0 means 65536
 	All     bool   // read all: until EOF or error
 	How     string // shutdown: rd wr rdwr
 	Opt     string // set: linger nodelay sndbuf rcvbuf

@@ -2,10 +2,10 @@ package scenario
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -36,11 +36,17 @@ var (
 // name); the script's Name is name without directory and ".lab".
 func Parse(name string, r io.Reader) (*Script, error) {
 	s := &Script{Name: strings.TrimSuffix(filepath.Base(name), ".lab")}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	lr := &io.LimitedReader{R: r, N: MaxScript + 1}
+	sc := bufio.NewScanner(lr)
+	sc.Buffer(make([]byte, 64*1024), MaxLine)
+	names := map[string]Pos{}
 	var doc []string
 	inDoc := true
-	for ln := 1; sc.Scan(); ln++ {
+	ln := 1
+	for ; sc.Scan(); ln++ {
+		if lr.N <= 0 {
+			return nil, &Error{Pos{name, ln, 1}, fmt.Sprintf("scenario longer than %d bytes (4 MiB, the limit)", MaxScript)}
+		}
 		line := sc.Text()
 		trimmed := strings.TrimSpace(line)
 		if inDoc {
@@ -60,7 +66,7 @@ func Parse(name string, r io.Reader) (*Script, error) {
 		if len(toks) == 0 {
 			continue
 		}
-		p := &lineParser{name: name, ln: ln, toks: toks, text: trimmed}
+		p := &lineParser{name: name, ln: ln, toks: toks, text: trimmed, names: names}
 		if i := strings.Index(p.text, " #"); i >= 0 && !strings.Contains(p.text[:i], "\"") {
 			p.text = strings.TrimSpace(p.text[:i])
 		}
@@ -69,13 +75,22 @@ func Parse(name string, r io.Reader) (*Script, error) {
 			return nil, err
 		}
 		if step != nil {
+			if len(s.Steps) == MaxSteps {
+				return nil, &Error{step.Position(), fmt.Sprintf("more than %d steps (the limit)", MaxSteps)}
+			}
 			s.Steps = append(s.Steps, step)
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, &Error{Pos{name, ln, 1}, fmt.Sprintf("line longer than %d bytes (1 MiB, the limit)", MaxLine)}
+		}
 		return nil, fmt.Errorf("scenario: read %s: %w", name, err)
 	}
 	s.Doc = strings.TrimSpace(strings.Join(doc, "\n"))
+	if len(s.Steps) == 0 {
+		return nil, &Error{Pos{name, 1, 1}, "no steps: a scenario needs at least one call, wait or expectation (see tcplab syntax)"}
+	}
 	return s, nil
 }
 
@@ -86,6 +101,8 @@ type lineParser struct {
 	toks []token
 	i    int
 	text string
+	// names are the "as" names given so far, by "host name".
+	names map[string]Pos
 }
 
 func (p *lineParser) pos() Pos {
@@ -140,25 +157,33 @@ func (p *lineParser) accept(word string) bool {
 	return false
 }
 
-func (p *lineParser) number(what string) (int, error) {
+// number consumes a decimal number in [lo, hi], or fails naming the range.
+func (p *lineParser) number(what string, lo, hi int64) (int64, error) {
 	if !p.more() || p.toks[p.i].quoted {
-		return 0, p.errorf("expected %s (a number)", what)
+		return 0, p.errorf("expected %s (a number %s)", what, span(lo, hi))
 	}
-	n, err := strconv.Atoi(p.toks[p.i].text)
-	if err != nil || n < 0 {
-		return 0, p.errorf("expected %s (a number), found %q", what, p.toks[p.i].text)
+	n, err := parseNumber(p.toks[p.i].text, what, lo, hi)
+	if err != nil {
+		return 0, p.errorf("%v", err)
 	}
 	p.i++
 	return n, nil
 }
 
+// port consumes a port number, 1-65535.
+func (p *lineParser) port(what string) (uint16, error) {
+	n, err := p.number(what, 1, 65535)
+	return uint16(n), err
+}
+
+// duration consumes a duration in [0, MaxDuration].
 func (p *lineParser) duration(what string) (time.Duration, error) {
 	if !p.more() || p.toks[p.i].quoted {
-		return 0, p.errorf("expected %s (a duration such as 5s or 200ms)", what)
+		return 0, p.errorf("expected %s (a duration such as 5s or 200ms, from 0 to %s)", what, fmtDuration(MaxDuration))
 	}
-	d, err := time.ParseDuration(p.toks[p.i].text)
-	if err != nil || d < 0 {
-		return 0, p.errorf("expected %s (a duration such as 5s or 200ms), found %q", what, p.toks[p.i].text)
+	d, err := parseDuration(p.toks[p.i].text, what)
+	if err != nil {
+		return 0, p.errorf("%v", err)
 	}
 	p.i++
 	return d, nil
@@ -224,9 +249,11 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 				return nil, err
 			}
 			if p.accept("count") {
-				if w.Count, err = p.number("a count"); err != nil {
+				n, err := p.number("a count", 1, MaxCount)
+				if err != nil {
 					return nil, err
 				}
+				w.Count = int(n)
 			}
 		}
 		return w, p.end()
@@ -291,18 +318,15 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 	c.set(start, p.text)
 	switch op {
 	case "listen":
-		n, err := p.number("a port")
-		if err != nil {
+		if c.Port, err = p.port("a port"); err != nil {
 			return nil, err
 		}
-		if n == 0 || n > 65535 {
-			return nil, &Error{Pos{p.name, p.ln, p.toks[p.i-1].col}, fmt.Sprintf("port %d out of range 1-65535", n)}
-		}
-		c.Port = uint16(n)
 		if p.accept("backlog") {
-			if c.Backlog, err = p.number("a backlog"); err != nil {
+			n, err := p.number("a backlog", 0, MaxBacklog)
+			if err != nil {
 				return nil, err
 			}
+			c.Backlog = int(n)
 		}
 	case "connect":
 		if !p.more() || p.toks[p.i].quoted {
@@ -310,44 +334,48 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 		}
 		target := p.toks[p.i].text
 		h, port, ok := strings.Cut(target, ":")
-		n, perr := strconv.Atoi(port)
-		if !ok || (h != "server" && h != "client") || perr != nil || n <= 0 || n > 65535 {
+		if !ok || (h != "server" && h != "client") || port == "" || strings.Trim(port, "0123456789") != "" {
 			return nil, p.errorf("expected where to connect as HOST:PORT (e.g. server:9527), found %q", target)
 		}
+		n64, perr := parseNumber(port, "port", 1, 65535)
+		if perr != nil {
+			return nil, p.errorf("%v", perr)
+		}
+		n := int(n64)
 		if h == host {
 			return nil, p.errorf("%s cannot connect to itself; connect to %s:%d", host, peerOf(host), n)
 		}
 		p.i++
 		c.Port = uint16(n)
 		if p.accept("from") {
-			n, err := p.number("a local port")
-			if err != nil {
+			if c.From, err = p.port("a local port"); err != nil {
 				return nil, err
 			}
-			if n == 0 || n > 65535 {
-				return nil, &Error{Pos{p.name, p.ln, p.toks[p.i-1].col}, fmt.Sprintf("port %d out of range 1-65535", n)}
-			}
-			c.From = uint16(n)
 		}
 	case "write":
 		if p.more() && p.toks[p.i].quoted {
 			c.Data = []byte(p.toks[p.i].text)
 			p.i++
 		} else {
-			n, err := p.number(`what to write ("text" or a byte count)`)
+			if !p.more() {
+				return nil, p.errorf(`expected what to write ("text" or a byte count %s)`, span(0, MaxWrite))
+			}
+			n, err := p.number("a write size", 0, MaxWrite)
 			if err != nil {
 				return nil, err
 			}
 			p.accept("bytes")
-			c.Data = pattern(n)
+			c.Fill = n
 		}
 	case "read":
 		if p.accept("all") {
 			c.All = true
 		} else if p.more() && p.peek() != "" && p.peek() != "on" && p.peek() != "expect" {
-			if c.N, err = p.number("a read size"); err != nil {
+			n, err := p.number("a read size", 1, MaxRead)
+			if err != nil {
 				return nil, err
 			}
+			c.N = int(n)
 		}
 	case "shutdown":
 		if c.How, err = p.want("a direction", []string{"rd", "wr", "rdwr"}); err != nil {
@@ -366,18 +394,20 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 		switch c.Opt {
 		case "linger":
 			if c.Val != "off" {
-				if _, err := strconv.Atoi(c.Val); err != nil {
-					return nil, p.errorf("expected linger off or seconds (e.g. 0), found %q", c.Val)
+				if _, err := p.number("linger off or seconds", 0, MaxLinger); err != nil {
+					return nil, err
 				}
+				p.i--
 			}
 		case "nodelay":
 			if c.Val != "on" && c.Val != "off" {
 				return nil, p.errorf("expected nodelay on or off, found %q", c.Val)
 			}
 		default:
-			if n, err := strconv.Atoi(c.Val); err != nil || n <= 0 {
-				return nil, p.errorf("expected %s in bytes, found %q", c.Opt, c.Val)
+			if _, err := p.number(c.Opt+" in bytes", 1, MaxSockBuf); err != nil {
+				return nil, err
 			}
+			p.i--
 		}
 		p.i++
 	}
@@ -392,9 +422,15 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 				return nil, p.errorf("only listen, connect and accept create a socket to name with \"as\"")
 			}
 			p.i++
+			at := p.pos()
 			if c.As, err = p.ident("a name for the new socket"); err != nil {
 				return nil, err
 			}
+			key := host + " " + c.As
+			if first, ok := p.names[key]; ok {
+				return nil, &Error{at, fmt.Sprintf("%s already has a socket named %q (line %d); pick another name", host, c.As, first.Line)}
+			}
+			p.names[key] = at
 		case p.peek() == "expect":
 			epos := p.pos()
 			p.i++
@@ -419,13 +455,14 @@ func (p *lineParser) callExpect(pos Pos) (*CallExpect, error) {
 	}
 	w, err := p.want("an outcome", []string{"EOF", "ok", "error"})
 	if err != nil {
-		if p.more() {
-			if n, nerr := strconv.Atoi(p.toks[p.i].text); nerr == nil {
-				p.i++
-				p.accept("bytes")
-				e.Bytes = n
-				return e, nil
+		if p.more() && !p.toks[p.i].quoted && strings.IndexFunc(p.toks[p.i].text, isNumberRune) == 0 {
+			n, nerr := p.number("a byte count", 0, MaxWrite)
+			if nerr != nil {
+				return nil, nerr
 			}
+			p.accept("bytes")
+			e.Bytes = int(n)
+			return e, nil
 		}
 		return nil, err
 	}
@@ -463,9 +500,11 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 			case p.accept("never"):
 				e.Never = true
 			case p.accept("count"):
-				if e.Count, err = p.number("a count"); err != nil {
+				n, err := p.number("a count", 0, MaxCount)
+				if err != nil {
 					return nil, err
 				}
+				e.Count = int(n)
 			case p.accept("reason"):
 				p.accept("~")
 				if e.Reason, err = p.str("part of the reason"); err != nil {
@@ -499,9 +538,11 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 		if e.Queue, err = p.want("a queue", []string{"snd", "rcv"}); err != nil {
 			return nil, err
 		}
-		if e.Bytes, err = p.number("a byte count"); err != nil {
+		n, err := p.number("a byte count", 0, MaxWrite)
+		if err != nil {
 			return nil, err
 		}
+		e.Bytes = int(n)
 	}
 	if p.accept("on") {
 		if e.On, err = p.ident("the socket"); err != nil {
@@ -517,9 +558,12 @@ func (p *lineParser) flags() (string, error) {
 		return "", p.errorf("expected TCP flags in tcpdump notation (S, S., ., P., F., R, R.)")
 	}
 	f := p.toks[p.i].text
-	for _, r := range f {
+	for i, r := range f {
 		if !strings.ContainsRune("SFPRUEW.", r) {
 			return "", p.errorf("bad TCP flags %q: use the letters S F P R U E W and . for ACK", f)
+		}
+		if strings.ContainsRune(f[:i], r) {
+			return "", p.errorf("bad TCP flags %q: %c appears more than once", f, r)
 		}
 	}
 	p.i++
@@ -533,15 +577,22 @@ func peerOf(host string) string {
 	return "client"
 }
 
-// pattern returns n bytes of printable filler: "0123456789abcdef...".
-func pattern(n int) []byte {
-	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+// fillAlphabet is the filler "write N" sends: byte i of the stream is
+// fillAlphabet[i%len(fillAlphabet)].
+const fillAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+// Filler returns the n bytes of filler "write N" sends, starting at byte
+// off of the stream. It allocates n bytes: the runner streams long writes
+// through one chunk instead.
+func Filler(off, n int64) []byte {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = alphabet[i%len(alphabet)]
+		b[i] = fillAlphabet[(off+int64(i))%int64(len(fillAlphabet))]
 	}
 	return b
 }
+
+func isNumberRune(r rune) bool { return r == '-' || r == '+' || (r >= '0' && r <= '9') }
 
 // nearest returns the choice closest to word by edit distance, if close
 // enough to be a likely typo.

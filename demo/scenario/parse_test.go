@@ -69,8 +69,8 @@ expect server buffer rcv 3
 	if string(w.Data) != `a "quoted" b` || w.On != "c" {
 		t.Errorf("write = %q on %q", w.Data, w.On)
 	}
-	if w := s.Steps[4].(*Call); len(w.Data) != 100 {
-		t.Errorf("write 100 bytes wrote %d", len(w.Data))
+	if w := s.Steps[4].(*Call); w.Fill != 100 || w.Data != nil {
+		t.Errorf("write 100 bytes = %d bytes of filler, data %q", w.Fill, w.Data)
 	}
 	if r := s.Steps[5].(*Call); r.N != 10 || r.Expect == nil || r.Expect.Bytes != 10 {
 		t.Errorf("read 10 = %+v", r)
@@ -109,8 +109,8 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
 		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire), found "clinet"; did you mean "client"?`},
-		{"server listen", `x.lab:1:14: expected a port (a number)`},
-		{"server listen 70000", `x.lab:1:15: port 70000 out of range 1-65535`},
+		{"server listen", `x.lab:1:14: expected a port (a number 1-65535)`},
+		{"server listen 70000", `x.lab:1:15: port 70000 out of range: want 1-65535`},
 		{"client connect 9527", `x.lab:1:16: expected where to connect as HOST:PORT (e.g. server:9527), found "9527"`},
 		{"client connect client:1", `x.lab:1:16: client cannot connect to itself; connect to server:1`},
 		{"client write \"abc", `x.lab:1:14: unterminated string: missing closing "`},
@@ -120,11 +120,11 @@ func TestParseErrors(t *testing.T) {
 		{"expect client state TIME_WAIT", `x.lab:1:21: expected a TCP state (CLOSED, LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT), found "TIME_WAIT"; did you mean "TIME-WAIT"?`},
 		{"expect client sent X", `x.lab:1:20: bad TCP flags "X": use the letters S F P R U E W and . for ACK`},
 		{"expect client sent R reason \"x\" extra", `x.lab:1:33: unexpected "extra" (expected never, count N, reason ~ "..." or before ...)`},
-		{"sleep forever", `x.lab:1:7: expected how long to sleep (a duration such as 5s or 200ms), found "forever"`},
-		{"client set linger maybe", `x.lab:1:19: expected linger off or seconds (e.g. 0), found "maybe"`},
+		{"sleep forever", `x.lab:1:7: expected how long to sleep (a duration such as 5s or 200ms, from 0 to 24h), found "forever"`},
+		{"client set linger maybe", `x.lab:1:19: expected linger off or seconds (a number 0-86400), found "maybe"`},
 		{"client close now", `x.lab:1:14: unexpected "now" (expected on NAME, as NAME or expect ...)`},
 		{"client close as x", `x.lab:1:14: only listen, connect and accept create a socket to name with "as"`},
-		{"config timewait", `x.lab:1:16: expected timewait (a duration such as 5s or 200ms)`},
+		{"config timewait", `x.lab:1:16: expected timewait (a duration such as 5s or 200ms, from 0 to 24h)`},
 		{"wire cut", `x.lab:1:6: expected a fault (hold, release, drop), found "cut"`},
 		{"\n\n   server   explode", `x.lab:3:13: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "explode"`},
 	} {
@@ -185,6 +185,24 @@ func FuzzParse(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Add("client write \"\\x00\" on c expect 3 bytes")
+	// Large and negative numbers, durations and repeated names: every one
+	// must be an error with a position, never a panic or a huge buffer.
+	for _, src := range []string{
+		"client write 999999999999999999",
+		"server read 999999999999999999",
+		"client write 1099511627776 bytes expect 1099511627776 bytes",
+		"server listen 9527 backlog 9223372036854775807",
+		"client set linger 99999999999",
+		"client set sndbuf -1",
+		"sleep 3000000h",
+		"wait quiet 9223372036854775807ns",
+		"wire drop client SSSS count 99999999999999999999",
+		"expect client sent F count -1",
+		"server read expect -1 bytes",
+		"server listen 1 as a\nserver accept as a",
+	} {
+		f.Add(src)
+	}
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse("fuzz.lab", strings.NewReader(src))
 		if err != nil {
@@ -193,8 +211,33 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		if len(s.Steps) == 0 || len(s.Steps) > MaxSteps {
+			t.Fatalf("%d steps accepted", len(s.Steps))
+		}
 		for _, st := range s.Steps {
 			_ = st.String()
+			// What the parser accepts is within the documented limits.
+			switch st := st.(type) {
+			case *Call:
+				if st.Fill < 0 || st.Fill > MaxWrite || st.N < 0 || st.N > MaxRead || st.Backlog < 0 || st.Backlog > MaxBacklog {
+					t.Fatalf("%s: out of limits: %+v", st, st)
+				}
+				if st.Expect != nil && st.Expect.Bytes > MaxWrite {
+					t.Fatalf("%s: expect %d bytes", st, st.Expect.Bytes)
+				}
+			case *Sleep:
+				if st.D < 0 || st.D > MaxDuration {
+					t.Fatalf("%s: sleep %v", st, st.D)
+				}
+			case *Expect:
+				if st.Count > MaxCount || st.Bytes < 0 || st.Bytes > MaxWrite {
+					t.Fatalf("%s: out of limits: %+v", st, st)
+				}
+			case *Wire:
+				if st.Count < 1 || st.Count > MaxCount {
+					t.Fatalf("%s: count %d", st, st.Count)
+				}
+			}
 		}
 	})
 }

@@ -34,5 +34,12 @@ and no SYN/FIN/RST it leaves out; "." alone is a pure ACK. STATES: SYN-SENT,
 SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK,
 TIME-WAIT, CLOSED, LISTEN.
 
+Limits (out of range is an error naming the limit): write N 0-1 TiB (made as it
+is written, 1 MiB per write call); read N 1-16 MiB; ports 1-65535; backlog
+0-65535; count N 0-1000000 (wire drop: 1-1000000); expect N bytes and buffer N
+0-1 TiB; linger 0-86400 s; sndbuf/rcvbuf 1-256 MiB; durations 0-24h; a line
+1 MiB; a scenario 4 MiB and 100000 steps, at least one. Flags name each letter
+once; an "as" name is given once per host. "-" as the file reads standard input.
+
 Start from a built-in one: tcplab show close > my.lab; tcplab run my.lab --wire memory
 `

@@ -61,6 +61,9 @@ type Failure struct {
 	Step string // the scenario line
 	Msg  string // what was wrong
 	At   int    // how many trace events existed when it was checked
+	// Stop is set when this is a step that could not run (the rest of the
+	// script was skipped), not an expectation that failed.
+	Stop bool
 }
 
 // Error returns "file:line:col: step: what was wrong".
@@ -75,10 +78,30 @@ type Result struct {
 	Stopped bool
 	// Checked counts expectations evaluated.
 	Checked int
+	// Interrupted is set when ctx ended before the script did (Ctrl-C):
+	// the step at Where was running or next, and the rest was skipped.
+	// An interruption is not a Failure.
+	Interrupted bool
+	Where       Pos
 }
 
-// OK reports whether every expectation held.
-func (r *Result) OK() bool { return len(r.Failures) == 0 }
+// OK reports whether every expectation held and the script ran to its end.
+func (r *Result) OK() bool { return len(r.Failures) == 0 && !r.Interrupted }
+
+// Failed counts the expectations that failed (not a step that could not
+// run).
+func (r *Result) Failed() int {
+	n := 0
+	for _, f := range r.Failures {
+		if !f.Stop {
+			n++
+		}
+	}
+	return n
+}
+
+// errInterrupted is what a step returns when the run's context ended.
+var errInterrupted = errors.New("interrupted")
 
 // runner holds the state of one run.
 type runner struct {
@@ -123,7 +146,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 	}
 	for _, st := range s.Steps {
 		if ctx.Err() != nil {
-			r.stop(st, "run cancelled: "+ctx.Err().Error())
+			r.res.Interrupted, r.res.Where = true, st.Position()
 			break
 		}
 		if opt.Step != nil {
@@ -131,6 +154,10 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		}
 		r.settle(ctx)
 		if err := r.step(ctx, st); err != nil {
+			if ctx.Err() != nil || errors.Is(err, errInterrupted) {
+				r.res.Interrupted, r.res.Where = true, st.Position()
+				break
+			}
 			r.stop(st, err.Error())
 			break
 		}
@@ -148,7 +175,8 @@ func (r *runner) fail(st Step, msg string) {
 
 func (r *runner) stop(st Step, msg string) {
 	r.fail(st, msg)
-	r.res.Stopped = true
+	r.res.Failures[len(r.res.Failures)-1].Stop = true
+	r.res.Stopped, r.res.Where = true, st.Position()
 }
 
 func (r *runner) peer(host string) stack.Peer {
@@ -251,8 +279,8 @@ func (r *runner) sock(c *Call) (stack.Socket, error) {
 	return nil, fmt.Errorf("%s has no socket named %q", c.Host, name)
 }
 
-func (r *runner) call(ctx context.Context, c *Call) error {
-	ctx, cancel := context.WithTimeout(ctx, r.opt.StepTimeout)
+func (r *runner) call(parent context.Context, c *Call) error {
+	ctx, cancel := context.WithTimeout(parent, r.opt.StepTimeout)
 	defer cancel()
 	p := r.peer(c.Host)
 	var (
@@ -309,12 +337,15 @@ func (r *runner) call(ctx context.Context, c *Call) error {
 		}
 		n, data, err = r.sockCall(ctx, c, s)
 	}
+	if parent.Err() != nil {
+		return errInterrupted
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s %s: nothing happened within %s", c.Host, c.Op, r.opt.StepTimeout)
+		return fmt.Errorf("%s %s: still blocked after %s (the step timeout), so the run stops here", c.Host, c.Op, r.opt.StepTimeout)
 	}
 	if c.Expect == nil {
 		if err != nil && (c.Op == "listen" || c.Op == "connect" || c.Op == "accept") {
-			return fmt.Errorf("%s %s failed: %v", c.Host, c.Op, err)
+			return fmt.Errorf("%s %s failed: %s", c.Host, c.Op, errText(err))
 		}
 		return nil
 	}
@@ -342,12 +373,19 @@ func (r *runner) addSock(c *Call, s stack.Socket) {
 func (r *runner) sockCall(ctx context.Context, c *Call, s stack.Socket) (int, []byte, error) {
 	switch c.Op {
 	case "write":
+		if c.Fill > 0 {
+			n, err := writeFill(ctx, s, c.Fill)
+			return n, nil, err
+		}
 		n, err := s.Write(ctx, c.Data)
 		return n, nil, err
 	case "read":
 		size := c.N
 		if size == 0 {
 			size = 65536
+		}
+		if size < 0 || size > MaxRead {
+			return 0, nil, fmt.Errorf("read size %d out of range 1-%d", size, MaxRead)
 		}
 		buf := make([]byte, size)
 		if !c.All {
@@ -389,6 +427,25 @@ func (r *runner) sockCall(ctx context.Context, c *Call, s stack.Socket) (int, []
 	return 0, nil, fmt.Errorf("unknown call %q", c.Op)
 }
 
+// writeFill writes n bytes of filler (see Filler) to s, at most
+// MaxWriteChunk per write call, out of one buffer made once: a long write
+// costs no more memory than a short one. It returns how many bytes were
+// written, all of them unless a call failed.
+func writeFill(ctx context.Context, s stack.Socket, n int64) (int, error) {
+	chunk := min(n, MaxWriteChunk)
+	buf := Filler(0, chunk+int64(len(fillAlphabet)))
+	var total int64
+	for total < n {
+		off := total % int64(len(fillAlphabet))
+		m, err := s.Write(ctx, buf[off:off+min(chunk, n-total)])
+		total += int64(m)
+		if err != nil {
+			return int(total), err
+		}
+	}
+	return int(total), nil
+}
+
 // checkCall returns what is wrong with a call's result, or "".
 func checkCall(c *Call, n int, data []byte, err error) string {
 	e := c.Expect
@@ -419,6 +476,16 @@ func checkCall(c *Call, n int, data []byte, err error) string {
 		}
 	}
 	return ""
+}
+
+// errText names an error by its errno when it has one, with the system's
+// wording: "ECONNREFUSED (connection refused)".
+func errText(err error) string {
+	name, text := stack.ErrName(err), err.Error()
+	if name == text || strings.Contains(text, name) {
+		return text
+	}
+	return name + " (" + text + ")"
 }
 
 func describe(n int, data []byte, err error) string {
