@@ -1,0 +1,458 @@
+package ktrace
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+// netns is a private network namespace for a test, with lo up. It lives
+// until the test ends (its descriptor is closed then).
+type netns struct {
+	fd  int
+	ino uint64
+}
+
+// newNetns creates a namespace on a thread that is thrown away afterwards.
+func newNetns(t testing.TB) *netns {
+	t.Helper()
+	ns := &netns{fd: -1}
+	err := onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		ns.fd = fd
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return h.LinkSetUp(lo)
+	})
+	if ns.fd >= 0 {
+		t.Cleanup(func() { unix.Close(ns.fd) })
+	}
+	if err != nil {
+		t.Fatalf("create network namespace: %v", err)
+	}
+	if ns.ino, err = NetnsInode(fmt.Sprintf("/proc/self/fd/%d", ns.fd)); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// do runs f on a thread inside the namespace; sockets f opens stay there.
+func (ns *netns) do(t testing.TB, f func() error) {
+	t.Helper()
+	if err := onThread(func() error {
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("setns: %w", err)
+		}
+		return f()
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// onThread runs f on a locked OS thread that exits with its goroutine
+// (never the main thread, which the runtime would keep).
+func onThread(f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			inner := make(chan error, 1)
+			go func() {
+				runtime.LockOSThread()
+				inner <- f()
+			}()
+			done <- <-inner
+			runtime.UnlockOSThread()
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
+// openObserver opens an observer of namespace ino, closed when the test
+// ends; it skips the test when this machine cannot observe.
+func openObserver(t testing.TB, ino uint64) *Observer {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads BPF programs and creates network namespaces")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skip("needs kernel BTF (/sys/kernel/btf/vmlinux):", err)
+	}
+	o, err := Open(Config{NetnsInode: ino})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+// collect gathers events until done says so or the timeout passes.
+func collect(t testing.TB, o *Observer, timeout time.Duration, done func([]Event) bool) []Event {
+	t.Helper()
+	var evs []Event
+	deadline := time.After(timeout)
+	for {
+		if done(evs) {
+			return evs
+		}
+		select {
+		case e, ok := <-o.Events():
+			if !ok {
+				return evs
+			}
+			evs = append(evs, e)
+		case <-deadline:
+			return evs
+		}
+	}
+}
+
+func find(evs []Event, f func(Event) bool) (Event, bool) {
+	for _, e := range evs {
+		if f(e) {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+func dump(t testing.TB, evs []Event) {
+	t.Helper()
+	for _, e := range evs {
+		t.Log(e)
+	}
+}
+
+// pair makes a connected pair of kernel sockets on addr inside ns: the
+// client (dialer) and the server (accepted) end.
+func pair(t testing.TB, ns *netns, addr string) (client, server *net.TCPConn) {
+	t.Helper()
+	var ln net.Listener
+	ns.do(t, func() (err error) {
+		ln, err = net.Listen("tcp4", addr+":0")
+		if err != nil {
+			return err
+		}
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		client = c.(*net.TCPConn)
+		return nil
+	})
+	defer ln.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = s.(*net.TCPConn)
+	return client, server
+}
+
+func ap(c net.Addr) netip.AddrPort { return c.(*net.TCPAddr).AddrPort() }
+
+// TestAbortOnClose: closing a socket with unread data sends a RST with
+// reason TCP_ABORT_ON_CLOSE; the handshake and the data are seen both as
+// sent by lo and as received by TCP.
+func TestAbortOnClose(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	client, server := pair(t, ns, "127.0.0.1")
+	cAddr, sAddr := ap(client.LocalAddr()), ap(server.LocalAddr())
+	if _, err := client.Write([]byte("aaa")); err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == Received && e.Len == 3 && e.Local == sAddr })
+		return ok
+	})
+	server.Close() // 3 unread bytes: RST
+	evs = append(evs, collect(t, o, 5*time.Second, func(more []Event) bool {
+		_, ok1 := find(more, func(e Event) bool { return e.Kind == Received && e.Flags == "R." && e.Local == cAddr })
+		_, ok2 := find(more, func(e Event) bool { return e.Kind == SendReset })
+		_, ok3 := find(more, func(e Event) bool { return e.Kind == Destroy && e.Local == sAddr })
+		return ok1 && ok2 && ok3
+	})...)
+	client.Close()
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+
+	rst, ok := find(evs, func(e Event) bool { return e.Kind == SendReset })
+	if !ok {
+		t.Fatal("no SendReset event")
+	}
+	if rst.Reason != "TCP_ABORT_ON_CLOSE" || rst.Local != sAddr || rst.Remote != cAddr || rst.Sock == 0 {
+		t.Errorf("SendReset = %v; want reason TCP_ABORT_ON_CLOSE from %v to %v", rst, sAddr, cAddr)
+	}
+	if _, ok := find(evs, func(e Event) bool {
+		return e.Kind == State && e.Local == sAddr && e.OldState == "ESTABLISHED" && e.NewState == "CLOSED" && e.Sock == rst.Sock
+	}); !ok {
+		t.Error("no State ESTABLISHED→CLOSED for the server")
+	}
+	if _, ok := find(evs, func(e Event) bool { return e.Kind == ReceiveReset && e.Local == cAddr }); !ok {
+		t.Error("no ReceiveReset on the client")
+	}
+	if _, ok := find(evs, func(e Event) bool { return e.Kind == Destroy && e.Sock == rst.Sock }); !ok {
+		t.Error("no Destroy of the server socket")
+	}
+	// Handshake and data, each sent by lo and received by TCP.
+	for _, s := range []struct {
+		flags      string
+		from, to   netip.AddrPort
+		len        int
+		payload    string
+		originated bool
+	}{
+		{"S", cAddr, sAddr, 0, "", true},
+		{"S.", sAddr, cAddr, 0, "", true},
+		{".", cAddr, sAddr, 0, "", true},
+		{"P.", cAddr, sAddr, 3, "aaa", true},
+		{"R.", sAddr, cAddr, 0, "", true},
+	} {
+		sent, ok := find(evs, func(e Event) bool {
+			return e.Kind == Sent && e.Flags == s.flags && e.Local == s.from && e.Remote == s.to
+		})
+		if !ok {
+			t.Errorf("no Sent %s %v>%v", s.flags, s.from, s.to)
+			continue
+		}
+		if sent.Len != s.len || string(sent.Payload) != s.payload || sent.Originated != s.originated || sent.Ifindex != 1 {
+			t.Errorf("Sent = %v payload %q; want len %d payload %q on lo", sent, sent.Payload, s.len, s.payload)
+		}
+		rcvd, ok := find(evs, func(e Event) bool {
+			return e.Kind == Received && e.Flags == s.flags && e.Local == s.to && e.Remote == s.from
+		})
+		if !ok {
+			t.Errorf("no Received %s %v>%v", s.flags, s.from, s.to)
+			continue
+		}
+		if rcvd.Seq != sent.Seq || rcvd.Ack != sent.Ack || rcvd.Win != sent.Win || !bytes.Equal(rcvd.Payload, sent.Payload) || rcvd.Mono < sent.Mono {
+			t.Errorf("Received %v does not match Sent %v", rcvd, sent)
+		}
+	}
+	// tcp_probe saw the data arrive at the server.
+	if p, ok := find(evs, func(e Event) bool { return e.Kind == Probe && e.Local == sAddr && e.Len == 3 }); !ok {
+		t.Error("no Probe for the data segment")
+	} else if p.Cookie == 0 || p.MSS == 0 || p.SndNxt != p.SndUna || p.RcvWnd == 0 {
+		t.Errorf("Probe = %v; want a cookie, an MSS, nothing in flight, a receive window", p)
+	}
+	// Times are wall clock, close to now.
+	if d := time.Since(rst.Time); d < 0 || d > 10*time.Second {
+		t.Errorf("SendReset time %v is %v from now", rst.Time, d)
+	}
+	if n, err := o.Lost(); err != nil || n != 0 {
+		t.Errorf("Lost = %d, %v", n, err)
+	}
+}
+
+// TestCleanClose: the closer goes FIN-WAIT-1, FIN-WAIT-2, then CLOSED (the
+// kernel hands the connection to a time-wait socket without a state-change
+// tracepoint); the other CLOSE-WAIT, LAST-ACK, CLOSED.
+func TestCleanClose(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	client, server := pair(t, ns, "127.0.0.1")
+	cAddr, sAddr := ap(client.LocalAddr()), ap(server.LocalAddr())
+	client.Close()
+	if _, err := io.ReadAll(server); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	want := map[netip.AddrPort]string{
+		cAddr: "CLOSED→SYN-SENT SYN-SENT→ESTABLISHED ESTABLISHED→FIN-WAIT-1 FIN-WAIT-1→FIN-WAIT-2 FIN-WAIT-2→CLOSED",
+		sAddr: "LISTEN→SYN-RECEIVED SYN-RECEIVED→ESTABLISHED ESTABLISHED→CLOSE-WAIT CLOSE-WAIT→LAST-ACK LAST-ACK→CLOSED",
+	}
+	got := map[netip.AddrPort]string{}
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		clear(got)
+		// A socket is named by its address once established.
+		sock := map[uint64]netip.AddrPort{}
+		for _, e := range evs {
+			if e.Kind == State && e.NewState == "ESTABLISHED" {
+				sock[e.Sock] = e.Local
+			}
+		}
+		for _, e := range evs {
+			if a, ok := sock[e.Sock]; ok && e.Kind == State {
+				got[a] = strings.TrimSpace(got[a] + " " + e.OldState + "→" + e.NewState)
+			}
+		}
+		return got[cAddr] == want[cAddr] && got[sAddr] == want[sAddr]
+	})
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("states of %s = %q, want %q", k, got[k], w)
+		}
+	}
+	if t.Failed() {
+		dump(t, evs)
+	}
+}
+
+// TestClosedPort: a SYN to a port nobody listens on is dropped by TCP with
+// NO_SOCKET and answered by a RST without a socket.
+func TestClosedPort(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	var port int
+	ns.do(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		_, err = net.Dial("tcp4", ln.Addr().String())
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			return fmt.Errorf("dial closed port: %v, want ECONNREFUSED", err)
+		}
+		return nil
+	})
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == State && e.OldState == "SYN-SENT" && e.NewState == "CLOSED" })
+		return ok
+	})
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+	rst, ok := find(evs, func(e Event) bool { return e.Kind == SendReset })
+	if !ok {
+		t.Fatal("no SendReset")
+	}
+	if rst.Reason != "NO_SOCKET" || rst.Sock != 0 || int(rst.Local.Port()) != port || rst.Flags != "S" {
+		t.Errorf("SendReset = %v; want NO_SOCKET, no socket, from port %d, provoked by a SYN", rst, port)
+	}
+	syn, ok := find(evs, func(e Event) bool { return e.Kind == Received && e.Flags == "S" })
+	if !ok {
+		t.Fatal("no Received SYN")
+	}
+	drop, ok := find(evs, func(e Event) bool { return e.Kind == Dropped && e.Skb == syn.Skb })
+	if !ok {
+		t.Fatalf("no Dropped for the SYN %v", syn)
+	}
+	if drop.Reason != "NO_SOCKET" || int(drop.Local.Port()) != port || drop.Flags != "S" || drop.Seq != syn.Seq || drop.Mono < syn.Mono {
+		t.Errorf("Dropped = %v; want the SYN %v dropped with NO_SOCKET", drop, syn)
+	}
+	if _, ok := find(evs, func(e Event) bool {
+		return e.Kind == Sent && e.Flags == "R." && int(e.Local.Port()) == port && e.Originated
+	}); !ok {
+		t.Error("no Sent R. from the closed port")
+	}
+	if _, ok := find(evs, func(e Event) bool {
+		return e.Kind == State && e.OldState == "SYN-SENT" && e.NewState == "CLOSED"
+	}); !ok {
+		t.Error("no State SYN-SENT→CLOSED on the client")
+	}
+}
+
+// TestOtherNamespace: traffic in a second namespace is never reported,
+// while the same traffic in the watched one is.
+func TestOtherNamespace(t *testing.T) {
+	watched, other := newNetns(t), newNetns(t)
+	o := openObserver(t, watched.ino)
+	// In the other namespace first, on 127.0.0.2, then in the watched one
+	// on 127.0.0.1; once the watched one's RST is seen, everything the
+	// other namespace did earlier would have been reported too.
+	for _, c := range []struct {
+		ns   *netns
+		addr string
+	}{{other, "127.0.0.2"}, {watched, "127.0.0.1"}} {
+		client, server := pair(t, c.ns, c.addr)
+		client.Write([]byte("aaa"))
+		time.Sleep(10 * time.Millisecond)
+		server.Close()
+		client.Close()
+	}
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == SendReset })
+		return ok
+	})
+	for _, e := range evs {
+		if e.Local.Addr() == netip.MustParseAddr("127.0.0.2") || e.Remote.Addr() == netip.MustParseAddr("127.0.0.2") {
+			t.Errorf("event from the other namespace: %v", e)
+		}
+	}
+	if _, ok := find(evs, func(e Event) bool { return e.Kind == SendReset && e.Local.Addr() == netip.MustParseAddr("127.0.0.1") }); !ok {
+		t.Error("no SendReset from the watched namespace")
+		dump(t, evs)
+	}
+}
+
+// TestCloseTwice: Close detaches, closes Events, leaves no goroutine, and
+// may be called again; Lost then says ErrClosed.
+func TestCloseTwice(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	client, server := pair(t, ns, "127.0.0.1")
+	client.Write([]byte("x"))
+	client.Close()
+	server.Close()
+	time.Sleep(20 * time.Millisecond) // events pending in the ring and channel
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	for range o.Events() {
+	}
+	if _, err := o.Lost(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Lost after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open(Config{}); err == nil {
+		t.Error("Open without NetnsInode succeeded")
+	}
+}
+
+func TestNetnsInode(t *testing.T) {
+	a, err := NetnsInode("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	if a != st.Ino || a == 0 {
+		t.Errorf("NetnsInode = %d, stat says %d", a, st.Ino)
+	}
+	if _, err := NetnsInode("/nonexistent"); err == nil {
+		t.Error("NetnsInode of a missing path succeeded")
+	}
+}
