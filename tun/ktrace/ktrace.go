@@ -62,6 +62,12 @@ type Config struct {
 	RingBytes int
 	// EventBuffer is the capacity of the Events channel; 0 means 4096.
 	EventBuffer int
+	// MaxDelay bounds how long an event waits in the kernel's ring before
+	// the reader picks it up; 0 means 2 ms. The kernel wakes the reader
+	// only once a quarter of the ring is full, so a busy observer reads in
+	// batches and an idle one polls every MaxDelay (a timer wakeup, a few
+	// microseconds of CPU).
+	MaxDelay time.Duration
 }
 
 // Kind is what an Event reports.

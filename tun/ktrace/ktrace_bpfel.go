@@ -72,6 +72,7 @@ const (
 	ktraceVarNetnsIno          = "netns_ino"
 	ktraceVarUnusedEvent       = "unused_event"
 	ktraceVarUnusedPayloadMeta = "unused_payload_meta"
+	ktraceVarWakeBytes         = "wake_bytes"
 )
 
 // loadKtrace returns the embedded CollectionSpec for ktrace.
@@ -145,6 +146,7 @@ type ktraceVariableSpecs struct {
 	NetnsIno          *ebpf.VariableSpec `ebpf:"netns_ino"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedPayloadMeta *ebpf.VariableSpec `ebpf:"unused_payload_meta"`
+	WakeBytes         *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
 // ktraceObjects contains all objects after they have been loaded into the kernel.
@@ -189,6 +191,7 @@ type ktraceVariables struct {
 	NetnsIno          *ebpf.Variable `ebpf:"netns_ino"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedPayloadMeta *ebpf.Variable `ebpf:"unused_payload_meta"`
+	WakeBytes         *ebpf.Variable `ebpf:"wake_bytes"`
 }
 
 // ktracePrograms contains all programs after they have been loaded into the kernel.

@@ -31,6 +31,7 @@ type Observer struct {
 	prd    *perf.Reader        // payloads in page fragments
 	paged  map[pagedKey][]byte // payloads read ahead of their events
 	events chan Event
+	poll   time.Duration // Config.MaxDelay
 	done   chan struct{} // closed by Close: the reader stops delivering
 	exited chan struct{} // closed when the reader goroutine has returned
 	once   sync.Once
@@ -100,8 +101,12 @@ func Open(cfg Config) (*Observer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: no kernel BTF (/sys/kernel/btf/vmlinux; needs a kernel built with CONFIG_DEBUG_INFO_BTF=y): %w", ErrUnavailable, err)
 	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 2 * time.Millisecond
+	}
 	o := &Observer{
 		events: make(chan Event, cmp(cfg.EventBuffer, 4096)),
+		poll:   cfg.MaxDelay,
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
@@ -121,12 +126,18 @@ func Open(cfg Config) (*Observer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ktrace: %w", err)
 	}
-	for name, v := range map[string]uint32{"netns_ino": uint32(cfg.NetnsInode), "drop_consumed": uint32(consumed), "drop_not_dropped_yet": uint32(notDropped)} {
+	ring := ringSize(cfg.RingBytes)
+	for name, v := range map[string]any{
+		"netns_ino":            uint32(cfg.NetnsInode),
+		"drop_consumed":        uint32(consumed),
+		"drop_not_dropped_yet": uint32(notDropped),
+		"wake_bytes":           uint64(ring / 4),
+	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("ktrace: set %s: %w", name, err)
 		}
 	}
-	spec.Maps["events"].MaxEntries = ringSize(cfg.RingBytes)
+	spec.Maps["events"].MaxEntries = ring
 
 	if err := spec.LoadAndAssign(&o.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kspec}}); err != nil {
 		return nil, loadErr("load BPF programs", err)
@@ -147,7 +158,9 @@ func Open(cfg Config) (*Observer, error) {
 		o.closeKernel()
 		return nil, fmt.Errorf("ktrace: open ring buffer: %w", err)
 	}
-	if o.prd, err = perf.NewReader(o.objs.Payloads, 64<<10); err != nil {
+	// The payload buffers are only drained on demand (pagedPayload), so
+	// the kernel need not wake anyone: a watermark of half the buffer.
+	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 64<<10, perf.ReaderOptions{Watermark: 32 << 10}); err != nil {
 		o.closeKernel()
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
@@ -290,8 +303,11 @@ func (o *Observer) read() {
 	defer close(o.events)
 	var rec ringbuf.Record
 	for {
-		if err := o.rd.ReadInto(&rec); err != nil {
-			return // closed (the only error ReadInto returns without a deadline)
+		o.rd.SetDeadline(time.Now().Add(o.poll))
+		if err := o.rd.ReadInto(&rec); errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // the ring is empty
+		} else if err != nil {
+			return // closed
 		}
 		if len(rec.RawSample) < int(unsafe.Sizeof(ktraceEvent{})) {
 			continue

@@ -102,6 +102,7 @@ struct sk_buff {
 volatile const __u32 netns_ino = 0;           // the namespace watched
 volatile const __u32 drop_consumed = 0;       // SKB_CONSUMED in this kernel
 volatile const __u32 drop_not_dropped_yet = 0; // SKB_NOT_DROPPED_YET
+volatile const __u64 wake_bytes = 0;          // wake the reader past this much data
 
 // ---- events ----
 
@@ -216,6 +217,17 @@ static __always_inline struct event *reserve(__u32 kind)
 	e->ts = bpf_ktime_get_ns();
 	e->kind = kind;
 	return e;
+}
+
+// submit commits e without waking the reader (a wakeup per event costs the
+// kernel an irq_work and the reader a context switch) until wake_bytes are
+// waiting; the reader also polls on a timer, so no event waits long.
+static __always_inline void submit(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 static __always_inline int sk_in_ns(const struct sock *sk)
@@ -335,7 +347,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	fill_sock(e, sk);
 	e->oldstate = oldstate;
 	e->newstate = newstate;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -359,7 +371,7 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 		fill_pkt(e, skb, network_header(skb));
 		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -371,7 +383,7 @@ static __always_inline int sock_event(const struct sock *sk, __u32 kind)
 	if (!e)
 		return 0;
 	fill_sock(e, sk);
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -404,7 +416,7 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *sk
 		e->tcp[13] = cb[12];
 	}
 	e->reason = err; // the transmit error, 0 when sent
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -434,7 +446,7 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 		fill_pkt(e, skb, network_header(skb));
 		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -460,7 +472,7 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 		e->flags |= F_LOCAL;
 		e->sk = (__u64)sk;
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -484,7 +496,7 @@ int BPF_PROG(netif_receive_skb, struct sk_buff *skb)
 		return 0;
 	}
 	e->ifindex = BPF_CORE_READ(dev, ifindex);
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -518,6 +530,6 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 		e->ifindex = BPF_CORE_READ(dev, ifindex);
 	if (rx_sk)
 		e->sk = (__u64)rx_sk;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
