@@ -2,6 +2,7 @@ package ktrace
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -454,5 +455,113 @@ func TestNetnsInode(t *testing.T) {
 	}
 	if _, err := NetnsInode("/nonexistent"); err == nil {
 		t.Error("NetnsInode of a missing path succeeded")
+	}
+}
+
+// segment builds an IPv4 TCP packet; csumDelta is added to the correct TCP
+// checksum (0 for a valid segment).
+func segment(src, dst netip.AddrPort, seq, ack uint32, flags byte, payload []byte, csumDelta uint16) []byte {
+	p := make([]byte, 40+len(payload))
+	p[0], p[8], p[9] = 0x45, 64, unix.IPPROTO_TCP
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	copy(p[12:], src.Addr().AsSlice())
+	copy(p[16:], dst.Addr().AsSlice())
+	t := p[20:]
+	binary.BigEndian.PutUint16(t[0:], src.Port())
+	binary.BigEndian.PutUint16(t[2:], dst.Port())
+	binary.BigEndian.PutUint32(t[4:], seq)
+	binary.BigEndian.PutUint32(t[8:], ack)
+	t[12], t[13] = 5<<4, flags
+	binary.BigEndian.PutUint16(t[14:], 512)
+	copy(t[20:], payload)
+	// Checksum over the pseudo-header and the segment.
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(p[12:20])
+	sum += unix.IPPROTO_TCP + uint32(len(t))
+	add(t)
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(t[16:], ^uint16(sum)+csumDelta)
+	return p
+}
+
+// TestDropReasons injects segments with a raw socket into an established
+// connection and checks the kernel's drop reasons: a segment far beyond
+// the receive window is TCP_INVALID_SEQUENCE, one with a bad checksum
+// TCP_CSUM; each Dropped event names its Received event's skb.
+func TestDropReasons(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	client, server := pair(t, ns, "127.0.0.1")
+	defer client.Close()
+	defer server.Close()
+	cAddr, sAddr := ap(client.LocalAddr()), ap(server.LocalAddr())
+	client.Write([]byte("aaa"))
+	io.ReadFull(server, make([]byte, 3))
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == Received && e.Local == cAddr && e.Flags == "." && e.Ack > 0 })
+		return ok
+	})
+	data, ok := find(evs, func(e Event) bool { return e.Kind == Sent && e.Local == cAddr && e.Len == 3 })
+	if !ok {
+		dump(t, evs)
+		t.Fatal("no Sent data segment")
+	}
+	next := data.Seq + 3
+	var fd int
+	ns.do(t, func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	})
+	defer unix.Close(fd)
+	to := &unix.SockaddrInet4{Addr: sAddr.Addr().As4()}
+	for _, p := range [][]byte{
+		segment(cAddr, sAddr, next+1<<30, data.Ack, 0x18, []byte("zz"), 0), // PSH|ACK far beyond the window
+		segment(cAddr, sAddr, next, data.Ack, 0x18, []byte("yy"), 1),       // in window, bad checksum
+	} {
+		if err := unix.Sendto(fd, p, 0, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs = collect(t, o, 5*time.Second, func(evs []Event) bool {
+		n := 0
+		for _, e := range evs {
+			if e.Kind == Dropped {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+	for _, c := range []struct {
+		seq    uint32
+		reason string
+	}{{next + 1<<30, "TCP_INVALID_SEQUENCE"}, {next, "TCP_CSUM"}} {
+		rcvd, ok := find(evs, func(e Event) bool { return e.Kind == Received && e.Seq == c.seq && e.Local == sAddr })
+		if !ok {
+			t.Errorf("no Received seq %d", c.seq)
+			continue
+		}
+		drop, ok := find(evs, func(e Event) bool { return e.Kind == Dropped && e.Skb == rcvd.Skb })
+		if !ok {
+			t.Errorf("no Dropped for %v", rcvd)
+			continue
+		}
+		if drop.Reason != c.reason || drop.Seq != c.seq || drop.Local != sAddr || drop.Remote != cAddr || string(drop.Payload) != string(rcvd.Payload) {
+			t.Errorf("Dropped = %v; want seq %d dropped for %s", drop, c.seq, c.reason)
+		}
 	}
 }
