@@ -565,3 +565,135 @@ func TestDropReasons(t *testing.T) {
 		}
 	}
 }
+
+// setupLink gives the device name in the calling thread's namespace the address
+// prefix, sets it up and, when gw is valid, routes everything through gw.
+func setupLink(h *netlink.Handle, name, prefix string, gw netip.Addr) (int, error) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return 0, err
+	}
+	p := netip.MustParsePrefix(prefix)
+	ipnet := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: ipnet}); err != nil {
+		return 0, err
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return 0, err
+	}
+	if gw.IsValid() {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+			return 0, err
+		}
+	}
+	return l.Attrs().Index, nil
+}
+
+// TestForwarded: a router namespace forwards a connection between two
+// others over veth pairs; observing the router shows each segment received
+// on one device and sent, not originated, on the other, and nothing of the
+// end hosts' sockets.
+func TestForwarded(t *testing.T) {
+	r, a, b := newNetns(t), newNetns(t), newNetns(t)
+	var ra, rb int
+	r.do(t, func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for _, v := range []struct {
+			name, peer string
+			ns         *netns
+		}{{"ra", "ar", a}, {"rb", "br", b}} {
+			if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: v.peer, PeerNamespace: netlink.NsFd(v.ns.fd)}); err != nil {
+				return err
+			}
+		}
+		if ra, err = setupLink(h, "ra", "198.18.1.1/24", netip.Addr{}); err != nil {
+			return err
+		}
+		if rb, err = setupLink(h, "rb", "198.18.2.1/24", netip.Addr{}); err != nil {
+			return err
+		}
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	})
+	for _, c := range []struct {
+		ns           *netns
+		name, prefix string
+		gw           string
+	}{{a, "ar", "198.18.1.2/24", "198.18.1.1"}, {b, "br", "198.18.2.2/24", "198.18.2.1"}} {
+		c.ns.do(t, func() error {
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			_, err = setupLink(h, c.name, c.prefix, netip.MustParseAddr(c.gw))
+			return err
+		})
+	}
+	o := openObserver(t, r.ino)
+
+	var ln net.Listener
+	b.do(t, func() (err error) {
+		ln, err = net.Listen("tcp4", "198.18.2.2:0")
+		return err
+	})
+	defer ln.Close()
+	var client net.Conn
+	a.do(t, func() (err error) {
+		client, err = net.Dial("tcp4", ln.Addr().String())
+		return err
+	})
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("aaa"))
+	io.ReadFull(server, make([]byte, 3))
+	cAddr, sAddr := ap(client.LocalAddr()), ap(server.LocalAddr())
+	client.Close()
+	server.Close()
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == Sent && e.Local == sAddr && e.Flags == "F." })
+		return ok
+	})
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+	for _, e := range evs {
+		if e.Kind != Sent && e.Kind != Received {
+			t.Errorf("router reported %v", e)
+		}
+		if e.Kind == Sent && e.Originated {
+			t.Errorf("router originated %v", e)
+		}
+	}
+	for _, s := range []struct {
+		flags    string
+		from, to netip.AddrPort
+		in, out  int
+	}{
+		{"S", cAddr, sAddr, ra, rb},
+		{"S.", sAddr, cAddr, rb, ra},
+		{"P.", cAddr, sAddr, ra, rb},
+		{"F.", sAddr, cAddr, rb, ra},
+	} {
+		rcvd, ok1 := find(evs, func(e Event) bool {
+			return e.Kind == Received && e.Flags == s.flags && e.Remote == s.from && e.Local == s.to && e.Ifindex == s.in
+		})
+		sent, ok2 := find(evs, func(e Event) bool {
+			return e.Kind == Sent && e.Flags == s.flags && e.Local == s.from && e.Remote == s.to && e.Ifindex == s.out
+		})
+		if !ok1 || !ok2 {
+			t.Errorf("%s %v>%v: received on %d %v, sent on %d %v", s.flags, s.from, s.to, s.in, ok1, s.out, ok2)
+			continue
+		}
+		if rcvd.Seq != sent.Seq || rcvd.Len != sent.Len || !bytes.Equal(rcvd.Payload, sent.Payload) || sent.Mono < rcvd.Mono {
+			t.Errorf("forwarded %v as %v", rcvd, sent)
+		}
+	}
+}
