@@ -112,9 +112,10 @@ type Event struct {
 	// identifies a socket for its lifetime, and may be reused afterwards.
 	Sock uint64
 	// Local and Remote are the endpoints from this kernel's point of view:
-	// a socket's own addresses; for Sent the packet's source and
-	// destination, for Received and Dropped its destination and source
-	// (so a forwarded packet is seen from its destination's side).
+	// a socket's own addresses; for Sent (and Dropped when Originated) the
+	// packet's source and destination, for Received and other Dropped its
+	// destination and source (a forwarded packet is seen from its
+	// destination's side).
 	// For a SendReset without a socket, from the segment that provoked it.
 	Local, Remote netip.AddrPort
 	// OldState and NewState (State) are RFC 793 names as tcplab spells
@@ -139,8 +140,9 @@ type Event struct {
 	Options    []byte // raw TCP options
 	SkbLen     int    // bytes in the skb from its current data pointer (GSO: many segments)
 	Ifindex    int    // device: transmitting (Sent) or receiving
-	// Originated (Sent) is true when the skb belongs to a socket, i.e. this
-	// kernel's TCP sent it; false for forwarded packets.
+	// Originated (Sent, Dropped) is true when the skb belongs to a socket
+	// of the namespace that sent it; false for forwarded and received
+	// packets.
 	Originated bool
 	// Skb is the kernel address of the packet's sk_buff: a Dropped event
 	// names the Received (or Sent) packet it drops by it. Addresses are
@@ -174,7 +176,7 @@ func (e Event) String() string {
 	if e.HasSegment {
 		s += fmt.Sprintf(" skb=%#x", e.Skb)
 	}
-	if e.Kind == Sent {
+	if e.Kind == Sent || e.Kind == Dropped {
 		s += fmt.Sprintf(" originated=%v", e.Originated)
 	}
 	if e.Reason != "" {

@@ -347,6 +347,7 @@ func (o *Observer) decode(r *ktraceEvent) Event {
 		e.Reason = name(o.rst, r.Reason)
 	case Dropped:
 		e.Reason = name(o.drop, r.Reason)
+		e.Originated = r.Flags&flagLocal != 0
 	case Sent:
 		e.Originated = r.Flags&flagLocal != 0
 	case Retransmit:
@@ -438,7 +439,7 @@ func (o *Observer) decodeSegment(e *Event, r *ktraceEvent) {
 	if r.Flags&flagHaveSock != 0 {
 		return // a socket's addresses already say Local/Remote
 	}
-	if e.Kind == Sent {
+	if e.Kind == Sent || e.Kind == Dropped && r.Flags&flagLocal != 0 {
 		e.Local, e.Remote = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
 	} else {
 		e.Local, e.Remote = netip.AddrPortFrom(dst, dport), netip.AddrPortFrom(src, sport)

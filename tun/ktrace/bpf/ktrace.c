@@ -119,7 +119,7 @@ enum kind {
 };
 
 // Event flags (struct event.flags).
-#define F_LOCAL 1     // Sent: skb has a socket (originated here, not forwarded)
+#define F_LOCAL 1     // Sent, Dropped: a socket of the namespace sent the skb
 #define F_HAVE_PKT 4  // ip/tcp hold headers of a packet
 #define F_HAVE_SOCK 8 // addresses come from a socket
 #define F_PAYLOAD_PERF 16 // payload bytes went to the payloads perf array
@@ -530,6 +530,13 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 		e->ifindex = BPF_CORE_READ(dev, ifindex);
 	if (rx_sk)
 		e->sk = (__u64)rx_sk;
+	// An skb owned by the socket whose port is its source port is one this
+	// namespace sent (early demux also attaches sockets to received skbs).
+	struct sock *owner = BPF_CORE_READ(skb, sk);
+	if (owner && BPF_CORE_READ(owner, __sk_common.skc_num) == (((__u16)e->tcp[0] << 8) | e->tcp[1])) {
+		e->flags |= F_LOCAL;
+		e->sk = (__u64)owner;
+	}
 	submit(e);
 	return 0;
 }
