@@ -3,7 +3,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/tcplab
 PKGS    := ./...
 
-.PHONY: all build demo test vet fmt bench fuzz fuzz-check golden figures clean
+.PHONY: all build demo test vet fmt bench fuzz fuzz-check golden figures clean bpf
 
 all: build
 
@@ -64,6 +64,12 @@ BENCHTIME  ?= 1024x
 BENCHCOUNT ?= 1
 bench:
 	$(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ | tee bench.out | $(GO) run ./cmd/benchtable
+
+## bpf: recompile tun/ktrace's eBPF programs (bpf/ktrace.c) and regenerate
+## the committed ktrace_bpfel.go/.o with bpf2go (needs clang, libbpf-dev:
+## apt-get install clang libbpf-dev)
+bpf:
+	cd tun/ktrace && $(GO) generate .
 
 fmt:
 	gofmt -l -w .
