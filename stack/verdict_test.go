@@ -1,0 +1,249 @@
+package stack_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	tcpipstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// hostile is an established connection on the memory wire with some data
+// delivered each way, and what a forger needs to hit the server's side.
+type hostile struct {
+	t      *testing.T
+	lab    *stack.Lab
+	c, s   *stack.Conn
+	server *channel.Endpoint
+	// rcvNxt is the server's RCV.NXT, sndNxt its SND.NXT (absolute).
+	rcvNxt, sndNxt uint32
+}
+
+func newHostile(t *testing.T) *hostile {
+	t.Helper()
+	lab, c, s := connected(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Write(ctx, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := s.Read(ctx, buf); n != 5 || err != nil {
+		t.Fatalf("server read = %d, %v", n, err)
+	}
+	// Let the last ACK settle: the client's last segment carries
+	// the server's RCV.NXT (seq+len) and SND.NXT (ack).
+	var last trace.Event
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if l := s.Ledger(); l.Received != 5 {
+			continue
+		}
+		for _, e := range lab.Trace.Events() {
+			if e.Kind == trace.Segment && e.Host == "client" && e.Dir == "out" {
+				last = e
+			}
+		}
+		break
+	}
+	if last.Flags == "" {
+		t.Fatal("no segment from the client")
+	}
+	_, sl := lab.Wire.Links()
+	return &hostile{t: t, lab: lab, c: c, s: s, server: sl.Endpoint.(*channel.Endpoint),
+		rcvNxt: last.Seq + uint32(last.Len), sndNxt: last.Ack}
+}
+
+// packet builds an IPv4/TCP packet from the client's side of the
+// connection to the server's, with valid checksums.
+func (h *hostile) packet(flags header.TCPFlags, seq, ack uint32, payload []byte) []byte {
+	src, dst := h.c.LocalAddr(), h.c.RemoteAddr()
+	sa, da := tcpip.AddrFromSlice(src.Addr().AsSlice()), tcpip.AddrFromSlice(dst.Addr().AsSlice())
+	tcpLen := header.TCPMinimumSize + len(payload)
+	b := make([]byte, header.IPv4MinimumSize+tcpLen)
+	ip := header.IPv4(b)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: sa, DstAddr: da})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(b[header.IPv4MinimumSize:])
+	t.Encode(&header.TCPFields{SrcPort: src.Port(), DstPort: dst.Port(), SeqNum: seq, AckNum: ack,
+		DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 1000})
+	copy(b[header.IPv4MinimumSize+header.TCPMinimumSize:], payload)
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, sa, da, uint16(tcpLen))
+	xsum = checksum.Checksum(payload, xsum)
+	t.SetChecksum(^t.CalculateChecksum(xsum))
+	return b
+}
+
+// inject hands b to the server's link as if the wire delivered it and
+// returns the server's arrival event for it, verdict included.
+func (h *hostile) inject(b []byte) trace.Event {
+	h.t.Helper()
+	mark := h.lab.Trace.Len()
+	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	h.server.InjectInbound(header.IPv4ProtocolNumber, pkt)
+	pkt.DecRef()
+	for _, e := range h.lab.Trace.Events()[mark:] {
+		if e.Kind == trace.Segment && e.Host == "server" && e.Dir == "in" && e.Src == h.c.LocalAddr().String() {
+			return e
+		}
+	}
+	h.t.Fatal("the server's tap did not record the injected packet")
+	return trace.Event{}
+}
+
+// answer waits up to 2 s for the server's next segment after arrival and
+// returns it.
+func (h *hostile) answer(arrival trace.Event) trace.Event {
+	h.t.Helper()
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		for _, e := range h.lab.Trace.Events()[arrival.Index+1:] {
+			if e.Kind == trace.Segment && e.Host == "server" && e.Dir == "out" {
+				return e
+			}
+		}
+	}
+	h.t.Fatal("the server did not answer")
+	return trace.Event{}
+}
+
+// refused checks an arrival's verdict.
+func refused(t *testing.T, e trace.Event, why string, observed bool) {
+	t.Helper()
+	if e.Verdict != trace.Refused || e.Why != why || e.Observed != observed {
+		t.Errorf("arrival [%s] seq %d: verdict %q why %q observed %v (%s), want refused %q observed %v",
+			e.Flags, e.Seq, e.Verdict, e.Why, e.Observed, e.Evidence, why, observed)
+	}
+	if !e.Refused() {
+		t.Errorf("Event.Refused() = false for %+v", e)
+	}
+}
+
+// unchanged checks that a refused arrival left the server's ledger as it
+// was, and waits a little for the stack to have handled it.
+func (h *hostile) unchanged(before stack.Ledger) {
+	h.t.Helper()
+	time.Sleep(50 * time.Millisecond)
+	after := h.s.Ledger()
+	if after.Received != before.Received || after.Acked != before.Acked || after.Discarded != nil || after.RcvQueued != before.RcvQueued {
+		h.t.Errorf("ledger changed by a refused segment: before %+v, after %+v", before, after)
+	}
+	if st := h.s.State(); st != "ESTABLISHED" {
+		h.t.Errorf("server state = %s, want ESTABLISHED", st)
+	}
+}
+
+func TestVerdictInWindowRSTWrongSeq(t *testing.T) {
+	h := newHostile(t)
+	before := h.s.Ledger()
+	e := h.inject(h.packet(header.TCPFlagRst|header.TCPFlagAck, h.rcvNxt+100, h.sndNxt, nil))
+	refused(t, e, trace.WhyChallenge, false)
+	a := h.answer(e)
+	if a.Flags != "." || !strings.HasPrefix(a.Reason, "answers a refused segment: challenge ACK (RFC 5961)") {
+		t.Errorf("answer [%s] reason %q, want a challenge ACK explained", a.Flags, a.Reason)
+	}
+	if a.Ack != h.rcvNxt {
+		t.Errorf("challenge ACK acks %d, want RCV.NXT %d", a.Ack, h.rcvNxt)
+	}
+	h.unchanged(before)
+}
+
+func TestVerdictExactRST(t *testing.T) {
+	h := newHostile(t)
+	e := h.inject(h.packet(header.TCPFlagRst|header.TCPFlagAck, h.rcvNxt, h.sndNxt, nil))
+	if e.Verdict != trace.Accepted || e.Refused() {
+		t.Errorf("exact RST: verdict %q why %q (%s), want accepted", e.Verdict, e.Why, e.Evidence)
+	}
+	for end := time.Now().Add(2 * time.Second); h.s.State() != "CLOSED" && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := h.s.State(); st != "CLOSED" {
+		t.Errorf("state after an exact RST = %s, want CLOSED", st)
+	}
+	if l := h.s.Ledger(); l.Discarded == nil || l.Discarded.By != "RST received" {
+		t.Errorf("ledger = %+v, want the connection destroyed by the RST received", l)
+	}
+}
+
+func TestVerdictSYNOnLiveConnection(t *testing.T) {
+	h := newHostile(t)
+	before := h.s.Ledger()
+	// An ISN 3.69 GB away: booked, it would rebase the relative numbers.
+	e := h.inject(h.packet(header.TCPFlagSyn, h.rcvNxt-3_690_000_000, 0, nil))
+	refused(t, e, trace.WhyChallenge, false)
+	a := h.answer(e)
+	if a.Flags != "." || !strings.Contains(a.Reason, "challenge ACK (RFC 5961): SYN") {
+		t.Errorf("answer [%s] reason %q, want a challenge ACK for the SYN", a.Flags, a.Reason)
+	}
+	h.unchanged(before)
+	// Relative numbers: the data that follows counts from the real ISN.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.c.Write(ctx, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(2 * time.Second); h.s.Ledger().Received != 8 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := h.s.Ledger().Received; got != 8 {
+		t.Errorf("received after the SYN = %d, want 8 (5 + 3, counted from the real ISN)", got)
+	}
+}
+
+func TestVerdictBadChecksum(t *testing.T) {
+	h := newHostile(t)
+	before := h.s.Ledger()
+	b := h.packet(header.TCPFlagPsh|header.TCPFlagAck, h.rcvNxt, h.sndNxt, []byte("forged"))
+	b[len(b)-1] ^= 0xff // the payload no longer matches the checksum
+	e := h.inject(b)
+	refused(t, e, trace.WhyBadChecksum, true)
+	if !strings.Contains(e.Evidence, "ChecksumErrors +1") {
+		t.Errorf("evidence %q, want the stack's ChecksumErrors counter", e.Evidence)
+	}
+	h.unchanged(before)
+}
+
+func TestVerdictTruncatedHeader(t *testing.T) {
+	h := newHostile(t)
+	before := h.s.Ledger()
+	full := h.packet(header.TCPFlagAck, h.rcvNxt, h.sndNxt, nil)
+	b := full[:header.IPv4MinimumSize+12] // 12 of the TCP header's 20 bytes
+	ip := header.IPv4(b)
+	ip.SetTotalLength(uint16(len(b)))
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	e := h.inject(b)
+	refused(t, e, trace.WhyMalformed, true)
+	if e.Conn != h.s.ID() {
+		t.Errorf("arrival belongs to %q, want %q (the ports are there)", e.Conn, h.s.ID())
+	}
+	h.unchanged(before)
+}
+
+func TestVerdictFINBeyondWindow(t *testing.T) {
+	h := newHostile(t)
+	before := h.s.Ledger()
+	e := h.inject(h.packet(header.TCPFlagFin|header.TCPFlagAck, h.rcvNxt+50_000_000, h.sndNxt, []byte("twelve bytes")))
+	refused(t, e, trace.WhyOutOfWindow, false)
+	a := h.answer(e)
+	if a.Flags != "." || !strings.Contains(a.Reason, "outside the window") {
+		t.Errorf("answer [%s] reason %q, want an ACK to a segment outside the window", a.Flags, a.Reason)
+	}
+	h.unchanged(before)
+}
+
+func TestVerdictNormalTrafficAccepted(t *testing.T) {
+	h := newHostile(t)
+	for _, e := range h.lab.Trace.Events() {
+		if e.Kind == trace.Segment && e.Dir == "in" && e.Verdict != trace.Accepted {
+			t.Errorf("arrival %d [%s] on %s: verdict %q why %q (%s), want accepted", e.Index, e.Flags, e.Host, e.Verdict, e.Why, e.Evidence)
+		}
+	}
+}
