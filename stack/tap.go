@@ -146,6 +146,7 @@ type tap struct {
 	// inMu serialises traced arrivals, so that the stack's counters read
 	// around one delivery count that packet alone.
 	inMu sync.Mutex
+	ctr  counterSet // the stack's counters read around each arrival
 	f    faults
 	// faulty is set once any fault was configured: until then packets
 	// take the direct path.
@@ -156,7 +157,7 @@ var _ tcpipstack.LinkEndpoint = (*tap)(nil)
 var _ tcpipstack.NetworkDispatcher = (*tap)(nil)
 
 func newTap(lower tcpipstack.LinkEndpoint, h *Host) *tap {
-	t := &tap{host: h}
+	t := &tap{host: h, ctr: newCounterSet(h.s)}
 	t.Endpoint.Init(lower, t)
 	return t
 }

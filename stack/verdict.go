@@ -187,7 +187,7 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 			return accept("retransmitted FIN in TIME-WAIT: acknowledged again, TIME-WAIT restarts")
 		case seq != nxt || s.len != 0:
 			return refuse(trace.WhyOutOfWindow, fmt.Sprintf("seq %d: in TIME-WAIT only RCV.NXT %d without data is acceptable", seq, nxt),
-				"ACK in TIME-WAIT to a segment outside the window: only RCV.NXT is acceptable (RFC 793 p. 69)")
+				reasonTimeWait)
 		}
 		return accept("in TIME-WAIT, at RCV.NXT")
 	}
@@ -199,27 +199,23 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 		}
 		if seq != nxt {
 			return refuse(trace.WhyChallenge, fmt.Sprintf("RST seq %d inside %s but not RCV.NXT (RFC 5961 3.2)", seq, wnd),
-				"challenge ACK (RFC 5961): RST with a sequence number inside the window but not the expected one")
+				reasonChallengeRST)
 		}
 		return accept(fmt.Sprintf("RST seq %d = RCV.NXT: the connection is reset", seq))
 	case syn:
 		return refuse(trace.WhyChallenge, fmt.Sprintf("SYN on a synchronized connection (%s, RFC 5961 4.2)", StateName(uint32(st))),
-			"challenge ACK (RFC 5961): SYN on a connection already synchronized; a peer that restarted answers with RST")
+			reasonChallengeSYN)
 	case !ack:
 		return refuse(trace.WhyNoACK, "a synchronized connection drops segments without ACK (RFC 793 p. 72)", "")
 	}
 	if !header.Acceptable(seq, seqnum.Size(s.len), nxt, acc) {
-		why, answer := trace.WhyOutOfWindow, "ACK to a segment outside the window (RFC 793 p. 69): says what is expected next"
+		why, answer := trace.WhyOutOfWindow, reasonOutOfWindow
 		end := seq.Add(seqnum.Size(s.len))
 		switch {
 		case s.len > 0 && end.LessThanEq(nxt):
-			why, answer = trace.WhyDuplicate, "duplicate ACK: the segment's data was received already (RFC 793 p. 69)"
+			why, answer = trace.WhyDuplicate, reasonDuplicate
 		case s.len == 0 && seq.LessThan(nxt):
-			why, answer = trace.WhyOldSegment, "ACK to an old segment (RFC 793 p. 69): says what is expected next"
-		}
-		if s.len == 0 {
-			// gVisor rate-limits these ACKs (it always answers data).
-			answer += "; rate-limited"
+			why, answer = trace.WhyOldSegment, reasonOldSegment
 		}
 		return refuse(why, fmt.Sprintf("seq %d length %d outside %s", seq, s.len, wnd), answer)
 	}
@@ -231,7 +227,7 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 	}
 	if st != tcp.StateEstablished && c.led.haveOut && after(s.ack, c.sndNxt()) {
 		return refuse(trace.WhyUnsentACK, fmt.Sprintf("ack %d beyond what was sent, in %s", s.ack, StateName(uint32(st))),
-			"ACK to a segment that acknowledges data never sent (RFC 793 p. 72)")
+			reasonUnsentACK)
 	}
 	// Accepted: an in-order segment moves RCV.NXT (what gVisor's
 	// consumeSegment does), so that the next arrival, perhaps still
@@ -274,14 +270,31 @@ type counters struct {
 	ipMalformed, l4Malformed, tcpInvalid, tcpChecksum, tcpValid uint64
 }
 
+// counterSet holds the stack's counters that counters reads.
+type counterSet struct {
+	ipMalformed, l4Malformed, tcpInvalid, tcpChecksum, tcpValid *tcpip.StatCounter
+}
+
+func newCounterSet(s *tcpipstack.Stack) counterSet {
+	st := s.Stats()
+	return counterSet{
+		ipMalformed: st.IP.MalformedPacketsReceived,
+		l4Malformed: st.NICs.MalformedL4RcvdPackets,
+		tcpInvalid:  st.TCP.InvalidSegmentsReceived,
+		tcpChecksum: st.TCP.ChecksumErrors,
+		tcpValid:    st.TCP.ValidSegmentsReceived,
+	}
+}
+
+// counters reads the stack's counters: five atomic loads.
 func (h *Host) counters() counters {
-	st := h.s.Stats()
+	cs := &h.tap.ctr
 	return counters{
-		ipMalformed: st.IP.MalformedPacketsReceived.Value(),
-		l4Malformed: st.NICs.MalformedL4RcvdPackets.Value(),
-		tcpInvalid:  st.TCP.InvalidSegmentsReceived.Value(),
-		tcpChecksum: st.TCP.ChecksumErrors.Value(),
-		tcpValid:    st.TCP.ValidSegmentsReceived.Value(),
+		ipMalformed: cs.ipMalformed.Value(),
+		l4Malformed: cs.l4Malformed.Value(),
+		tcpInvalid:  cs.tcpInvalid.Value(),
+		tcpChecksum: cs.tcpChecksum.Value(),
+		tcpValid:    cs.tcpValid.Value(),
 	}
 }
 
@@ -377,7 +390,7 @@ func (c *Conn) noteRefused(s *segment, j judgement) {
 		c.inWhileClosed = c.state == "CLOSED" && c.prev != ""
 	}
 	if j.answer != "" {
-		c.rx.answers = append(c.rx.answers, owed{reason: "answers a refused segment: " + j.answer, at: c.rx.queued + 1})
+		c.rx.answers = append(c.rx.answers, owed{reason: answerPrefix + j.answer, at: c.rx.queued + 1})
 	}
 }
 
