@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -256,4 +257,101 @@ func TestVerdictNormalTrafficAccepted(t *testing.T) {
 			t.Errorf("arrival %d [%s] on %s: verdict %q why %q (%s), want accepted", e.Index, e.Flags, e.Host, e.Verdict, e.Why, e.Evidence)
 		}
 	}
+}
+
+// inject hands b to host's link as if the wire delivered it and returns
+// host's arrival event for it.
+func injectInto(t *testing.T, lab *stack.Lab, host string, b []byte) trace.Event {
+	t.Helper()
+	cl, sl := lab.Wire.Links()
+	ep := sl.Endpoint.(*channel.Endpoint)
+	if host == "client" {
+		ep = cl.Endpoint.(*channel.Endpoint)
+	}
+	mark := lab.Trace.Len()
+	pkt := tcpipstack.NewPacketBuffer(tcpipstack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	ep.InjectInbound(header.IPv4ProtocolNumber, pkt)
+	pkt.DecRef()
+	for _, e := range lab.Trace.Events()[mark:] {
+		if e.Kind == trace.Segment && e.Host == host && e.Dir == "in" {
+			return e
+		}
+	}
+	t.Fatalf("the %s's tap did not record the injected packet", host)
+	return trace.Event{}
+}
+
+func TestVerdictRSTInTimeWait(t *testing.T) {
+	h := newHostile(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h.c.Close()
+	if n, err := h.s.Read(ctx, make([]byte, 8)); n != 0 || err == nil {
+		t.Fatalf("server read after the client's FIN = %d, %v; want EOF", n, err)
+	}
+	h.s.Close()
+	for end := time.Now().Add(2 * time.Second); h.c.State() != "TIME-WAIT" && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := h.c.State(); st != "TIME-WAIT" {
+		t.Fatalf("client state = %s, want TIME-WAIT", st)
+	}
+	var fin trace.Event
+	for _, e := range h.lab.Trace.Events() {
+		if e.Kind == trace.Segment && e.Host == "server" && e.Dir == "out" && strings.Contains(e.Flags, "F") {
+			fin = e
+		}
+	}
+	before := h.c.Ledger()
+	// An exact RST from the server's side: RCV.NXT of the client.
+	src, dst := h.s.LocalAddr(), h.s.RemoteAddr()
+	b := h.packet(header.TCPFlagRst, fin.Seq+uint32(fin.Len)+1, 0, nil)
+	swap(b, src, dst)
+	e := injectInto(t, h.lab, "client", b)
+	refused(t, e, trace.WhyTimeWaitRST, false)
+	time.Sleep(50 * time.Millisecond)
+	if st := h.c.State(); st != "TIME-WAIT" {
+		t.Errorf("client state after a RST in TIME-WAIT = %s, want TIME-WAIT (gVisor ignores it, RFC 1337)", st)
+	}
+	if l := h.c.Ledger(); l.Discarded != nil || l.Received != before.Received {
+		t.Errorf("ledger changed by a refused RST: before %+v, after %+v", before, l)
+	}
+}
+
+func TestVerdictNoConnection(t *testing.T) {
+	h := newHostile(t)
+	b := h.packet(header.TCPFlagAck|header.TCPFlagPsh, 1, 1, []byte("x"))
+	header.TCP(b[header.IPv4MinimumSize:]).SetDestinationPort(9)
+	fixChecksum(b)
+	e := h.inject(b)
+	refused(t, e, trace.WhyNoConnection, true)
+	a := h.answer(e)
+	if a.Flags != "R" || !strings.HasPrefix(a.Reason, "segment for no connection: nothing listens on port 9") {
+		t.Errorf("answer [%s] reason %q, want a RST for no connection", a.Flags, a.Reason)
+	}
+}
+
+// swap rewrites b's addresses and ports to go from src to dst, fixing the
+// checksums.
+func swap(b []byte, src, dst netip.AddrPort) {
+	ip := header.IPv4(b)
+	ip.SetSourceAddress(tcpip.AddrFromSlice(src.Addr().AsSlice()))
+	ip.SetDestinationAddress(tcpip.AddrFromSlice(dst.Addr().AsSlice()))
+	t := header.TCP(b[header.IPv4MinimumSize:])
+	t.SetSourcePort(src.Port())
+	t.SetDestinationPort(dst.Port())
+	fixChecksum(b)
+}
+
+// fixChecksum recomputes the IPv4 and TCP checksums of b.
+func fixChecksum(b []byte) {
+	ip := header.IPv4(b)
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(b[header.IPv4MinimumSize:])
+	payload := b[header.IPv4MinimumSize+int(t.DataOffset()):]
+	t.SetChecksum(0)
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(b)-header.IPv4MinimumSize))
+	xsum = checksum.Checksum(payload, xsum)
+	t.SetChecksum(^t.CalculateChecksum(xsum))
 }
