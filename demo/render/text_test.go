@@ -43,3 +43,14 @@ func TestTextRefusedArrival(t *testing.T) {
 		t.Errorf("data after a refused SYN %q, want %q: relative numbers unchanged", lines[5], want)
 	}
 }
+
+func TestExplainRefusedArrival(t *testing.T) {
+	e := trace.Event{Kind: trace.Segment, Dir: "in", Flags: "R.", Verdict: trace.Refused, Why: trace.WhyChallenge}
+	if x := Explain(e); !strings.Contains(x, "dropped") {
+		t.Errorf("Explain(refused RST) = %q", x)
+	}
+	e.Verdict = trace.Accepted
+	if x := Explain(e); x != "" {
+		t.Errorf("Explain(accepted arrival) = %q, want nothing", x)
+	}
+}
