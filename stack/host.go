@@ -282,7 +282,7 @@ func (h *Host) onSegment(s *segment, packet []byte) {
 		c.derivePassiveState(s)
 		ev.Reason = c.answerFor(s)
 	}
-	if s.flags&(header.TCPFlagFin|header.TCPFlagRst) != 0 {
+	if ev.Reason == "" && s.flags&(header.TCPFlagFin|header.TCPFlagRst) != 0 {
 		ev.Reason = h.reason(c, s)
 	}
 	h.rec.Emit(ev)

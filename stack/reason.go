@@ -91,4 +91,5 @@ const (
 	reasonOldSegment   = "ACK to an old segment (RFC 793 p. 69): says what is expected next"
 	reasonTimeWait     = "ACK in TIME-WAIT to a segment outside the window: only RCV.NXT is acceptable (RFC 793 p. 69)"
 	reasonUnsentACK    = "ACK to a segment that acknowledges data never sent (RFC 793 p. 72)"
+	reasonBadACKRST    = "RST to a handshake segment that does not acknowledge our SYN (RFC 793 p. 72: <SEQ=SEG.ACK><CTL=RST>)"
 )

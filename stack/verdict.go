@@ -46,7 +46,8 @@ type rxModel struct {
 // owed is one answer a refused arrival is owed.
 type owed struct {
 	reason string
-	at     int // the arrival's number among queued
+	rst    bool // the answer is a RST (else a bare ACK)
+	at     int  // the arrival's number among queued
 }
 
 // window returns the receive window [RCV.NXT, RCV.NXT+advertised] the
@@ -104,15 +105,16 @@ func (c *Conn) rxProbe(st *tcp.TCPEndpointState) {
 	}
 }
 
-// answerFor returns the reason of the ACK s if it answers a refused
-// arrival, and forgets it.
+// answerFor returns the reason of s if it answers a refused arrival (a
+// bare ACK, or a RST without ACK), and forgets it.
 func (c *Conn) answerFor(s *segment) string {
-	if s.flags != header.TCPFlagAck || s.len != 0 {
+	rst := s.flags == header.TCPFlagRst
+	if !rst && s.flags != header.TCPFlagAck || s.len != 0 {
 		return ""
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.rx.answers) == 0 {
+	if len(c.rx.answers) == 0 || c.rx.answers[0].rst != rst {
 		return ""
 	}
 	r := c.rx.answers[0].reason
@@ -164,8 +166,12 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 			return refuse(trace.WhyNoConnection, "a listener ignores a RST", "")
 		}
 		return accept("handed to the listener")
-	case tcp.StateSynSent, tcp.StateSynRecv, tcp.StateConnecting, tcp.StateInitial, tcp.StateBound:
-		return accept("handshake: tcplab does not judge handshake segments")
+	case tcp.StateSynSent, tcp.StateConnecting:
+		return c.judgeSynSent(s)
+	case tcp.StateSynRecv:
+		return c.judgeSynRcvd(s)
+	case tcp.StateInitial, tcp.StateBound:
+		return accept("no handshake yet")
 	case tcp.StateClose, tcp.StateError:
 		return accept("the connection is closing down")
 	}
@@ -236,6 +242,55 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 		c.rx.advance(uint32(end))
 	}
 	return accept(fmt.Sprintf("seq %d length %d inside %s", seq, s.len, wnd))
+}
+
+// judgeSynSent applies handshake.synSentState: a RST counts only if it
+// acknowledges our SYN; any other ACK of something else is answered with
+// a RST; without SYN nothing else matters. Called with c.mu.
+func (c *Conn) judgeSynSent(s *segment) judgement {
+	if !c.led.haveOut {
+		return accept("our SYN not seen yet")
+	}
+	iss1 := c.led.isnOut + 1
+	ack := s.flags&header.TCPFlagAck != 0
+	switch {
+	case s.flags&header.TCPFlagRst != 0:
+		if ack && s.ack == iss1 {
+			return accept(fmt.Sprintf("RST acknowledging our SYN (ack %d = ISS+1): the connection is refused", s.ack))
+		}
+		return refuse(trace.WhyBadACK, fmt.Sprintf("RST in SYN-SENT without ACK %d of our SYN: dropped (RFC 793 p. 66)", iss1), "")
+	case ack && s.ack != iss1:
+		return refuse(trace.WhyBadACK, fmt.Sprintf("ack %d in SYN-SENT, want ISS+1 = %d", s.ack, iss1), reasonBadACKRST)
+	case s.flags&header.TCPFlagSyn == 0:
+		return refuse(trace.WhyNoSYN, "SYN-SENT drops segments without SYN (RFC 793 p. 68)", "")
+	}
+	return accept(fmt.Sprintf("SYN acknowledging our SYN (ack %d)", s.ack))
+}
+
+// judgeSynRcvd applies handshake.synRcvdState: a RST counts inside the
+// window; an ACK must acknowledge our SYN (or be a valid SYN cookie, which
+// tcplab cannot check: it assumes none); the sequence number must be in
+// the window. Called with c.mu.
+func (c *Conn) judgeSynRcvd(s *segment) judgement {
+	nxt, acc, ok := c.rx.window()
+	if !ok || !c.led.haveOut {
+		return accept("our SYN-ACK not seen yet")
+	}
+	seq := seqnum.Value(s.seq)
+	in := seq.InWindow(nxt, nxt.Size(acc))
+	wnd := fmt.Sprintf("window [%d, %d)", nxt, acc)
+	switch {
+	case s.flags&header.TCPFlagRst != 0:
+		if in {
+			return accept(fmt.Sprintf("RST seq %d inside %s: the handshake is aborted", seq, wnd))
+		}
+		return refuse(trace.WhyOutOfWindow, fmt.Sprintf("RST seq %d outside %s: dropped (RFC 793 p. 69)", seq, wnd), "")
+	case s.flags&header.TCPFlagAck != 0 && s.ack != c.led.isnOut+1:
+		return refuse(trace.WhyBadACK, fmt.Sprintf("ack %d in SYN-RECEIVED, want ISS+1 = %d (and no SYN cookie)", s.ack, c.led.isnOut+1), reasonBadACKRST)
+	case !in:
+		return refuse(trace.WhyOutOfWindow, fmt.Sprintf("seq %d outside %s", seq, wnd), reasonOutOfWindow)
+	}
+	return accept(fmt.Sprintf("seq %d inside %s", seq, wnd))
 }
 
 // sndNxt is SND.NXT as the tap saw it: the end of the highest byte sent,
@@ -390,7 +445,7 @@ func (c *Conn) noteRefused(s *segment, j judgement) {
 		c.inWhileClosed = c.state == "CLOSED" && c.prev != ""
 	}
 	if j.answer != "" {
-		c.rx.answers = append(c.rx.answers, owed{reason: answerPrefix + j.answer, at: c.rx.queued + 1})
+		c.rx.answers = append(c.rx.answers, owed{reason: answerPrefix + j.answer, rst: j.answer == reasonBadACKRST, at: c.rx.queued + 1})
 	}
 }
 

@@ -355,3 +355,57 @@ func fixChecksum(b []byte) {
 	xsum = checksum.Checksum(payload, xsum)
 	t.SetChecksum(^t.CalculateChecksum(xsum))
 }
+
+// In SYN-SENT only a RST that acknowledges our SYN counts (RFC 793 p. 66).
+func TestVerdictRSTInSynSent(t *testing.T) {
+	lab, _, _ := connected(t)
+	l, err := lab.Server.Listen(9600, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lab.Server.Hold() // the SYN-ACK stays with the server: the client stays in SYN-SENT
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := lab.Client.Dial(ctx, lab.ServerAddr(9600))
+		dialed <- err
+	}()
+	var syn trace.Event
+	for end := time.Now().Add(2 * time.Second); syn.Flags == "" && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		for _, e := range lab.Trace.Events() {
+			if e.Kind == trace.Segment && e.Host == "client" && e.Dir == "out" && e.Flags == "S" && e.Dst == lab.ServerAddr(9600).String() {
+				syn = e
+			}
+		}
+	}
+	if syn.Flags == "" {
+		t.Fatal("the client sent no SYN")
+	}
+	src, _ := netip.ParseAddrPort(syn.Dst)
+	dst, _ := netip.ParseAddrPort(syn.Src)
+	rst := func(ack uint32) []byte {
+		b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
+		ip := header.IPv4(b)
+		ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(header.TCPProtocolNumber)})
+		header.TCP(b[header.IPv4MinimumSize:]).Encode(&header.TCPFields{SeqNum: 0, AckNum: ack, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagRst | header.TCPFlagAck})
+		swap(b, src, dst)
+		return b
+	}
+	e := injectInto(t, lab, "client", rst(syn.Seq+5))
+	refused(t, e, trace.WhyBadACK, false)
+	select {
+	case err := <-dialed:
+		t.Fatalf("Dial returned %v after a RST that does not acknowledge the SYN", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	e = injectInto(t, lab, "client", rst(syn.Seq+1))
+	if e.Verdict != trace.Accepted {
+		t.Errorf("RST acknowledging the SYN: verdict %q why %q (%s), want accepted", e.Verdict, e.Why, e.Evidence)
+	}
+	if err := <-dialed; err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Dial after an acceptable RST = %v, want connection refused", err)
+	}
+	lab.Server.Release()
+}

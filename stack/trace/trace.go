@@ -120,6 +120,8 @@ const (
 	WhyOldSegment   = "old segment"   // no data, sequence number before RCV.NXT
 	WhyNoACK        = "no ACK flag"   // a synchronized connection drops segments without ACK
 	WhyUnsentACK    = "acknowledges unsent data"
+	WhyBadACK       = "does not acknowledge our SYN" // in SYN-SENT or SYN-RECEIVED
+	WhyNoSYN        = "no SYN in SYN-SENT"
 )
 
 // Refused reports whether e is an arrival its stack refused. A refused
