@@ -66,7 +66,8 @@ type Conn struct {
 	finSeq, finAck         uint32
 	finSent                bool
 	written, read          int
-	led                    wireLedger
+	led                    wireLedger // accepted arrivals only
+	rx                     rxModel    // to judge arrivals (verdict.go)
 }
 
 // ID returns the connection's name in the trace ("c1", ...).

@@ -228,6 +228,7 @@ func (h *Host) probe(st *tcp.TCPEndpointState) {
 	if c == nil {
 		return
 	}
+	c.rxProbe(st)
 	c.sample()
 	snd := st.SndBufState.SndBufUsed
 	if snd < 0 {
@@ -237,8 +238,9 @@ func (h *Host) probe(st *tcp.TCPEndpointState) {
 }
 
 // lookup returns the connection a segment belongs to, creating the record
-// of a passive open when a SYN reaches a listening port.
-func (h *Host) lookup(s *segment, out bool) *Conn {
+// of a passive open when a SYN reaches a listening port and create is set
+// (the SYN passed the stack's header checks).
+func (h *Host) lookup(s *segment, out, create bool) *Conn {
 	key := connKey{localPort: s.src.Port(), remote: s.dst}
 	if !out {
 		key = connKey{localPort: s.dst.Port(), remote: s.src}
@@ -247,7 +249,7 @@ func (h *Host) lookup(s *segment, out bool) *Conn {
 	defer h.mu.Unlock()
 	c := h.conns[key]
 	isSyn := s.flags&header.TCPFlagSyn != 0 && s.flags&header.TCPFlagAck == 0
-	if !out && isSyn && (c == nil || c.reusable()) {
+	if create && !out && isSyn && (c == nil || c.reusable()) {
 		if l := h.listeners[key.localPort]; l != nil && !l.isClosed() {
 			c = h.newConnLocked(key, "LISTEN")
 			c.listener = l
@@ -258,39 +260,35 @@ func (h *Host) lookup(s *segment, out bool) *Conn {
 
 func (h *Host) newConnLocked(key connKey, state string) *Conn {
 	h.nconn++
-	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state}
+	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state, rx: rxModel{ourWS: -1}}
 	h.conns[key] = c
 	h.all = append(h.all, c)
 	return c
 }
 
-// onSegment turns a segment seen by the tap into trace events.
-func (h *Host) onSegment(s *segment, out bool, packet []byte) {
-	c := h.lookup(s, out)
+// onSegment turns a segment the host sends, seen by the tap, into trace
+// events. Arrivals take another path: Host.arrive and Host.judged.
+func (h *Host) onSegment(s *segment, packet []byte) {
+	c := h.lookup(s, true, false)
 	ev := trace.Event{
-		Host: h.name, Kind: trace.Segment, Dir: "in",
+		Host: h.name, Kind: trace.Segment, Dir: "out",
 		Src: s.src.String(), Dst: s.dst.String(), Flags: s.Flags(),
 		Seq: s.seq, Ack: s.ack, Win: s.win, Len: s.len, Payload: s.payload,
 		Packet: packet,
 	}
 	if c != nil {
 		ev.Conn = c.id
+		c.sample() // state changes that caused this segment come first
+		c.derivePassiveState(s)
+		ev.Reason = c.answerFor(s)
 	}
-	if out {
-		ev.Dir = "out"
-		if c != nil {
-			c.sample() // state changes that caused this segment come first
-			c.derivePassiveState(s)
-		}
-		if s.flags&(header.TCPFlagFin|header.TCPFlagRst) != 0 {
-			ev.Reason = h.reason(c, s)
-		}
-	} else if c != nil {
-		c.noteIn(s)
+	if ev.Reason == "" && s.flags&(header.TCPFlagFin|header.TCPFlagRst) != 0 {
+		ev.Reason = h.reason(c, s)
 	}
 	h.rec.Emit(ev)
-	if out && c != nil {
+	if c != nil {
 		c.noteOut(s)
+		c.rxOut(s)
 	}
 }
 

@@ -77,3 +77,19 @@ func FINReason(cause string) string {
 	}
 	return ""
 }
+
+// The reasons of the ACKs a stack sends in answer to a segment it refused
+// (see verdict.go), after answerPrefix. gVisor sends them from
+// sender.maybeSendOutOfWindowAck (rate-limited unless the segment carries
+// data) and, in TIME-WAIT, from handleTimeWaitSegment.
+const (
+	answerPrefix       = "answers a refused segment: "
+	reasonChallengeRST = "challenge ACK (RFC 5961): RST with a sequence number inside the window but not the expected one"
+	reasonChallengeSYN = "challenge ACK (RFC 5961): SYN on a connection already synchronized; a peer that restarted answers with RST"
+	reasonOutOfWindow  = "ACK to a segment outside the window (RFC 793 p. 69): says what is expected next"
+	reasonDuplicate    = "duplicate ACK: the segment's data was received already (RFC 793 p. 69)"
+	reasonOldSegment   = "ACK to an old segment (RFC 793 p. 69): says what is expected next"
+	reasonTimeWait     = "ACK in TIME-WAIT to a segment outside the window: only RCV.NXT is acceptable (RFC 793 p. 69)"
+	reasonUnsentACK    = "ACK to a segment that acknowledges data never sent (RFC 793 p. 72)"
+	reasonBadACKRST    = "RST to a handshake segment that does not acknowledge our SYN (RFC 793 p. 72: <SEQ=SEG.ACK><CTL=RST>)"
+)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -20,6 +21,8 @@ type segment struct {
 	win      uint16
 	len      int
 	payload  []byte // at most trace.PayloadPreview bytes
+	off      int    // TCP header length
+	ws       int    // a SYN's window scale option, -1 for none
 }
 
 // Flags returns the segment's flags in tcpdump notation.
@@ -49,35 +52,67 @@ func FlagString(f header.TCPFlags) string {
 // parseSegment parses the first bytes of an IPv4 packet. It returns false
 // for anything that is not a complete IPv4/TCP header.
 func parseSegment(b []byte, totalLen int) (segment, bool) {
+	s, st := parseTCP(b, totalLen)
+	return s, st == parsedOK
+}
+
+// What parseTCP found.
+const (
+	notTCP          = iota // not an IPv4 packet carrying TCP
+	parsedOK               // a complete TCP header
+	parsedMalformed        // TCP whose header does not fit in the packet: s has what could be read
+)
+
+// parseTCP parses the first bytes b of an IPv4 packet of totalLen bytes. A
+// TCP header that does not fit in the IPv4 packet (gVisor drops it as
+// malformed) gives parsedMalformed with the addresses, and the ports and
+// numbers as far as the packet holds them.
+func parseTCP(b []byte, totalLen int) (segment, int) {
 	ip := header.IPv4(b)
 	if len(b) < header.IPv4MinimumSize || !ip.IsValid(totalLen) || ip.TransportProtocol() != header.TCPProtocolNumber {
-		return segment{}, false
+		return segment{}, notTCP
 	}
-	hl := int(ip.HeaderLength())
-	if len(b) < hl+header.TCPMinimumSize {
-		return segment{}, false
+	hl, tl := int(ip.HeaderLength()), int(ip.TotalLength())
+	if tl > len(b) && len(b) < hl+header.TCPMinimumSize {
+		return segment{}, notTCP // a head too short to judge (cannot happen: headLen covers the headers)
 	}
+	have := min(len(b), tl) - hl // TCP bytes at hand
+	var sp, dp uint16
 	t := header.TCP(b[hl:])
-	off := int(t.DataOffset())
-	if off < header.TCPMinimumSize || len(b) < hl+off {
-		return segment{}, false
+	if have >= 4 {
+		sp, dp = t.SourcePort(), t.DestinationPort()
 	}
 	s := segment{
-		src:   netip.AddrPortFrom(addrOf(ip.SourceAddress()), t.SourcePort()),
-		dst:   netip.AddrPortFrom(addrOf(ip.DestinationAddress()), t.DestinationPort()),
-		flags: t.Flags(),
-		seq:   t.SequenceNumber(),
-		ack:   t.AckNumber(),
-		win:   t.WindowSize(),
-		len:   int(ip.TotalLength()) - hl - off,
+		src: addrPort(ip.SourceAddress(), sp),
+		dst: addrPort(ip.DestinationAddress(), dp),
+		ws:  -1,
+	}
+	if have >= 8 {
+		s.seq = t.SequenceNumber()
+	}
+	if have >= 12 {
+		s.ack = t.AckNumber()
+	}
+	if have < header.TCPMinimumSize {
+		return s, parsedMalformed
+	}
+	s.flags, s.seq, s.ack, s.win = t.Flags(), t.SequenceNumber(), t.AckNumber(), t.WindowSize()
+	off := int(t.DataOffset())
+	if off < header.TCPMinimumSize || hl+off > tl || len(b) < hl+off {
+		return s, parsedMalformed
+	}
+	s.off = off
+	s.len = tl - hl - off
+	if s.flags&header.TCPFlagSyn != 0 {
+		s.ws = header.ParseSynOptions(t.Options(), s.flags&header.TCPFlagAck != 0).WS
 	}
 	if s.len > 0 {
-		s.payload = append([]byte(nil), b[hl+off:]...)
+		s.payload = append([]byte(nil), b[hl+off:min(len(b), tl)]...)
 		if len(s.payload) > s.len {
 			s.payload = s.payload[:s.len]
 		}
 	}
-	return s, true
+	return s, parsedOK
 }
 
 func addrOf(a tcpip.Address) netip.Addr {
@@ -108,6 +143,10 @@ func packetHead(pkt *tcpipstack.PacketBuffer, n int) ([]byte, int) {
 type tap struct {
 	nested.Endpoint
 	host *Host
+	// inMu serialises traced arrivals, so that the stack's counters read
+	// around one delivery count that packet alone.
+	inMu sync.Mutex
+	ctr  counterSet // the stack's counters read around each arrival
 	f    faults
 	// faulty is set once any fault was configured: until then packets
 	// take the direct path.
@@ -118,17 +157,28 @@ var _ tcpipstack.LinkEndpoint = (*tap)(nil)
 var _ tcpipstack.NetworkDispatcher = (*tap)(nil)
 
 func newTap(lower tcpipstack.LinkEndpoint, h *Host) *tap {
-	t := &tap{host: h}
+	t := &tap{host: h, ctr: newCounterSet(h.s)}
 	t.Endpoint.Init(lower, t)
 	return t
 }
 
-// DeliverNetworkPacket implements stack.NetworkDispatcher: an inbound packet.
+// DeliverNetworkPacket implements stack.NetworkDispatcher: an inbound
+// packet. A TCP segment takes its place in the trace before the stack
+// handles it and gets its verdict once the stack's synchronous part
+// returned (see Host.arrive and Host.judged).
 func (t *tap) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *tcpipstack.PacketBuffer) {
-	if proto == header.IPv4ProtocolNumber {
-		_ = t.observe(pkt, false)
+	h := t.host
+	if proto != header.IPv4ProtocolNumber || h.rec == nil || h.closing.Load() {
+		t.Endpoint.DeliverNetworkPacket(proto, pkt)
+		return
 	}
+	t.inMu.Lock()
+	defer t.inMu.Unlock()
+	a := h.arrive(pkt)
 	t.Endpoint.DeliverNetworkPacket(proto, pkt)
+	if a != nil {
+		h.judged(a)
+	}
 }
 
 // WritePackets implements stack.LinkEndpoint: outbound packets.
@@ -138,7 +188,7 @@ func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) 
 	for _, pkt := range pkts.AsSlice() {
 		f := ""
 		if pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber {
-			f = t.observe(pkt, true)
+			f = t.observe(pkt)
 		}
 		if faulty {
 			flags = append(flags, f)
@@ -150,9 +200,9 @@ func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) 
 	return t.Endpoint.WritePackets(pkts)
 }
 
-// observe traces one packet and returns its TCP flags ("" if not TCP or
-// not traced).
-func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) string {
+// observe traces one outbound packet and returns its TCP flags ("" if not
+// TCP or not traced).
+func (t *tap) observe(pkt *tcpipstack.PacketBuffer) string {
 	h := t.host
 	if h.rec == nil || h.closing.Load() {
 		return ""
@@ -170,7 +220,7 @@ func (t *tap) observe(pkt *tcpipstack.PacketBuffer, out bool) string {
 	if h.keep {
 		packet = b
 	}
-	h.onSegment(&s, out, packet)
+	h.onSegment(&s, packet)
 	return s.Flags()
 }
 

@@ -219,7 +219,7 @@ func wireLines(events []trace.Event) (lines, reasons []string) {
 			continue
 		}
 		dir := e.Src + ">" + e.Dst
-		if strings.Contains(e.Flags, "S") {
+		if strings.Contains(e.Flags, "S") && !e.Refused() {
 			isn[dir] = e.Seq
 		}
 		var b strings.Builder

@@ -154,7 +154,9 @@ func Write(w io.Writer, events []trace.Event, opt Options) (packets int, err err
 // received one with the state change it caused at its receiver (the
 // receiver's next state change on that connection before it receives
 // another segment or makes a call that changes state itself), or its
-// receiver's state if none. The reason of a FIN or RST is given on both.
+// receiver's state if none; a refused one with its receiver's state and
+// its verdict ("refused: outside the window (inferred: ...)"). The reason
+// of a FIN or RST is given on both.
 // It costs one pass over events, plus a look-ahead from each arrival.
 func Comments(events []trace.Event) []string {
 	out := make([]string, len(events))
@@ -192,7 +194,17 @@ func Comments(events []trace.Event) []string {
 			if q := reasons[k]; len(q) > 0 {
 				reason, reasons[k] = q[0], q[1:]
 			}
-			if ch, ok := nextState(events, i); ok {
+			if e.Refused() {
+				// It changed nothing: no state change is its doing.
+				if st := state[hc]; st != "" {
+					b.WriteString(" state " + st)
+				}
+				fmt.Fprintf(&b, "; refused: %s (%s", e.Why, e.VerdictSource())
+				if e.Evidence != "" {
+					b.WriteString(": " + e.Evidence)
+				}
+				b.WriteString(")")
+			} else if ch, ok := nextState(events, i); ok {
 				from := ch.From
 				if from == "" {
 					from = state[hc]

@@ -257,3 +257,18 @@ func TestWriteBaseAndNoComments(t *testing.T) {
 		i++
 	}
 }
+
+// A refused arrival's comment gives its verdict and claims no state
+// change: the stack dropped it.
+func TestCommentsRefusedArrival(t *testing.T) {
+	events := []trace.Event{
+		{Kind: trace.State, Host: "server", Conn: "c1", From: "SYN-RECEIVED", To: "ESTABLISHED"},
+		{Kind: trace.Segment, Host: "server", Conn: "c1", Dir: "in", Flags: "R.", Seq: 9,
+			Verdict: trace.Refused, Why: trace.WhyChallenge, Evidence: "seq 9 is not RCV.NXT 5"},
+		{Kind: trace.State, Host: "server", Conn: "c1", From: "ESTABLISHED", To: "CLOSE-WAIT"},
+	}
+	got := Comments(events)[1]
+	if want := "server in [R.] state ESTABLISHED; refused: RFC 5961 challenge (inferred: seq 9 is not RCV.NXT 5)"; got != want {
+		t.Errorf("comment:\n got %q\nwant %q", got, want)
+	}
+}

@@ -43,6 +43,9 @@ func Explain(e trace.Event) string {
 			return "the side that closed first waits 2*MSL so late segments die out"
 		}
 	case trace.Segment:
+		if e.Refused() {
+			return "the stack dropped this segment: it changes nothing in the connection (data, sequence numbers, state)"
+		}
 		if e.Dir == "out" && strings.Contains(e.Flags, "R") {
 			return "RST: the connection is aborted at once; the peer's reads and writes fail"
 		}

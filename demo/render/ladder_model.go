@@ -136,7 +136,7 @@ type seqBases struct {
 func newSeqBases(events []trace.Event, absolute bool) *seqBases {
 	sb := &seqBases{absolute: absolute, isn: map[string]uint32{}, first: map[string]uint32{}, firstAck: map[string]uint32{}}
 	for _, e := range events {
-		if e.Kind != trace.Segment {
+		if e.Kind != trace.Segment || e.Refused() {
 			continue
 		}
 		fwd := e.Src + ">" + e.Dst
@@ -157,7 +157,7 @@ func (sb *seqBases) rel(e trace.Event) (seq, ack uint32) {
 		return e.Seq, e.Ack
 	}
 	fwd, rev := e.Src+">"+e.Dst, e.Dst+">"+e.Src
-	if strings.Contains(e.Flags, "S") {
+	if strings.Contains(e.Flags, "S") && !e.Refused() {
 		sb.isn[fwd] = e.Seq
 	}
 	base, ok := sb.isn[fwd]

@@ -122,7 +122,7 @@ func peer(host string) string {
 
 func (t *Text) segment(e trace.Event) string {
 	fwd := e.Src + ">" + e.Dst
-	if strings.Contains(e.Flags, "S") {
+	if strings.Contains(e.Flags, "S") && !e.Refused() {
 		t.isn[fwd] = e.Seq
 	}
 	if e.Dir == "in" && !t.opt.Arrivals {
@@ -149,6 +149,14 @@ func (t *Text) segment(e trace.Event) string {
 	fmt.Fprintf(&b, ", win %d, length %d", e.Win, e.Len)
 	if e.Len > 0 && len(e.Payload) > 0 {
 		b.WriteString(" " + Quote(e.Payload, 24))
+	}
+	if e.Refused() {
+		// Accepted arrivals print as they always did.
+		fmt.Fprintf(&b, "  refused: %s (%s", e.Why, e.VerdictSource())
+		if e.Evidence != "" {
+			b.WriteString(": " + e.Evidence)
+		}
+		b.WriteString(")")
 	}
 	return b.String()
 }

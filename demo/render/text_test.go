@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -22,5 +23,52 @@ func TestNoteEscapesControlCharacters(t *testing.T) {
 	line := NewText(nil, TextOptions{}).Line(trace.Event{Host: "client", Kind: trace.Note, Text: "\x1b]0;pwned\x07\x1b[2J"})
 	if strings.ContainsAny(line, "\x1b\x07") || !strings.Contains(line, `# \x1b]0;pwned\a\x1b[2J`) {
 		t.Errorf("note line = %q", line)
+	}
+}
+
+// A refused arrival is marked with its verdict, and a refused SYN does not
+// rebase the relative sequence numbers; accepted arrivals print as before.
+func TestTextRefusedArrival(t *testing.T) {
+	const c, s = "198.18.0.1:4000", "198.18.0.2:80"
+	seg := func(host, dir, src, dst, flags string, seq, ack uint32, n int) trace.Event {
+		return trace.Event{Host: host, Kind: trace.Segment, Conn: "c1", Dir: dir, Src: src, Dst: dst, Flags: flags, Seq: seq, Ack: ack, Len: n, Win: 100}
+	}
+	events := []trace.Event{
+		seg("client", "out", c, s, "S", 1000, 0, 0),
+		seg("server", "out", s, c, "S.", 5000, 1001, 0),
+		seg("client", "out", c, s, ".", 1001, 5001, 0),
+		seg("server", "in", c, s, ".", 1001, 5001, 0),
+		seg("server", "in", c, s, "S", 77, 0, 0),
+		seg("client", "out", c, s, "P.", 1001, 5001, 3),
+	}
+	events[3].Verdict = trace.Accepted
+	events[4].Verdict, events[4].Why, events[4].Evidence = trace.Refused, trace.WhyChallenge, "SYN on a synchronized connection"
+	var b bytes.Buffer
+	if err := NewText(&b, TextOptions{Arrivals: true, NoTime: true}).WriteAll(events); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("got %d lines:\n%s", len(lines), b.String())
+	}
+	if want := "server c1  server < client Flags [.], seq 1, ack 1, win 100, length 0"; lines[3] != want {
+		t.Errorf("accepted arrival:\n got %q\nwant %q", lines[3], want)
+	}
+	if want := "refused: RFC 5961 challenge (inferred: SYN on a synchronized connection)"; !strings.HasSuffix(lines[4], want) {
+		t.Errorf("refused arrival %q, want suffix %q", lines[4], want)
+	}
+	if want := "Flags [P.], seq 1:4, ack 1,"; !strings.Contains(lines[5], want) {
+		t.Errorf("data after a refused SYN %q, want %q: relative numbers unchanged", lines[5], want)
+	}
+}
+
+func TestExplainRefusedArrival(t *testing.T) {
+	e := trace.Event{Kind: trace.Segment, Dir: "in", Flags: "R.", Verdict: trace.Refused, Why: trace.WhyChallenge}
+	if x := Explain(e); !strings.Contains(x, "dropped") {
+		t.Errorf("Explain(refused RST) = %q", x)
+	}
+	e.Verdict = trace.Accepted
+	if x := Explain(e); x != "" {
+		t.Errorf("Explain(accepted arrival) = %q, want nothing", x)
 	}
 }

@@ -64,8 +64,21 @@ type Event struct {
 	Win     uint16 // advertised window (unscaled, as on the wire)
 	Len     int    // payload length
 	Payload []byte // the first bytes of the payload (at most PayloadPreview)
-	Reason  string // why this FIN or RST was sent (out segments only)
+	Reason  string // why this segment was sent: a FIN, a RST, or an answer to a refused arrival (out segments only)
 	Packet  []byte // the whole IPv4 packet, with stack.Config.KeepPackets
+
+	// Arrival fields (Dir "in"): the receiving stack's verdict on the
+	// segment. An empty Verdict means nobody judged it (a trace from an
+	// older tcplab, or a peer without a verdict source).
+	Verdict string // Accepted or Refused
+	Why     string // for Refused: one of the Why* constants
+	// Observed says the verdict comes from the stack itself (its
+	// counters or its state); false means tcplab inferred it by applying
+	// the stack's rules (RFC 793/5961) to what it had observed.
+	Observed bool
+	// Evidence says what shows the verdict, e.g. "TCP ChecksumErrors +1"
+	// or "seq 1000 not in the window [5, 29189]".
+	Evidence string
 
 	// Call fields.
 	Call string // "connect", "write", "read", "shutdown(SHUT_WR)", "close", ...
@@ -87,6 +100,49 @@ type Event struct {
 	// id identifies the event inside its Recorder while it may still move
 	// (EmitAt can insert before it); 0 outside a Recorder.
 	id uint64
+}
+
+// Verdicts of an arrival.
+const (
+	// Accepted: the stack took the segment into its connection (or
+	// listener): its sequence numbers, data, flags count.
+	Accepted = "accepted"
+	// Refused: the stack dropped the segment, perhaps answering it (a
+	// challenge ACK, an ACK, a RST); it changed nothing in the connection.
+	Refused = "refused"
+)
+
+// Why a segment was refused.
+const (
+	WhyBadChecksum  = "bad checksum"
+	WhyMalformed    = "malformed header"
+	WhyOutOfWindow  = "outside the window"
+	WhyChallenge    = "RFC 5961 challenge" // an in-window RST or a SYN that does not match RCV.NXT
+	WhyTimeWaitRST  = "RST ignored in TIME-WAIT"
+	WhyNoConnection = "no connection" // no endpoint owns the 4-tuple: answered by RST (unless it is one)
+	WhyDuplicate    = "duplicate"     // data entirely before RCV.NXT: received already
+	WhyOldSegment   = "old segment"   // no data, sequence number before RCV.NXT
+	WhyNoACK        = "no ACK flag"   // a synchronized connection drops segments without ACK
+	WhyUnsentACK    = "acknowledges unsent data"
+	WhyBadACK       = "does not acknowledge our SYN" // in SYN-SENT or SYN-RECEIVED
+	WhyNoSYN        = "no SYN in SYN-SENT"
+)
+
+// Refused reports whether e is an arrival its stack refused. A refused
+// arrival changed nothing in its connection: renderers and ledgers that
+// learn from segments (initial sequence numbers, bytes received) skip it.
+func (e Event) Refused() bool { return e.Kind == Segment && e.Verdict == Refused }
+
+// VerdictSource returns "observed" or "inferred" for a judged arrival, ""
+// otherwise.
+func (e Event) VerdictSource() string {
+	switch {
+	case e.Verdict == "":
+		return ""
+	case e.Observed:
+		return "observed"
+	}
+	return "inferred"
 }
 
 // PayloadPreview is how many payload bytes a segment event keeps.
@@ -123,6 +179,15 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		m["seq"], m["ack"], m["win"], m["len"] = e.Seq, e.Ack, e.Win, e.Len
 		if e.Reason != "" {
 			m["reason"] = e.Reason
+		}
+		if e.Verdict != "" {
+			m["verdict"], m["verdict_by"] = e.Verdict, e.VerdictSource()
+			if e.Why != "" {
+				m["why"] = e.Why
+			}
+			if e.Evidence != "" {
+				m["evidence"] = e.Evidence
+			}
 		}
 		if e.Len > 0 {
 			m["data"] = string(e.Payload)
@@ -339,6 +404,31 @@ func (r *Recorder) armLocked(d time.Duration) {
 type Pending struct {
 	r  *Recorder
 	id uint64
+}
+
+// Open appends e as an open event, like Begin, but first passes it through
+// the mirrors, as Emit does: the events they return are stored around it.
+// The host taps use it for an arrival, which takes its place before the
+// stack handles the segment (so that the stack's answer comes after it) and
+// gets its verdict when End fills it in. The caller must End it; until then
+// subscribers see nothing from it on.
+func (r *Recorder) Open(e Event) *Pending {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var after []Event
+	for _, m := range r.mirrors {
+		before, a := m(e)
+		for _, b := range before {
+			r.appendLocked(b)
+		}
+		after = append(after, a...)
+	}
+	e = r.appendLocked(e)
+	r.open[e.id] = true
+	for _, a := range after {
+		r.appendLocked(a)
+	}
+	return &Pending{r: r, id: e.id}
 }
 
 // Begin appends e as an open call event. The caller must End it.

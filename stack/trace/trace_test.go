@@ -57,6 +57,11 @@ func TestJSONFieldsByKind(t *testing.T) {
 	}{
 		{Event{T: 1500 * time.Millisecond, Host: "client", Kind: Segment, Conn: "c1", Dir: "out", Src: "a:1", Dst: "b:2", Flags: "R.", Seq: 5, Ack: 1, Win: 0, Reason: "why"},
 			`{"ack":1,"conn":"c1","dir":"out","dst":"b:2","flags":"R.","host":"client","kind":"segment","len":0,"reason":"why","seq":5,"src":"a:1","t":1.5,"win":0}`},
+		{Event{Host: "server", Kind: Segment, Dir: "in", Src: "a:1", Dst: "b:2", Flags: "R.", Seq: 9, Ack: 1,
+			Verdict: Refused, Why: WhyChallenge, Evidence: "seq 9 not RCV.NXT 5"},
+			`{"ack":1,"dir":"in","dst":"b:2","evidence":"seq 9 not RCV.NXT 5","flags":"R.","host":"server","kind":"segment","len":0,"seq":9,"src":"a:1","t":0,"verdict":"refused","verdict_by":"inferred","why":"RFC 5961 challenge","win":0}`},
+		{Event{Host: "server", Kind: Segment, Dir: "in", Src: "a:1", Dst: "b:2", Flags: ".", Verdict: Accepted, Observed: true},
+			`{"ack":0,"dir":"in","dst":"b:2","flags":".","host":"server","kind":"segment","len":0,"seq":0,"src":"a:1","t":0,"verdict":"accepted","verdict_by":"observed","win":0}`},
 		{Event{Host: "server", Kind: Call, Call: "read", Arg: "64", Ret: 0, Err: "EOF"},
 			`{"arg":"64","call":"read","err":"EOF","host":"server","kind":"call","ret":0,"t":0}`},
 		{Event{Host: "client", Kind: State, From: "FIN-WAIT-2", To: "TIME-WAIT"},
@@ -71,6 +76,38 @@ func TestJSONFieldsByKind(t *testing.T) {
 	}
 }
 
+// An arrival opened with Open passes through the mirrors at once, keeps
+// its place before what the stack does while judging it, and reaches
+// subscribers only once its verdict is in.
+func TestOpenMirrorsAndHoldsSubscribers(t *testing.T) {
+	r := NewRecorder(nil)
+	var mirrored []string
+	r.Mirror(func(e Event) (before, after []Event) {
+		mirrored = append(mirrored, e.Dir+e.Flags)
+		if e.Dir == "in" {
+			return []Event{{Kind: Note, Text: "peer sent it"}}, nil
+		}
+		return nil, nil
+	})
+	var seen []string
+	r.Subscribe(func(e Event) { seen = append(seen, string(e.Kind)+":"+e.Verdict+e.Text) })
+	p := r.Open(Event{Kind: Segment, Dir: "in", Flags: "R"})
+	r.Emit(Event{Kind: Segment, Dir: "out", Flags: "."}) // the challenge ACK
+	if len(seen) != 1 || seen[0] != "note:peer sent it" {
+		t.Fatalf("subscribers saw %v before the verdict", seen)
+	}
+	p.End(func(e *Event) { e.Verdict, e.Why = Refused, WhyChallenge })
+	if got := strings.Join(seen, " "); got != "note:peer sent it segment:refused segment:" {
+		t.Errorf("subscribers saw %q", got)
+	}
+	if got := strings.Join(mirrored, " "); got != "inR out." {
+		t.Errorf("mirrors saw %q, want the arrival then the answer", got)
+	}
+	ev := r.Events()
+	if len(ev) != 3 || ev[1].Flags != "R" || !ev[1].Refused() || ev[2].Flags != "." {
+		t.Errorf("trace = %+v", ev)
+	}
+}
 func TestEmitAtPutsLateObservationsInTheirPlace(t *testing.T) {
 	clk := &fixed{t: time.Unix(100, 0)}
 	r := NewRecorder(clk)
