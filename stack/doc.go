@@ -44,8 +44,11 @@
 //     dropped and answered with an ACK; "duplicate" when the data lies
 //     wholly before RCV.NXT), handleRcvdSegmentClosing (after the peer's
 //     FIN; an ACK of unsent data) and handleTimeWaitSegment (every RST
-//     ignored; only RCV.NXT acceptable). Segments of a handshake, and of
-//     a listener (except a RST), are accepted unjudged. The event then
+//     ignored; only RCV.NXT acceptable); in a handshake, synSentState (a
+//     RST must acknowledge our SYN; a wrong ACK gets a RST) and
+//     synRcvdState (window, ACK of our SYN; SYN cookies are assumed
+//     absent); at a listener, a RST or a SYN-ACK is refused and the rest
+//     accepted (tcplab cannot see a full accept queue). The event then
 //     takes its place in the trace, open (trace.Recorder.Open), so that
 //     whatever the stack sends in answer comes after it.
 //  2. The stack's synchronous part runs on the delivering goroutine:

@@ -98,6 +98,11 @@ func (c *Conn) rxProbe(st *tcp.TCPEndpointState) {
 	m.advance(uint32(st.Receiver.RcvNxt))
 	m.scale, m.probed = st.Receiver.RcvWndScale, true
 	m.probes++
+	if m.probes > m.queued {
+		// A segment queued before the connection was synchronized,
+		// handled after: count it.
+		m.queued = m.probes
+	}
 	for len(m.answers) > 0 && m.answers[0].at <= m.probes {
 		// The stack handled the refused arrival without answering it
 		// (e.g. the challenge ACK was rate-limited).
@@ -162,8 +167,11 @@ func (c *Conn) judge(s *segment, st tcp.EndpointState) judgement {
 	ack := s.flags&header.TCPFlagAck != 0
 	switch st {
 	case tcp.StateListen:
-		if rst {
+		switch {
+		case rst:
 			return refuse(trace.WhyNoConnection, "a listener ignores a RST", "")
+		case syn && ack:
+			return refuse(trace.WhyNoConnection, "a listener answers a SYN-ACK with RST (RFC 793 p. 65)", "")
 		}
 		return accept("handed to the listener")
 	case tcp.StateSynSent, tcp.StateConnecting:
