@@ -125,6 +125,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
+	var kp stack.Peer // the kernel peer, if any
 	kernel := f.kernel
 	if kernel == "" {
 		kernel = s.Kernel
@@ -136,7 +137,8 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		if lab.Wire.Kind() != "tun" {
 			return nil, nil, usageError{fmt.Errorf("scenario %s puts the kernel on the %s side: that needs --wire tun", s.Name, kernel)}
 		}
-		kp, release, err := env.NewKernelPeer(lab.Wire, kernel, lab.Trace)
+		var release func() error
+		kp, release, err = env.NewKernelPeer(lab.Wire, kernel, lab.Trace)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -156,6 +158,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		lab.Trace.Subscribe(out.Push)
 	}
 	res := scenario.Run(ctx, s, sl, opt)
+	if sy, ok := kp.(interface{ Sync() }); ok {
+		sy.Sync() // the kernel's last events are in the trace before it is shown
+	}
 	if out != nil {
 		out.Close() // everything streamed before the summary
 	}

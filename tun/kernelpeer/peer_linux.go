@@ -44,6 +44,7 @@ type Peer struct {
 	pfx    string     // addr + ":", to pick the segments that concern us
 	rec    *trace.Recorder
 	diag   *diagSocket
+	obs    *observer // nil: the kernel is sampled, not observed
 	ctrs   *counters
 	faults wireFaults
 
@@ -113,7 +114,16 @@ func New(lab *tun.Lab, side string, rec *trace.Recorder) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernelpeer: %s: %w", side, err)
 	}
-	rec.Mirror(p.onEmit)
+	if err := p.startObserver(); err != nil {
+		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side SAMPLED, not observed: " + err.Error() +
+			"; its segments are the other host's as seen there, states and queues come from sock_diag every 5 ms, reasons are inferred"})
+		rec.Mirror(p.onEmit)
+	} else {
+		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
+		rec.SetDelay(recorderDelay)
+		p.wg.Add(1)
+		go p.consume()
+	}
 	p.wg.Add(1)
 	go p.run()
 	return p, nil
@@ -156,10 +166,15 @@ func (p *Peer) Addr() netip.Addr { return p.addr }
 // counters file. It is safe to call more than once.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
+		p.Sync()
 		p.closing.Store(true)
 		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)
+		if p.obs != nil {
+			p.obs.o.Close() // ends consume
+		}
 		p.wg.Wait()
+		p.rec.Flush()
 		var errs []error
 		err := p.lab.Do(func() error { return p.quietly(p.abortAll) })
 		if err != nil {
@@ -281,7 +296,9 @@ func (p *Peer) Listen(port uint16, backlog int) (stack.ListenSocket, error) {
 	p.lns = append(p.lns, l)
 	p.mu.Unlock()
 	done(0, nil, nil)
-	p.rec.Emit(trace.Event{Host: p.side, Kind: trace.State, Conn: id, From: "CLOSED", To: "LISTEN"})
+	if p.obs == nil {
+		p.rec.Emit(trace.Event{Host: p.side, Kind: trace.State, Conn: id, From: "CLOSED", To: "LISTEN"})
+	}
 	return l, nil
 }
 
@@ -314,7 +331,9 @@ func (p *Peer) Dial(ctx context.Context, addr netip.AddrPort, localPort uint16) 
 		return nil, fmt.Errorf("kernelpeer: %s: %w", p.side, err)
 	}
 	// connect(2) sends the SYN before it returns: the state goes first.
-	s.update(func() { s.setStateLocked("SYN-SENT", "") })
+	if p.obs == nil {
+		s.update(func() { s.setStateLocked("SYN-SENT", "") })
+	}
 	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()})
 	s.update(func() { s.alive = true })
 	if errors.Is(err, unix.EINPROGRESS) {

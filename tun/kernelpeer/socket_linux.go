@@ -49,11 +49,12 @@ type Socket struct {
 	// hook takes mu with the recorder's lock held.
 	emu      sync.Mutex
 	mu       sync.Mutex
-	pending  []trace.Event // events of changes made under mu, not yet recorded
+	pending  []timedEvent // events of changes made under mu, not yet recorded
 	state    string
 	prev     string
-	alive    bool // the kernel has shown the connection in a state
-	tw       bool // last seen as a timewait socket
+	alive    bool      // the kernel has shown the connection in a state
+	tw       bool      // last seen as a timewait socket
+	twGone   time.Time // when sock_diag first missed the timewait socket
 	listener *Listener
 	snd, rcv int
 	written  int
@@ -506,8 +507,19 @@ func (s *Socket) update(fn func()) {
 	s.pending = nil
 	s.mu.Unlock()
 	for _, e := range evs {
-		s.p.rec.Emit(e)
+		if e.at.IsZero() {
+			s.p.rec.Emit(e.e)
+		} else {
+			s.p.rec.EmitAt(e.e, e.at)
+		}
 	}
+}
+
+// timedEvent is an event waiting to be recorded, with the time it happened
+// when an observer knows it (zero: now).
+type timedEvent struct {
+	e  trace.Event
+	at time.Time
 }
 
 // sample asks the kernel for the connection's state and queues and records
@@ -523,6 +535,24 @@ func (s *Socket) refreshLocked() {
 	}
 	info, found, err := s.p.diag.get(s.LocalAddr(), s.key.remote)
 	if err != nil {
+		return
+	}
+	if s.p.obs != nil {
+		// States come from the kernel's tracepoints; only a timewait
+		// socket's end has none.
+		switch {
+		case found:
+			s.twGone = time.Time{}
+			s.setBuffersLocked(queues(info, true))
+		case s.tw && s.twGone.IsZero():
+			// A RST the observer has not delivered yet may have
+			// killed it: that one tells the time; wait a little.
+			s.twGone = time.Now()
+		case s.tw && time.Since(s.twGone) > twSettle:
+			s.tw = false
+			s.setStateLockedAt("CLOSED", "the timewait socket is gone (seen with sock_diag)", s.twGone)
+			s.setBuffersLocked(0, 0)
+		}
 		return
 	}
 	if !found {
@@ -550,6 +580,9 @@ func (s *Socket) refreshLocked() {
 // (tcp_close_state), before the FIN leaves, and from CLOSE-WAIT the
 // LAST-ACK that follows lasts only a round trip, too short to sample.
 func (s *Socket) deriveFin() {
+	if s.p.obs != nil {
+		return // the kernel's own state change is traced
+	}
 	s.update(func() {
 		s.refreshLocked()
 		switch s.state {
@@ -562,7 +595,11 @@ func (s *Socket) deriveFin() {
 }
 
 // setStateLocked changes the state and queues its event.
-func (s *Socket) setStateLocked(st, text string) {
+func (s *Socket) setStateLocked(st, text string) { s.setStateLockedAt(st, text, time.Time{}) }
+
+// setStateLockedAt is setStateLocked for a change that happened at a known
+// time (zero: now).
+func (s *Socket) setStateLockedAt(st, text string, at time.Time) {
 	if st == s.state {
 		return
 	}
@@ -571,7 +608,7 @@ func (s *Socket) setStateLocked(st, text string) {
 		from = "CLOSED"
 	}
 	s.prev, s.state = s.state, st
-	s.pending = append(s.pending, trace.Event{Host: s.p.side, Kind: trace.State, Conn: s.id, From: from, To: st, Text: text})
+	s.pending = append(s.pending, timedEvent{trace.Event{Host: s.p.side, Kind: trace.State, Conn: s.id, From: from, To: st, Text: text}, at})
 }
 
 // setBuffersLocked changes the queue levels and queues their event.
@@ -580,7 +617,7 @@ func (s *Socket) setBuffersLocked(snd, rcv int) {
 		return
 	}
 	s.snd, s.rcv = snd, rcv
-	s.pending = append(s.pending, trace.Event{Host: s.p.side, Kind: trace.Buffer, Conn: s.id, SndQueued: snd, RcvQueued: rcv})
+	s.pending = append(s.pending, timedEvent{e: trace.Event{Host: s.p.side, Kind: trace.Buffer, Conn: s.id, SndQueued: snd, RcvQueued: rcv}})
 }
 
 // derivePassive reports SYN-RECEIVED when the SYN-ACK of a passive open
@@ -598,7 +635,10 @@ func (s *Socket) derivePassive(flags string) []trace.Event {
 	}
 	s.alive = true
 	s.setStateLocked("SYN-RECEIVED", "the listener answers the SYN")
-	evs := s.pending
+	var evs []trace.Event
+	for _, e := range s.pending {
+		evs = append(evs, e.e)
+	}
 	s.pending = nil
 	return evs
 }
@@ -716,7 +756,7 @@ func (l *Listener) Accept(ctx context.Context) (stack.Socket, error) {
 	p.mu.Unlock()
 	s.update(func() {
 		s.accepted, s.listener, s.alive = true, nil, true
-		if s.state == "LISTEN" {
+		if s.state == "LISTEN" && p.obs == nil {
 			s.setStateLocked("SYN-RECEIVED", "the listener answers the SYN")
 		}
 	})
@@ -777,7 +817,7 @@ func (l *Listener) Close() error {
 		err = f.Close()
 	}
 	done(retOf(err), err, nil)
-	if err == nil {
+	if err == nil && l.p.obs == nil {
 		l.p.rec.Emit(trace.Event{Host: l.p.side, Kind: trace.State, Conn: l.id, From: "LISTEN", To: "CLOSED"})
 	}
 	return err

@@ -1,0 +1,458 @@
+package kernelpeer
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tcplab/tcplab/stack/trace"
+	"github.com/tcplab/tcplab/tun/ktrace"
+)
+
+// The kernel's side of the trace comes from an eBPF observer (package
+// tun/ktrace) when one can be loaded: every segment the kernel sends and
+// receives, with the kernel's verdict on each arrival; every state change
+// of its sockets; the kernel's own reason for every RST. Events reach the
+// peer through a ring buffer some microseconds to milliseconds late and are
+// put in their true place with trace.Recorder.EmitAt; the recorder holds
+// events back from live subscribers for recorderDelay meanwhile.
+//
+// Without an observer (no root/CAP_BPF, no BTF, an older kernel) the peer
+// falls back to sampling: the other host's segments are mirrored as the
+// kernel's, states and queues come from sock_diag every few milliseconds,
+// and RST reasons are inferred from the application's calls and the
+// TCPAbortOn* counters. The trace says which in a note at the start.
+
+const (
+	// recorderDelay is how long live output waits for late kernel events.
+	recorderDelay = 25 * time.Millisecond
+	// verdictWait is how long an arrival waits for the kernel to drop it
+	// before it counts as accepted: drops happen in the softirq that
+	// received the packet, microseconds later.
+	verdictWait = 2 * time.Millisecond
+	// ringLag bounds how late an event reaches the observer's reader
+	// (ktrace's MaxDelay plus scheduling on a busy machine); it must stay
+	// below recorderDelay.
+	ringLag = 12 * time.Millisecond
+	// twSettle is how long the sampler waits, once sock_diag misses a
+	// timewait socket, for the observer to report the RST that killed it
+	// before it records the socket's quiet expiry.
+	twSettle = 20 * time.Millisecond
+)
+
+// arrival is a segment the kernel received, waiting for its verdict.
+type arrival struct {
+	ev trace.Event
+	at time.Time
+	s  *Socket
+	g  seg
+}
+
+// observer is the peer's eBPF side: it owns the ktrace.Observer and the
+// goroutine that turns its events into trace events.
+type observer struct {
+	o       *ktrace.Observer
+	pending map[uint64]*arrival // by skb address
+	order   []uint64            // pending skbs, oldest first
+	rst     map[connKey]string  // the kernel's reason for the RST about to leave
+	sync    chan chan struct{}  // Sync's requests
+	lastIn  map[connKey]seg     // the last segment received, judged or not
+	// heldRST are RSTs sent before their tcp_send_reset event came:
+	// tcp_send_active_reset traces the reason after transmitting.
+	heldRST map[connKey]heldRST
+}
+
+// heldRST is a RST the kernel sent, waiting for the kernel's reason.
+type heldRST struct {
+	e   ktrace.Event
+	key connKey
+}
+
+// startObserver loads the eBPF observer for the lab's namespace. It returns
+// an error (wrapping ktrace.ErrUnavailable where that is the cause) when the
+// kernel cannot be observed; the peer then samples instead.
+func (p *Peer) startObserver() error {
+	ino, err := ktrace.NetnsInode(p.lab.NetnsPath())
+	if err != nil {
+		return err
+	}
+	o, err := ktrace.Open(ktrace.Config{NetnsInode: ino, MaxDelay: time.Millisecond})
+	if err != nil {
+		return err
+	}
+	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, heldRST: map[connKey]heldRST{}, sync: make(chan chan struct{})}
+	return nil
+}
+
+// consume is the observer's goroutine: it runs until the observer is
+// closed, then settles what is still pending.
+func (p *Peer) consume() {
+	defer p.wg.Done()
+	ob := p.obs
+	tick := time.NewTicker(verdictWait)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-ob.o.Events():
+			if !ok {
+				p.settleArrivals(time.Time{})
+				return
+			}
+			p.settleArrivals(e.Time.Add(-verdictWait))
+			p.onKernel(e)
+		case <-tick.C:
+			// No event came: what is older than the ring's worst lag
+			// has all its evidence.
+			p.settleArrivals(time.Now().Add(-ringLag))
+		case done := <-ob.sync:
+			p.drain()
+			close(done)
+		}
+	}
+}
+
+// drain records every event the observer has delivered so far and every
+// pending arrival.
+func (p *Peer) drain() {
+	for {
+		select {
+		case e, ok := <-p.obs.o.Events():
+			if !ok {
+				p.settleArrivals(time.Time{})
+				return
+			}
+			p.onKernel(e)
+		default:
+			p.settleArrivals(time.Time{})
+			return
+		}
+	}
+}
+
+// syncLag is how long Sync lets the kernel's ring buffer reach the
+// observer: a few of its polling periods (ktrace.Config.MaxDelay).
+const syncLag = 5 * time.Millisecond
+
+// Sync returns once everything the kernel did up to the call is in the
+// trace, and hands it to the trace's subscribers: call it at the end of a
+// run, before the live output stops. Without an observer it does nothing.
+// Cost: about 5 ms.
+func (p *Peer) Sync() {
+	if p.obs == nil || p.closing.Load() {
+		return
+	}
+	time.Sleep(syncLag)
+	done := make(chan struct{})
+	select {
+	case p.obs.sync <- done:
+		<-done
+	case <-p.stop:
+	}
+	p.rec.Flush()
+	p.rec.SetDelay(recorderDelay)
+}
+
+// mine reports whether e concerns the kernel's own address.
+func (p *Peer) mine(e ktrace.Event) bool { return e.Local.Addr() == p.addr }
+
+// onKernel turns one kernel event into trace events.
+func (p *Peer) onKernel(e ktrace.Event) {
+	if debugKtrace {
+		fmt.Fprintln(os.Stderr, "ktrace:", e)
+	}
+	if p.closing.Load() || !p.mine(e) {
+		return
+	}
+	ob := p.obs
+	key := connKey{localPort: e.Local.Port(), remote: e.Remote}
+	switch e.Kind {
+	case ktrace.State:
+		p.onState(e, key)
+	case ktrace.SendReset:
+		if h, ok := ob.heldRST[key]; ok {
+			delete(ob.heldRST, key)
+			ob.rst[key] = e.Reason
+			p.onSent(h.e, key)
+			return
+		}
+		ob.rst[key] = e.Reason
+	case ktrace.Sent:
+		if _, known := ob.rst[key]; strings.Contains(e.Flags, "R") && !known {
+			ob.heldRST[key] = heldRST{e: e, key: key}
+			return
+		}
+		p.onSent(e, key)
+	case ktrace.Received:
+		s := p.lookup(key.localPort, key.remote, false, e.Flags)
+		ev := p.segmentEvent(e, "in", s)
+		g := seg{flags: e.Flags, seq: e.Seq, ack: e.Ack, len: e.Len}
+		ob.pending[e.Skb] = &arrival{ev: ev, at: e.Time, s: s, g: g}
+		ob.lastIn[key] = g
+		ob.order = append(ob.order, e.Skb)
+	case ktrace.Dropped:
+		if a := ob.pending[e.Skb]; a != nil && !e.Originated {
+			delete(ob.pending, e.Skb)
+			why, refused := dropWhy(e.Reason)
+			a.ev.Verdict, a.ev.Observed = trace.Accepted, true
+			a.ev.Evidence = "kernel: " + e.Reason
+			if refused {
+				a.ev.Verdict, a.ev.Why = trace.Refused, why
+			} else if a.s != nil {
+				a.s.noteIn(a.g)
+			}
+			p.rec.EmitAt(a.ev, a.at)
+			return
+		}
+		if e.Originated {
+			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("the kernel dropped its own [%s] before the wire (kernel: %s)", e.Flags, e.Reason)}, e.Time)
+		}
+	}
+}
+
+// settleArrivals records every pending arrival received before cutoff (all
+// of them for a zero cutoff) as accepted: the kernel did not drop it.
+func (p *Peer) settleArrivals(cutoff time.Time) {
+	ob := p.obs
+	for key, h := range ob.heldRST {
+		if cutoff.IsZero() || !h.e.Time.After(cutoff) {
+			delete(ob.heldRST, key)
+			p.onSent(h.e, key)
+		}
+	}
+	n := 0
+	for _, skb := range ob.order {
+		a := ob.pending[skb]
+		if a == nil {
+			n++
+			continue
+		}
+		if !cutoff.IsZero() && a.at.After(cutoff) {
+			break
+		}
+		delete(ob.pending, skb)
+		n++
+		a.ev.Verdict, a.ev.Observed = trace.Accepted, true
+		a.ev.Evidence = "kernel: not dropped"
+		if a.s != nil {
+			a.s.noteIn(a.g)
+		}
+		p.rec.EmitAt(a.ev, a.at)
+	}
+	ob.order = ob.order[n:]
+}
+
+// segmentEvent is the trace event of a segment the kernel sent or received.
+func (p *Peer) segmentEvent(e ktrace.Event, dir string, s *Socket) trace.Event {
+	src, dst := e.Local, e.Remote
+	if dir == "in" {
+		src, dst = e.Remote, e.Local
+	}
+	ev := trace.Event{
+		Host: p.side, Kind: trace.Segment, Dir: dir,
+		Src: src.String(), Dst: dst.String(), Flags: e.Flags,
+		Seq: e.Seq, Ack: e.Ack, Win: e.Win, Len: e.Len, Payload: e.Payload,
+	}
+	if s != nil {
+		ev.Conn = s.id
+	}
+	return ev
+}
+
+// onSent records a segment the kernel handed to the device.
+func (p *Peer) onSent(e ktrace.Event, key connKey) {
+	p.mu.Lock()
+	s := p.conns[key]
+	p.mu.Unlock()
+	ev := p.segmentEvent(e, "out", s)
+	g := seg{flags: e.Flags, seq: e.Seq, ack: e.Ack, len: e.Len}
+	switch {
+	case strings.Contains(e.Flags, "R"):
+		kr, ok := p.obs.rst[key]
+		delete(p.obs.rst, key)
+		ev.Reason = p.kernelRSTReason(s, g, key, kr, ok)
+	case strings.Contains(e.Flags, "F"):
+		ev.Reason = finReason(s, g)
+	}
+	if s != nil {
+		s.noteOut(g)
+	}
+	p.rec.EmitAt(ev, e.Time)
+	if s != nil && strings.Contains(e.Flags, "R") {
+		s.update(func() {
+			if s.tw {
+				// A timewait socket that answers with RST is killed at once.
+				s.tw = false
+				s.setStateLockedAt("CLOSED", "the timewait socket is gone with its RST", e.Time)
+			}
+		})
+	}
+}
+
+// onState records a state change of one of the kernel's sockets.
+func (p *Peer) onState(e ktrace.Event, key connKey) {
+	if !e.Remote.Addr().IsValid() || e.Remote.Addr().IsUnspecified() {
+		// A listening socket.
+		p.mu.Lock()
+		l := p.listeners[key.localPort]
+		p.mu.Unlock()
+		if l != nil {
+			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.State, Conn: l.id, From: e.OldState, To: e.NewState}, e.Time)
+		}
+		return
+	}
+	p.mu.Lock()
+	s := p.conns[key]
+	p.mu.Unlock()
+	if s == nil {
+		return
+	}
+	to, text := e.NewState, ""
+	if e.NewState == "SYN-RECEIVED" {
+		text = "Linux creates the connection's socket when the handshake's ACK arrives; a request socket answered the SYN"
+	}
+	if e.NewState == "CLOSED" {
+		switch e.OldState {
+		case "FIN-WAIT-1", "FIN-WAIT-2", "CLOSING":
+			// Linux hands such a connection to a timewait socket, which
+			// has no state tracepoint: ask sock_diag at once.
+			if info, found, err := p.diag.get(netip.AddrPortFrom(p.addr, key.localPort), key.remote); err == nil && found && info.timer == diagTimerTW {
+				to = StateName(info.state)
+				text = "a timewait socket takes over the connection (seen with sock_diag)"
+			}
+		}
+	}
+	s.update(func() {
+		s.alive = true
+		s.tw = text != "" && e.NewState == "CLOSED"
+		s.setStateLockedAt(to, text, e.Time)
+		if to == "CLOSED" {
+			s.setBuffersLocked(0, 0)
+		}
+	})
+}
+
+// kernelRSTReason explains a RST the kernel sent: tcplab's words for the
+// kernel's own reason (enum sk_rst_reason), which the text ends with. ok is
+// false when no tcp_send_reset event came first.
+func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool) string {
+	local := netip.AddrPortFrom(p.addr, key.localPort)
+	if !ok {
+		return rstReason(p, s, local, key.remote, "") + " (inferred: no tcp_send_reset event)"
+	}
+	words := ""
+	switch kr {
+	case "NO_SOCKET":
+		p.mu.Lock()
+		l := p.listeners[key.localPort]
+		p.mu.Unlock()
+		if s != nil {
+			s.mu.Lock()
+			before := s.state
+			if before == "CLOSED" && s.prev != "" {
+				before = s.prev
+			}
+			rst := s.rstSent
+			s.mu.Unlock()
+			if rst {
+				words = fmt.Sprintf("segment for a connection this host already reset (was %s): no socket owns it", before)
+			} else {
+				words = fmt.Sprintf("segment for a connection that no longer exists: it left %s and the kernel forgot it", before)
+			}
+		} else if l == nil || l.isClosed() {
+			words = fmt.Sprintf("segment for no connection: nothing listens on port %d and no socket owns %v<->%v", key.localPort, local, key.remote)
+		} else {
+			words = fmt.Sprintf("segment for no connection: no socket owns %v<->%v", local, key.remote)
+		}
+	case "TCP_ABORT_ON_CLOSE":
+		n := 0
+		if s != nil {
+			s.mu.Lock()
+			n = s.unreadAtClose
+			s.mu.Unlock()
+		}
+		words = fmt.Sprintf("close() with %d unread bytes in receive buffer: they would be lost silently, so reset instead of FIN (RFC 2525 2.17)", n)
+	case "TCP_ABORT_ON_DATA":
+		linger, closed, state := false, false, ""
+		if s != nil {
+			s.mu.Lock()
+			linger, closed, state = s.lingerZero, s.closed, s.state
+			s.mu.Unlock()
+		}
+		switch {
+		case linger && closed:
+			words = "close() with SO_LINGER 0: abortive close, the send queue is discarded"
+		default:
+			words = fmt.Sprintf("data arrived in %s after close(): no socket owns the connection any more, nobody can read it", state)
+		}
+	case "TCP_ABORT_ON_LINGER":
+		words = "the orphan's FIN-WAIT-2 time (tcp_fin_timeout) ran out"
+	case "TCP_ABORT_ON_MEMORY":
+		words = "too many orphaned sockets or too little memory: the kernel dropped the connection"
+	case "TCP_ABORT_ON_TIMEOUT":
+		words = "retransmissions timed out: the kernel gave up on the connection"
+	case "TCP_TIMEWAIT_SOCKET":
+		state, closed := "TIME-WAIT", false
+		if s != nil {
+			s.mu.Lock()
+			state, closed = s.state, s.closed
+			s.mu.Unlock()
+		}
+		words = fmt.Sprintf("segment for a connection in %s that its timewait socket does not accept", state)
+		if closed && p.obs.lastIn[key].len > 0 {
+			words = fmt.Sprintf("data arrived in %s after close(): Linux had handed the orphan to a timewait socket, which answers new data with RST", state)
+		}
+	case "TCP_STATE":
+		// tcp_disconnect: close() with SO_LINGER 0, a listener closed
+		// with the connection in its queue, connect(AF_UNSPEC).
+		words = rstReason(p, s, local, key.remote, "")
+		if strings.HasPrefix(words, "reset by the kernel in") {
+			words = "the connection was disconnected (tcp_disconnect) in a state that must tell the peer"
+		}
+	case "TCP_FLAGS":
+		words = "segment with flags the connection's state does not accept"
+	case "TCP_OLD_ACK":
+		words = "ACK for data never sent"
+	case "TCP_DISCONNECT_WITH_DATA":
+		words = "the socket was disconnected (connect(AF_UNSPEC) or SHUT_RDWR) with data unread"
+	default:
+		words = rstReason(p, s, local, key.remote, "")
+	}
+	return words + " (kernel: " + kr + ")"
+}
+
+// dropWhy turns the kernel's drop reason (enum skb_drop_reason) for a
+// received segment into tcplab's words for a refused arrival. refused is
+// false for the reasons the kernel gives when it frees a segment it has
+// acted on (a RST that reset the connection, data merged into the
+// out-of-order queue).
+func dropWhy(kernel string) (why string, refused bool) {
+	switch kernel {
+	case "TCP_RESET", "TCP_OFOMERGE", "SKB_CONSUMED", "NOT_DROPPED_YET":
+		return "", false
+	case "TCP_CSUM":
+		return trace.WhyBadChecksum, true
+	case "IP_CSUM", "IP_INHDR", "PKT_TOO_SMALL", "TCP_INVALID_HDR_LEN":
+		return trace.WhyMalformed, true
+	case "TCP_INVALID_SEQUENCE", "TCP_OLD_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_ZEROWINDOW", "TCP_OVERWINDOW":
+		return trace.WhyOutOfWindow, true
+	case "NO_SOCKET":
+		return trace.WhyNoConnection, true
+	case "TCP_OLD_DATA":
+		return trace.WhyDuplicate, true
+	case "TCP_ACK_UNSENT_DATA", "TCP_TOO_OLD_ACK":
+		return trace.WhyUnsentACK, true
+	case "TCP_RFC7323_PAWS", "TCP_RFC7323_TW_PAWS":
+		return "old timestamp (PAWS, RFC 7323)", true
+	case "TCP_FLAGS":
+		return trace.WhyNoACK, true
+	case "TCP_CLOSE", "TCP_ABORT_ON_DATA":
+		return "the connection is closed: no socket can take it", true
+	case "TCP_INVALID_SYN":
+		return trace.WhyChallenge, true
+	}
+	return "dropped by the kernel", true
+}
+
+var debugKtrace = os.Getenv("TCPLAB_DEBUG_KTRACE") != ""
