@@ -44,3 +44,6 @@ func (*Peer) Close() error { return nil }
 
 // StateName returns "CLOSED".
 func StateName(uint8) string { return "CLOSED" }
+
+// NewConfig fails: the kernel peer needs Linux.
+func NewConfig(*tun.Lab, string, *trace.Recorder, Config) (*Peer, error) { return nil, errUnsupported }

@@ -78,6 +78,11 @@ type connKey struct {
 // goroutine; Close stops it. Cost: two threads created and destroyed, a few
 // hundred microseconds.
 func New(lab *tun.Lab, side string, rec *trace.Recorder) (*Peer, error) {
+	return NewConfig(lab, side, rec, Config{})
+}
+
+// NewConfig is New with options.
+func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Peer, error) {
 	if lab == nil || rec == nil {
 		return nil, errors.New("kernelpeer: New needs a lab and a recorder")
 	}
@@ -114,7 +119,11 @@ func New(lab *tun.Lab, side string, rec *trace.Recorder) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernelpeer: %s: %w", side, err)
 	}
-	if err := p.startObserver(); err != nil {
+	err = errSampling
+	if !cfg.Sample {
+		err = p.startObserver()
+	}
+	if err != nil {
 		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side SAMPLED, not observed: " + err.Error() +
 			"; its segments are the other host's as seen there, states and queues come from sock_diag every 5 ms, reasons are inferred"})
 		rec.Mirror(p.onEmit)
