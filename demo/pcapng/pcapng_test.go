@@ -111,7 +111,9 @@ func TestWriteReadBack(t *testing.T) {
 	for _, w := range []string{
 		"client out [F.] state FIN-WAIT-1; reason: close()",
 		"server in [F.] state ESTABLISHED -> CLOSE-WAIT; reason: close()",
-		"client out [R.] state FIN-WAIT-2; reason: data arrived in FIN-WAIT-2",
+		"client in [P.] state FIN-WAIT-2\n",
+		"client out [R.] state FIN-WAIT-2 -> CLOSED; reason: data arrived in FIN-WAIT-2",
+		"server out [.] state CLOSE-WAIT",
 		"server in [R.] state CLOSE-WAIT -> CLOSED; reason: data arrived",
 		"server in [S] state LISTEN -> SYN-RECEIVED",
 		"client in [S.] state SYN-SENT -> ESTABLISHED",
@@ -255,5 +257,68 @@ func TestWriteBaseAndNoComments(t *testing.T) {
 			t.Errorf("packet %d has comments with NoComments", i)
 		}
 		i++
+	}
+}
+
+// TestCommentsStateInPacketOrder reads the close scenario's pcapng back
+// and checks that, per host, the states the comments name never go back:
+// once a packet's comment says a host left a state (A -> B) or was in a
+// later one, no later packet of that host is described in that state. The
+// server's ACK of the client's FIN used to say ESTABLISHED right after the
+// FIN's own comment had taken the server to CLOSE-WAIT.
+func TestCommentsStateInPacketOrder(t *testing.T) {
+	events := closeTrace(t, true)
+	var b bytes.Buffer
+	if _, err := Write(&b, events, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := map[string]string{}          // host -> state as of its latest packet
+	left := map[string]map[string]int{} // host -> states it left -> frame
+	sawAckInCloseWait := false
+	for frame := 1; ; frame++ {
+		_, _, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(opts.Comments) != 1 {
+			t.Fatalf("frame %d: comments %q", frame, opts.Comments)
+		}
+		c := opts.Comments[0]
+		host, _, _ := strings.Cut(c, " ")
+		if left[host] == nil {
+			left[host] = map[string]int{}
+		}
+		_, st, ok := strings.Cut(c, " state ")
+		if !ok {
+			continue
+		}
+		st, _, _ = strings.Cut(st, ";")
+		from, to, arrow := strings.Cut(st, " -> ")
+		if !arrow {
+			to = from
+		}
+		for _, s := range []string{from, to} {
+			if f, ok := left[host][s]; ok && s != "CLOSED" {
+				t.Errorf("frame %d (%q): %s is described in %s, which frame %d already had it leave", frame, c, host, s, f)
+			}
+		}
+		if p := cur[host]; p != "" && p != to {
+			left[host][p] = frame
+		}
+		if arrow {
+			left[host][from] = frame
+		}
+		cur[host] = to
+		sawAckInCloseWait = sawAckInCloseWait || strings.HasPrefix(c, "server out [.] state CLOSE-WAIT")
+	}
+	if !sawAckInCloseWait {
+		t.Error("no comment describes the server's ACK of the client's FIN in CLOSE-WAIT")
 	}
 }
