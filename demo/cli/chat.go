@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcplab/tcplab/demo/chat"
+	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/demo/scenario"
 )
 
@@ -37,6 +38,14 @@ func newChat(env *Env) *cobra.Command {
 			defer lab.Close()
 			if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 				fmt.Fprintf(env.Stderr, "# to watch the wire: %s\n", tw.TcpdumpCommand())
+			}
+			// On a terminal the chat keeps its prompt under the trace; it
+			// needs the keys as they are typed.
+			if out, ok := env.Stdout.(*os.File); ok && render.IsTerminal(env.stdin()) && render.IsTerminal(out) {
+				if restore, err := chat.Cbreak(env.stdin()); err == nil {
+					defer restore()
+					o.Terminal = true
+				}
 			}
 			return chat.Run(ctx, lab, env.stdin(), env.Stdout, o)
 		},
