@@ -196,8 +196,11 @@ func Comments(events []trace.Event) []string {
 				b.WriteString(" state " + st)
 			}
 		} else {
+			// The latest copy sent is the one that arrived: an earlier
+			// one still pending was lost (a retransmission has its own
+			// reason).
 			if q := reasons[k]; len(q) > 0 {
-				reason, reasons[k] = q[0], q[1:]
+				reason, reasons[k] = q[len(q)-1], q[:len(q)-1]
 			}
 			if ch, ok := nextState(events, i); ok {
 				from := ch.From
