@@ -15,8 +15,11 @@ demo: build
 	./$(BIN) run close --explain
 	./$(BIN) run shutdown --explain
 
-## test: the whole suite (root tests run when root; CI runs exactly this)
+## test: the whole suite (root tests run when root; CI runs exactly this);
+## first: go.mod and go.sum must be tidy (go mod tidy -diff prints what it
+## would change and fails)
 test:
+	$(GO) mod tidy -diff
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 

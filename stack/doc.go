@@ -78,5 +78,14 @@
 //
 // With a nil Recorder none of this runs: the tap forwards packets untouched.
 // With tracing on, each segment costs a header parse, a map lookup and one
-// Recorder.Emit; the benchmarks in package bench measure the difference.
+// Recorder.Emit; BenchmarkBulk in package tun (make bench) measures the
+// difference: about a third of the throughput at MTU 1500.
+//
+// # Use as a library
+//
+// A lab is two hosts on one wire: memwire.NewLab builds one on an
+// in-memory wire in virtual time (no root, the same trace on every run);
+// package tun builds one on TUN devices in a private network namespace.
+// Listen, Dial and Accept give Conns; their calls block like sockets'; the
+// trace (Lab.Trace) and each Conn's Ledger say what happened. See Example.
 package stack

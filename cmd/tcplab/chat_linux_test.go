@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -97,7 +98,28 @@ func TestChatInATerminal(t *testing.T) {
 			for _, w := range tc.want {
 				scr.waitFor(t, w)
 			}
-			io.WriteString(tty, "quit\r")
+			// The prompt stays on the last line, under the trace, with
+			// what is typed so far; the commands typed stay in the history.
+			io.WriteString(tty, "hel")
+			time.Sleep(300 * time.Millisecond)
+			lines := termLines(scr.String())
+			if last := lines[len(lines)-1]; last != "client> hel" {
+				t.Errorf("last line %q, want %q; screen:\n%s", last, "client> hel", strings.Join(lines, "\n"))
+			}
+			for _, typed := range tc.typed {
+				if !slices.Contains(lines, "client> "+typed) {
+					t.Errorf("history lacks %q; screen:\n%s", "client> "+typed, strings.Join(lines, "\n"))
+				}
+			}
+			if strings.HasPrefix(tc.name, "close") {
+				// The client program closed its socket: it reads no more.
+				for _, l := range lines {
+					if strings.Contains(l, "client c1  read(") || strings.Contains(l, "client: read") {
+						t.Errorf("a client read after close: %q", l)
+					}
+				}
+			}
+			io.WriteString(tty, "\x15quit\r")
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			select {
@@ -111,4 +133,33 @@ func TestChatInATerminal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// termLines renders what a program wrote to a terminal as the terminal
+// shows it (lines, carriage returns, erase to end of line); the last line
+// is the cursor's.
+func termLines(out string) []string {
+	lines := []string{""}
+	col := 0
+	for i := 0; i < len(out); i++ {
+		cur := &lines[len(lines)-1]
+		switch {
+		case out[i] == '\r':
+			col = 0
+		case out[i] == '\n':
+			lines = append(lines, "")
+			col = 0
+		case strings.HasPrefix(out[i:], "\x1b[K"):
+			*cur = (*cur)[:col]
+			i += 2
+		default:
+			if col < len(*cur) {
+				*cur = (*cur)[:col] + string(out[i]) + (*cur)[col+1:]
+			} else {
+				*cur += string(out[i])
+			}
+			col++
+		}
+	}
+	return lines
 }

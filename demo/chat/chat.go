@@ -29,6 +29,13 @@ type Options struct {
 	Port uint16
 	// Quiet hides the trace (only the conversation is shown).
 	Quiet bool
+	// Terminal says that in and out are one terminal that the caller has
+	// put in cbreak mode (no echo, no line buffering; see Cbreak). Run
+	// then edits the input line itself and keeps the prompt, with what is
+	// typed so far, on the last line under the scrolling trace, as a chat
+	// program does: each line printed clears the prompt line, prints, and
+	// redraws the prompt.
+	Terminal bool
 }
 
 // Help is the list of commands at the prompt.
@@ -39,8 +46,14 @@ const Help = `type a line to send it; commands:
   help                    this text
   quit                    leave (also Ctrl-D)`
 
-// Run plays the article's programs on lab until the user quits or ctx
-// ends. Commands come from in, one per line; everything goes to out.
+// prompt is what the client's input line starts with.
+const prompt = "client> "
+
+// Run plays the article's programs on lab until the user quits, in ends,
+// or ctx ends. Commands come from in, one per line; everything goes to
+// out. Run starts one goroutine that reads in and returns without waiting
+// for it when it is blocked in a read: it ends when in does (EOF, an
+// error, or the caller closing it).
 func Run(ctx context.Context, lab *stack.Lab, in io.Reader, out io.Writer, opt Options) error {
 	if opt.Delay == 0 {
 		opt.Delay = 5 * time.Second
@@ -50,34 +63,18 @@ func Run(ctx context.Context, lab *stack.Lab, in io.Reader, out io.Writer, opt O
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	// One goroutine owns out: trace lines and messages keep their order.
-	lines := make(chan string, 4096)
-	printed := make(chan struct{})
-	go func() {
-		defer close(printed)
-		for l := range lines {
-			io.WriteString(out, l)
-		}
-	}()
-	var closeOnce sync.Once
+	scr := newScreen(out, opt.Terminal)
+	typed := make(chan string)
+	go readInput(ctx, in, typed, scr, opt.Terminal)
 	stop := func() {
+		// The conversation is over: what quitting interrupts (the
+		// server's accept, its read) is not shown.
+		scr.close()
 		cancel()
 		wg.Wait()
-		closeOnce.Do(func() { close(lines) })
-		<-printed
 	}
 	defer stop()
-	var mu sync.Mutex // guards sends against close(lines)
-	closed := false
-	emit := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !closed {
-			lines <- s
-		}
-	}
-	defer func() { mu.Lock(); closed = true; mu.Unlock() }()
-	say := func(format string, args ...any) { emit(fmt.Sprintf(format+"\n", args...)) }
+	say := func(format string, args ...any) { scr.line(fmt.Sprintf(format+"\n", args...)) }
 	if !opt.Quiet {
 		t := render.NewText(io.Discard, render.TextOptions{NoBuffers: true})
 		lab.Trace.Subscribe(func(e trace.Event) {
@@ -88,7 +85,7 @@ func Run(ctx context.Context, lab *stack.Lab, in io.Reader, out io.Writer, opt O
 				for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 					b.WriteString("  | " + strings.TrimLeft(l, " ") + "\n")
 				}
-				emit(b.String())
+				scr.line(b.String())
 			}
 		})
 	}
@@ -104,24 +101,134 @@ func Run(ctx context.Context, lab *stack.Lab, in io.Reader, out io.Writer, opt O
 	if err != nil {
 		return err
 	}
+	r := &receiver{c: c}
 	wg.Add(1)
-	go func() { defer wg.Done(); receive(ctx, c, say) }()
+	go func() { defer wg.Done(); r.run(ctx, say) }()
 
 	say("connected %v -> %v; the server answers after %v. %s", c.LocalAddr(), c.RemoteAddr(), opt.Delay, "Type help for commands.")
-	sc := bufio.NewScanner(in)
 	for {
-		say("client> ")
-		if !sc.Scan() {
-			return sc.Err()
+		scr.showPrompt()
+		var line string
+		var ok bool
+		select {
+		case line, ok = <-typed:
+		case <-ctx.Done():
+			return nil
 		}
-		if quit := command(ctx, c, strings.TrimSpace(sc.Text()), say); quit {
+		if !ok {
+			return nil
+		}
+		if quit := command(ctx, c, r, strings.TrimSpace(line), say); quit {
 			return nil
 		}
 	}
 }
 
+// readInput sends the lines typed on in to typed until in ends, then
+// closes typed. On a terminal (cbreak mode) the screen edits the line and
+// echoes it; otherwise in is read a line at a time.
+func readInput(ctx context.Context, in io.Reader, typed chan<- string, scr *screen, terminal bool) {
+	defer close(typed)
+	send := func(l string) bool {
+		select {
+		case typed <- l:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if !terminal {
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			if !send(sc.Text()) {
+				return
+			}
+		}
+		return
+	}
+	buf := make([]byte, 256)
+	for {
+		n, err := in.Read(buf)
+		for _, l := range scr.keys(buf[:n]) {
+			if !send(l) {
+				return
+			}
+		}
+		if err != nil || scr.eof() {
+			return
+		}
+	}
+}
+
+// receiver is the client's reading side: it reads what the server sends
+// and prints it. Like a program that polls its socket before it reads, it
+// calls read only when there is something to read (data, end of stream,
+// an error), so the trace records only reads that returned what arrived;
+// once the person closes the socket, it stops reading (the socket is gone).
+type receiver struct {
+	c       *stack.Conn
+	mu      sync.Mutex // held across a read; close waits for it
+	stopped bool
+}
+
+// stop ends the reading before the socket is closed.
+func (r *receiver) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+}
+
+// ready tells whether a read would return at once: bytes have arrived
+// that were not read, or the peer's FIN or RST has (the connection is
+// past ESTABLISHED on the receiving side).
+func (r *receiver) ready() bool {
+	if l := r.c.Ledger(); l.RcvQueued > 0 || l.Received > l.Read {
+		return true
+	}
+	switch r.c.State() {
+	case "CLOSE-WAIT", "LAST-ACK", "CLOSING", "TIME-WAIT", "CLOSED":
+		return true
+	}
+	return false
+}
+
+// run polls every 5 ms and reads when ready, until the end of the stream,
+// an error, stop or ctx.
+func (r *receiver) run(ctx context.Context, say func(string, ...any)) {
+	buf := make([]byte, 4096)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		if r.stopped {
+			r.mu.Unlock()
+			return
+		}
+		if !r.ready() {
+			r.mu.Unlock()
+			continue
+		}
+		n, err := r.c.Read(ctx, buf)
+		r.mu.Unlock()
+		if n > 0 {
+			say("client: received %q", buf[:n])
+		}
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				say("client: read: %s", stack.ErrName(err))
+			}
+			return
+		}
+	}
+}
+
 // command runs one line typed at the prompt and reports whether to quit.
-func command(ctx context.Context, c *stack.Conn, line string, say func(string, ...any)) bool {
+func command(ctx context.Context, c *stack.Conn, r *receiver, line string, say func(string, ...any)) bool {
 	f := strings.Fields(line)
 	if len(f) == 0 {
 		return false
@@ -146,6 +253,7 @@ func command(ctx context.Context, c *stack.Conn, line string, say func(string, .
 		}
 		err = c.Shutdown(h)
 	case line == "close":
+		r.stop() // the program reads no more from a socket it closed
 		err = c.Close()
 	case line == "linger 0":
 		err = c.SetLinger(true, 0)
@@ -195,22 +303,5 @@ func serve(ctx context.Context, wg *sync.WaitGroup, l *stack.Listener, delay tim
 				}
 			}
 		}()
-	}
-}
-
-// receive prints what the server sends the client.
-func receive(ctx context.Context, c *stack.Conn, say func(string, ...any)) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.Read(ctx, buf)
-		if n > 0 {
-			say("client: received %q", buf[:n])
-		}
-		if err != nil {
-			if !errors.Is(err, context.Canceled) {
-				say("client: read: %s", stack.ErrName(err))
-			}
-			return
-		}
 	}
 }

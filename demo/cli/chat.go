@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcplab/tcplab/demo/chat"
+	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/demo/scenario"
 )
 
@@ -43,7 +44,14 @@ func newChat(env *Env) *cobra.Command {
 			if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 				fmt.Fprintf(env.Stderr, "# to watch the wire: %s\n", tw.TcpdumpCommand())
 			}
-			// chat drives the terminal itself: it gets the real stdout.
+			// On a terminal the chat keeps its prompt under the trace; it
+			// needs the keys as they are typed.
+			if out, ok := unwrap(env.Stdout).(*os.File); ok && render.IsTerminal(env.stdin()) && render.IsTerminal(out) {
+				if restore, err := chat.Cbreak(env.stdin()); err == nil {
+					defer restore()
+					o.Terminal = true
+				}
+			}
 			return chat.Run(ctx, lab, env.stdin(), unwrap(env.Stdout), o)
 		},
 	}

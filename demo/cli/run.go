@@ -109,7 +109,6 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
 		}
-		fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (client %v, server %v)\n", s.Name, lab.Wire.Kind(), lab.Client.Addr(), lab.Server.Addr())
 		// On a terminal, long real-time sleeps show how far they have got.
 		prog := &progress{w: env.Stderr}
 		if opt.Sleep == nil && env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr) {
@@ -153,6 +152,16 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		} else {
 			sl.Server = kp
 		}
+	}
+	if stream {
+		// After the kernel peer, if any: its address is not its host's.
+		who := func(p stack.Peer) string {
+			if p.Name() == kernel {
+				return fmt.Sprintf("%s %v [Linux kernel]", p.Name(), p.Addr())
+			}
+			return fmt.Sprintf("%s %v", p.Name(), p.Addr())
+		}
+		fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (%s, %s)\n", s.Name, lab.Wire.Kind(), who(sl.Client), who(sl.Server))
 	}
 	if out != nil {
 		lab.Trace.Subscribe(out.Push)

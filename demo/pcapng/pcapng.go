@@ -154,9 +154,13 @@ func Write(w io.Writer, events []trace.Event, opt Options) (packets int, err err
 // received one with the state change it caused at its receiver (the
 // receiver's next state change on that connection before it receives
 // another segment or makes a call that changes state itself), or its
-// receiver's state if none; a refused one with its receiver's state and
-// its verdict ("refused: outside the window (inferred: ...)"). The reason
-// of a FIN or RST is given on both.
+// receiver's state if none (a RST its receiver sends in answer makes the
+// change itself: "out [R.] state FIN-WAIT-2 -> CLOSED"); the packets the
+// host sends after that arrival are described in the state it caused, even
+// when the state event follows them in the trace, so that the comments read
+// in packet order tell one consistent story. A refused arrival is given its
+// receiver's state and its verdict ("refused: outside the window
+// (inferred: ...)"). The reason of a FIN or RST is given on both.
 // It costs one pass over events, plus a look-ahead from each arrival.
 func Comments(events []trace.Event) []string {
 	out := make([]string, len(events))
@@ -187,12 +191,18 @@ func Comments(events []trace.Event) []string {
 		k := keyOf(e)
 		if dir == "out" {
 			reasons[k] = append(reasons[k], e.Reason)
-			if st := state[hc]; st != "" {
+			if ch, ok := resetState(events, i); ok {
+				fmt.Fprintf(&b, " state %s -> %s", ch.From, ch.To)
+				state[hc] = ch.To
+			} else if st := state[hc]; st != "" {
 				b.WriteString(" state " + st)
 			}
 		} else {
+			// The latest copy sent is the one that arrived: an earlier
+			// one still pending was lost (a retransmission has its own
+			// reason).
 			if q := reasons[k]; len(q) > 0 {
-				reason, reasons[k] = q[0], q[1:]
+				reason, reasons[k] = q[len(q)-1], q[:len(q)-1]
 			}
 			if e.Refused() {
 				// It changed nothing: no state change is its doing.
@@ -210,6 +220,10 @@ func Comments(events []trace.Event) []string {
 					from = state[hc]
 				}
 				fmt.Fprintf(&b, " state %s -> %s", from, ch.To)
+				// The host is in ch.To from this packet on, though the
+				// probe may record the change only after the host's answer
+				// to it (the ACK of a FIN): that answer is sent in ch.To.
+				state[hc] = ch.To
 			} else if st := state[hc]; st != "" {
 				b.WriteString(" state " + st)
 			}
@@ -246,7 +260,9 @@ func nextState(events []trace.Event, i int) (trace.Event, bool) {
 		case trace.State:
 			return e, true
 		case trace.Segment:
-			if e.Dir == "in" {
+			if e.Dir == "in" || strings.Contains(e.Flags, "R") {
+				// the next arrival, or the host's own RST, which
+				// makes the change itself (see resetState)
 				return trace.Event{}, false
 			}
 		case trace.Call:
@@ -255,6 +271,30 @@ func nextState(events []trace.Event, i int) (trace.Event, bool) {
 				strings.HasPrefix(e.Call, "shutdown"):
 				return trace.Event{}, false
 			}
+		}
+	}
+	return trace.Event{}, false
+}
+
+// resetState returns the state change of the host that sent the RST
+// events[i], when the trace records it right after the RST (before the
+// host receives anything else): a stack resets a connection by sending the
+// RST and then closing it, so the change belongs to the RST, not to the
+// segment that provoked it.
+func resetState(events []trace.Event, i int) (trace.Event, bool) {
+	out := events[i]
+	if !strings.Contains(out.Flags, "R") {
+		return trace.Event{}, false
+	}
+	for _, e := range events[i+1:] {
+		if e.Host != out.Host || e.Conn != out.Conn {
+			continue
+		}
+		switch e.Kind {
+		case trace.State:
+			return e, e.From != ""
+		case trace.Segment, trace.Call:
+			return trace.Event{}, false
 		}
 	}
 	return trace.Event{}, false

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,9 @@ func TestWriteReadBack(t *testing.T) {
 	for _, w := range []string{
 		"client out [F.] state FIN-WAIT-1; reason: close()",
 		"server in [F.] state ESTABLISHED -> CLOSE-WAIT; reason: close()",
-		"client out [R.] state FIN-WAIT-2; reason: data arrived in FIN-WAIT-2",
+		"client in [P.] state FIN-WAIT-2\n",
+		"client out [R.] state FIN-WAIT-2 -> CLOSED; reason: data arrived in FIN-WAIT-2",
+		"server out [.] state CLOSE-WAIT",
 		"server in [R.] state CLOSE-WAIT -> CLOSED; reason: data arrived",
 		"server in [S] state LISTEN -> SYN-RECEIVED",
 		"client in [S.] state SYN-SENT -> ESTABLISHED",
@@ -270,5 +273,104 @@ func TestCommentsRefusedArrival(t *testing.T) {
 	got := Comments(events)[1]
 	if want := "server in [R.] state ESTABLISHED; refused: RFC 5961 challenge (inferred: seq 9 is not RCV.NXT 5)"; got != want {
 		t.Errorf("comment:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestCommentsStateInPacketOrder reads the pcapng of every built-in
+// scenario back and checks that, per host and connection, the states the
+// comments name never go back: once a packet's comment says a host left a
+// state (A -> B) or was in a later one, no later packet of that host is
+// described in that state. In the close scenario the server's ACK of the
+// client's FIN used to say ESTABLISHED right after the FIN's own comment
+// had taken the server to CLOSE-WAIT.
+func TestCommentsStateInPacketOrder(t *testing.T) {
+	for _, name := range scenario.Names() {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, events, err := scenario.SimulateBuiltin(ctx, name, scenario.SimConfig{KeepPackets: true, QuietWindow: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			comments := readComments(t, events)
+			checkStateOrder(t, comments)
+			// The FIN that arrives is the retransmission: its reason is that.
+			if name == "lost-fin" && !slices.ContainsFunc(comments, func(c string) bool {
+				return strings.HasPrefix(c, "server in [F.]") && strings.Contains(c, "reason: retransmitted FIN")
+			}) {
+				t.Errorf("the server's FIN arrival does not carry the retransmission's reason:\n%s", strings.Join(comments, "\n"))
+			}
+			if name == "close" && !slices.ContainsFunc(comments, func(c string) bool { return strings.HasPrefix(c, "server out [.] state CLOSE-WAIT") }) {
+				t.Error("no comment describes the server's ACK of the client's FIN in CLOSE-WAIT")
+			}
+		})
+	}
+}
+
+// readComments writes events as pcapng and reads the packets' comments
+// back with gopacket's reader, in file order.
+func readComments(t *testing.T, events []trace.Event) []string {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := Write(&b, events, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		_, _, opts, err := r.ReadPacketDataWithOptions()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(opts.Comments) != 1 {
+			t.Fatalf("frame %d: comments %q", len(out)+1, opts.Comments)
+		}
+		out = append(out, opts.Comments[0])
+	}
+}
+
+// checkStateOrder fails when a comment describes a host's connection in a
+// state an earlier frame had it leave.
+func checkStateOrder(t *testing.T, comments []string) {
+	t.Helper()
+	cur := map[string]string{}          // host/conn -> state as of its latest packet
+	left := map[string]map[string]int{} // host/conn -> states it left -> frame
+	for i, c := range comments {
+		frame := i + 1
+		f := strings.Fields(c)
+		who := f[0]
+		if len(f) > 1 && strings.HasPrefix(f[1], "c") && f[1] != "c" {
+			who += "/" + f[1] // comments name connections when a host has several
+		}
+		if left[who] == nil {
+			left[who] = map[string]int{}
+		}
+		_, st, ok := strings.Cut(c, " state ")
+		if !ok {
+			continue
+		}
+		st, _, _ = strings.Cut(st, ";")
+		from, to, arrow := strings.Cut(st, " -> ")
+		if !arrow {
+			to = from
+		}
+		for _, s := range []string{from, to} {
+			if f, ok := left[who][s]; ok && s != "CLOSED" {
+				t.Errorf("frame %d (%q): %s is described in %s, which frame %d already had it leave", frame, c, who, s, f)
+			}
+		}
+		if p := cur[who]; p != "" && p != to {
+			left[who][p] = frame
+		}
+		if arrow {
+			left[who][from] = frame
+		}
+		cur[who] = to
 	}
 }

@@ -241,7 +241,7 @@ func buildModel(events []trace.Event, opt modelOptions) model {
 	// Raw steps, one per event, with sends matched to arrivals.
 	sb := newSeqBases(events, opt.absolute)
 	raw := make([]step, 0, len(events))
-	pending := map[segKey][]int{} // sends not yet received, by key: indexes in raw
+	pending := map[segKey][]int{} // sends not yet received, by key: indexes in raw, oldest first
 	tuples := map[string]string{} // host/conn -> tuple
 	relSeq := make([]uint32, 0, len(events))
 	relAck := make([]uint32, 0, len(events))
@@ -255,10 +255,14 @@ func buildModel(events []trace.Event, opt modelOptions) model {
 			if e.Dir == "in" {
 				s.kind = stepArrive
 				k := keyOf(e)
+				// The latest copy of a segment is the one that arrives:
+				// a copy sent earlier and still pending was lost (or the
+				// retransmission was spurious, which the trace cannot tell).
 				if q := pending[k]; len(q) > 0 {
-					s.of = q[0]
-					raw[q[0]].arrive = len(raw)
-					pending[k] = q[1:]
+					last := q[len(q)-1]
+					s.of = last
+					raw[last].arrive = len(raw)
+					pending[k] = q[:len(q)-1]
 				}
 			} else {
 				s.kind = stepSeg

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -165,4 +167,158 @@ func TestSVGCloseGolden(t *testing.T) {
 		t.Errorf("SVG has %d arrows, want %d", len(segs), want)
 	}
 	golden(t, "close.svg.golden", b.Bytes())
+}
+
+// TestSVGGeometry lays out the SVG ladder of every built-in scenario and
+// checks its geometry: no label or reason of a segment touches its own
+// arrow (glyph boxes with their white outline, a 2 px clearance from the
+// line's stroke), every text lies within the width of the SVG, and no box
+// or note is cut short ("…"): they wrap.
+func TestSVGGeometry(t *testing.T) {
+	names := scenario.Names()
+	if len(names) < 10 {
+		t.Fatalf("catalogue has %d scenarios", len(names))
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			m := buildModel(simulate(t, name, false), modelOptions{})
+			ys, height := svgRows(m)
+			inside := func(what string, tx svgText) {
+				for _, c := range tx.corners() {
+					if c[0] < 0 || c[0] > svgWidth || c[1] < 0 || c[1] > height {
+						t.Errorf("%s %q reaches (%.1f, %.1f), outside the %d×%.0f SVG", what, tx.text, c[0], c[1], svgWidth, height)
+						return
+					}
+				}
+			}
+			reasons := 0
+			for i, s := range m.steps {
+				y := ys[i]
+				switch s.kind {
+				case stepSeg:
+					a := svgSegGeom(s, y, ys)
+					texts := append([]svgText{a.label}, a.reason...)
+					for _, tx := range texts {
+						inside("segment text", tx)
+						if d := polyDist(tx.corners(), a.x1, a.y1, a.x2, a.y2); d < a.stroke/2+2 {
+							t.Errorf("%s arrow (%.0f,%.0f)-(%.0f,%.0f): text %q is %.1f px from it", s.flags, a.x1, a.y1, a.x2, a.y2, tx.text, d-a.stroke/2)
+						}
+					}
+					if s.reason != "" {
+						reasons++
+						if got := strings.Join(lineTexts(a.reason), " "); got != strings.Join(strings.Fields(s.reason), " ") {
+							t.Errorf("reason drawn as %q, want all of %q", got, s.reason)
+						}
+					}
+				case stepCall, stepState:
+					x, _, wd, _, lines := svgBoxGeom(s.side, y, s.text, "")
+					if x < 0 || x+wd > svgWidth {
+						t.Errorf("box %q spans x %.1f to %.1f, outside 0 to %d", s.text, x, x+wd, svgWidth)
+					}
+					for _, tx := range lines {
+						inside("box", tx)
+						if tx.width() > wd-12+0.01 {
+							t.Errorf("box line %q is wider than its box", tx.text)
+						}
+					}
+					if got := strings.Join(lineTexts(lines), " "); got != strings.Join(strings.Fields(s.text), " ") {
+						t.Errorf("box drawn as %q, want all of %q", got, s.text)
+					}
+				case stepNote:
+					lines := svgNoteGeom(y, s.text)
+					for _, tx := range lines {
+						inside("note", tx)
+					}
+					if got := strings.Join(lineTexts(lines), " "); got != strings.Join(strings.Fields("# "+s.text), " ") {
+						t.Errorf("note drawn as %q, want all of %q", got, s.text)
+					}
+				}
+			}
+			if strings.HasPrefix(name, "close") && reasons == 0 {
+				t.Error("no FIN or RST reason laid out")
+			}
+		})
+	}
+}
+
+func lineTexts(ts []svgText) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.text)
+	}
+	return out
+}
+
+// polyDist returns the distance between the convex polygon c and the
+// segment (x1,y1)-(x2,y2): 0 when they meet.
+func polyDist(c [4][2]float64, x1, y1, x2, y2 float64) float64 {
+	p1, p2 := [2]float64{x1, y1}, [2]float64{x2, y2}
+	// Either end inside the polygon, or an edge crossing the segment: 0.
+	inside := func(p [2]float64) bool {
+		sign := 0.0
+		for i := range c {
+			a, b := c[i], c[(i+1)%4]
+			cr := (b[0]-a[0])*(p[1]-a[1]) - (b[1]-a[1])*(p[0]-a[0])
+			if sign == 0 {
+				sign = cr
+			} else if sign*cr < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if inside(p1) || inside(p2) {
+		return 0
+	}
+	d := math.Inf(1)
+	for i := range c {
+		a, b := c[i], c[(i+1)%4]
+		if segsCross(a, b, p1, p2) {
+			return 0
+		}
+		d = math.Min(d, math.Min(ptSeg(a, p1, p2), ptSeg(p1, a, b)))
+		d = math.Min(d, math.Min(ptSeg(b, p1, p2), ptSeg(p2, a, b)))
+	}
+	return d
+}
+
+func segsCross(a, b, c, d [2]float64) bool {
+	o := func(p, q, r [2]float64) float64 {
+		return (q[0]-p[0])*(r[1]-p[1]) - (q[1]-p[1])*(r[0]-p[0])
+	}
+	return o(a, b, c)*o(a, b, d) < 0 && o(c, d, a)*o(c, d, b) < 0
+}
+
+// ptSeg is the distance from p to the segment a-b.
+func ptSeg(p, a, b [2]float64) float64 {
+	dx, dy := b[0]-a[0], b[1]-a[1]
+	l := dx*dx + dy*dy
+	u := 0.0
+	if l > 0 {
+		u = math.Max(0, math.Min(1, ((p[0]-a[0])*dx+(p[1]-a[1])*dy)/l))
+	}
+	return math.Hypot(p[0]-a[0]-u*dx, p[1]-a[1]-u*dy)
+}
+
+// TestModelDroppedCopyIsLost: when the wire drops a FIN and the stack
+// retransmits it, the arrival belongs to the retransmission (the latest
+// copy), and the first copy is drawn as lost. Matching the oldest pending
+// copy drew the dropped FIN arriving and the retransmission lost.
+func TestModelDroppedCopyIsLost(t *testing.T) {
+	m := buildModel(simulate(t, "lost-fin", false), modelOptions{})
+	var fins []step
+	for _, s := range m.steps {
+		if s.kind == stepSeg && s.ev.Host == "client" && strings.Contains(s.flags, "F") {
+			fins = append(fins, s)
+		}
+	}
+	if len(fins) != 2 {
+		t.Fatalf("%d FINs from the client, want 2 (dropped, retransmitted)", len(fins))
+	}
+	if !fins[0].lost || fins[0].arrive >= 0 {
+		t.Errorf("dropped FIN: lost %v, arrival %d; want lost", fins[0].lost, fins[0].arrive)
+	}
+	if fins[1].lost || fins[1].arrive < 0 {
+		t.Errorf("retransmitted FIN: lost %v, arrival %d; want it to arrive", fins[1].lost, fins[1].arrive)
+	}
 }
