@@ -43,7 +43,8 @@ type Conn struct {
 	key      connKey
 	listener *Listener // set for passive opens until accepted
 
-	ep atomic.Pointer[tcp.Endpoint]
+	ep      atomic.Pointer[tcp.Endpoint]
+	retired atomic.Bool // queued to be forgotten (Host.retire)
 	wq *waiter.Queue
 
 	mu       sync.Mutex
@@ -53,6 +54,7 @@ type Conn struct {
 	// What the application did, for the reasons of FINs and RSTs.
 	closed, shutRD, shutWR bool
 	accepted               bool
+	gone                   bool // forgotten by the host (Host.mu)
 	lingerZero             bool
 	finCause               string // the call that queued our FIN
 	inCall                 string // close()/shutdown(...) in progress
@@ -96,13 +98,23 @@ func (c *Conn) reusable() bool {
 	return c.state == "CLOSED" || c.state == "TIME-WAIT"
 }
 
-// attach gives the record its endpoint and starts watching the endpoint's
-// waiter queue for state changes.
+// attach gives the record its endpoint. With a waiter queue it is the
+// owning socket's endpoint (Dial, Accept), which replaces a watch-only one
+// and is watched for state changes; without, it is a watch-only look at a
+// passive open's endpoint before accept(), taken only while nothing owns
+// the record yet.
 func (c *Conn) attach(ep *tcp.Endpoint, wq *waiter.Queue) {
-	if !c.ep.CompareAndSwap(nil, ep) {
+	c.mu.Lock()
+	if wq == nil && (c.ep.Load() != nil || c.listener == nil || c.accepted) {
+		c.mu.Unlock()
 		return
 	}
-	c.wq = wq
+	c.ep.Store(ep)
+	if wq != nil {
+		c.wq = wq
+	}
+	c.mu.Unlock()
+	// Registered outside c.mu: the queue calls sample, which takes it.
 	if c.h.rec != nil && wq != nil {
 		e := waiter.NewFunctionEntry(waiter.EventIn|waiter.EventOut|waiter.EventHUp|waiter.EventErr|waiter.EventRdHUp, func(waiter.EventMask) { c.sample() })
 		wq.EventRegister(&e)
@@ -112,7 +124,10 @@ func (c *Conn) attach(ep *tcp.Endpoint, wq *waiter.Queue) {
 // findEndpoint looks up the endpoint of a passive open that has not been
 // accepted yet, so its states can be watched before accept().
 func (c *Conn) findEndpoint() {
-	if c.ep.Load() != nil || c.listener == nil {
+	c.mu.Lock()
+	want := c.ep.Load() == nil && c.listener != nil && !c.accepted
+	c.mu.Unlock()
+	if !want {
 		return
 	}
 	id := endpointID(c)
@@ -124,25 +139,82 @@ func (c *Conn) findEndpoint() {
 }
 
 // sample emits a state event if the endpoint's state changed since the
-// last sample. It only reads atomic state, so it is safe in the probe.
+// last sample. It reads the endpoint's atomic state under c.mu, so samples
+// taken concurrently (probe, waiter queue, poller, calls) are emitted in
+// the order the stack went through them; it is safe in the probe.
 func (c *Conn) sample() {
-	ep := c.ep.Load()
-	if ep == nil || c.h.rec == nil {
+	if c.h.rec == nil {
 		return
 	}
-	st := StateName(ep.State())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.setStateLocked(st, "")
+	ep := c.ep.Load()
+	if ep == nil {
+		return
+	}
+	c.setStateLocked(StateName(ep.State()), "")
 }
 
+// stateSucc lists, for each TCP state, the states a connection may go to
+// next (RFC 9293's diagram; a sample may skip states, see reachable). A
+// record starts in "" (CLOSED, before anything happened); "CLOSED" after
+// that is final.
+var stateSucc = map[string][]string{
+	"":             {"LISTEN", "SYN-SENT", "SYN-RECEIVED", "CLOSED"},
+	"LISTEN":       {"SYN-RECEIVED", "SYN-SENT", "CLOSED"},
+	"SYN-SENT":     {"SYN-RECEIVED", "ESTABLISHED", "CLOSED"},
+	"SYN-RECEIVED": {"ESTABLISHED", "FIN-WAIT-1", "CLOSED"},
+	"ESTABLISHED":  {"FIN-WAIT-1", "CLOSE-WAIT", "CLOSED"},
+	"FIN-WAIT-1":   {"FIN-WAIT-2", "CLOSING", "TIME-WAIT", "CLOSED"},
+	"FIN-WAIT-2":   {"TIME-WAIT", "CLOSED"},
+	"CLOSING":      {"TIME-WAIT", "CLOSED"},
+	"TIME-WAIT":    {"CLOSED"},
+	"CLOSE-WAIT":   {"LAST-ACK", "CLOSED"},
+	"LAST-ACK":     {"CLOSED"},
+}
+
+// reachable reports whether a connection in state from can be in state to
+// later: to is a successor of from, directly or through states a sample
+// did not see.
+func reachable(from, to string) bool {
+	seen := map[string]bool{}
+	next := []string{from}
+	for len(next) > 0 {
+		s := next[0]
+		next = next[1:]
+		for _, t := range stateSucc[s] {
+			if t == to {
+				return true
+			}
+			if !seen[t] {
+				seen[t] = true
+				next = append(next, t)
+			}
+		}
+	}
+	return false
+}
+
+// setStateLocked records the move of c to state st. A move TCP cannot make
+// (back to a handshake state, out of the final CLOSED) is not recorded: it
+// would be a sampling error of tcplab, not something the stack did; it is
+// reported as a note instead. c.mu is held.
 func (c *Conn) setStateLocked(st, text string) {
 	if st == c.state || c.h.closing.Load() {
 		return
 	}
+	cur := c.state
+	if cur == "CLOSED" && c.prev == "" {
+		cur = "" // a Dial's record before its SYN
+	}
 	from := c.state
 	if from == "" {
 		from = "CLOSED"
+	}
+	if !reachable(cur, st) {
+		c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.Note, Conn: c.id,
+			Text: fmt.Sprintf("tcplab: ignored an impossible state order %s -> %s (a bug in tcplab's sampling)", from, st)})
+		return
 	}
 	if from == "LISTEN" && st == "SYN-RECEIVED" {
 		// Seen either from the SYN-ACK or from the endpoint itself,
@@ -151,17 +223,23 @@ func (c *Conn) setStateLocked(st, text string) {
 	}
 	c.prev, c.state = c.state, st
 	c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.State, Conn: c.id, From: from, To: st, Text: text})
+	if st == "CLOSED" {
+		c.h.retire(c)
+	}
 }
 
 // derivePassiveState reports SYN-RECEIVED for a passive open whose endpoint
 // the listener has not created yet (gVisor answers the SYN from the
 // listener), when its SYN-ACK leaves.
 func (c *Conn) derivePassiveState(s *segment) {
-	if c.ep.Load() != nil || s.flags != header.TCPFlagSyn|header.TCPFlagAck {
+	if s.flags != header.TCPFlagSyn|header.TCPFlagAck {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ep.Load() != nil {
+		return
+	}
 	c.setStateLocked("SYN-RECEIVED", "the listener answers the SYN")
 }
 
