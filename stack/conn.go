@@ -45,7 +45,7 @@ type Conn struct {
 
 	ep      atomic.Pointer[tcp.Endpoint]
 	retired atomic.Bool // queued to be forgotten (Host.retire)
-	wq *waiter.Queue
+	wq      *waiter.Queue
 
 	mu       sync.Mutex
 	state    string
