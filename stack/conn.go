@@ -319,14 +319,16 @@ func (h *Host) blockingCall(conn, name, arg string, ret int, err error, data []b
 }
 
 // wait blocks until one of mask's events is signalled on wq, ready() turns
-// true, or ctx ends.
-func wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask, ready func() bool) error {
+// true, or ctx ends. While it waits the host counts the call as blocked
+// (see Host.Blocked).
+func (h *Host) wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask, ready func() bool) error {
 	e, ch := waiter.NewChannelEntry(mask)
 	wq.EventRegister(&e)
 	defer wq.EventUnregister(&e)
 	if ready() {
 		return nil
 	}
+	defer h.block(h.deadline(ctx))()
 	select {
 	case <-ch:
 		return nil
@@ -358,7 +360,7 @@ func (c *Conn) Write(ctx context.Context, p []byte) (int, error) {
 			c.mu.Unlock()
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err = wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+			if err = c.h.wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {
 				break
@@ -386,7 +388,7 @@ func (c *Conn) Read(ctx context.Context, p []byte) (int, error) {
 		w := tcpip.SliceWriter(p)
 		res, terr := ep.Read(&w, tcpip.ReadOptions{})
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err = wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+			if err = c.h.wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {
 				break
@@ -473,7 +475,9 @@ func (c *Conn) Shutdown(how How) error {
 
 // Close closes the socket, as close(2). With unread data, or with
 // SO_LINGER 0, the stack aborts with RST; otherwise it sends FIN and the
-// connection lives on without its socket (FIN-WAIT-*, TIME-WAIT).
+// connection lives on without its socket (FIN-WAIT-*, TIME-WAIT). With
+// SO_LINGER on and a timeout, it blocks until the peer acknowledged our
+// FIN or the timeout passed (on the lab's clock).
 func (c *Conn) Close() error {
 	unread := c.unread()
 	c.mu.Lock()
@@ -485,10 +489,52 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 
 	done := c.call("close", "")
-	c.ep.Load().Close()
+	ep := c.ep.Load()
+	linger := ep.SocketOptions().GetLinger()
+	ep.Close()
+	if linger.Enabled && linger.Timeout > 0 {
+		c.linger(ep, linger.Timeout)
+	}
 	c.endCall()
 	done(0, nil, nil)
 	return nil
+}
+
+// linger blocks a close() with SO_LINGER {on, d}, as Linux and gVisor's
+// sentry do: until the stack no longer waits for the peer to acknowledge
+// our data and FIN (the state leaves FIN-WAIT-1, CLOSING and LAST-ACK), or
+// d passes on the stack's clock. The connection then lives on without its
+// socket; close() returns 0 either way.
+func (c *Conn) linger(ep *tcp.Endpoint, d time.Duration) {
+	lingering := func() bool {
+		switch StateName(ep.State()) {
+		case "FIN-WAIT-1", "CLOSING", "LAST-ACK":
+			return true
+		}
+		return false
+	}
+	if !lingering() {
+		return
+	}
+	expired := make(chan struct{})
+	t := c.h.s.Clock().AfterFunc(d, func() { close(expired) })
+	defer t.Stop()
+	e, ch := waiter.NewChannelEntry(waiter.EventHUp | waiter.EventErr | waiter.EventOut)
+	c.wq.EventRegister(&e)
+	defer c.wq.EventUnregister(&e)
+	defer c.h.block(c.h.s.Clock().Now().Add(d))()
+	// The state is atomic; the waiter queue does not signal every change,
+	// so look again every millisecond too.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for lingering() {
+		select {
+		case <-expired:
+			return
+		case <-ch:
+		case <-tick.C:
+		}
+	}
 }
 
 func (c *Conn) endCall() {

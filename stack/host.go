@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,12 @@ type Config struct {
 	// packet per host.
 	KeepPackets bool
 
+	// OnBlock, if set, is called when a call of the host starts waiting
+	// for the peer or a timer (read, write, accept, connect, a lingering
+	// close), on the caller's goroutine, without locks held. Virtual time
+	// uses it to move the clock while the lab is quiet (see Blocked).
+	OnBlock func()
+
 	// KeepClosed is how many connections the host still remembers after
 	// they reached CLOSED: Conns lists them, and a late segment on their
 	// 4-tuple is explained from their history. Older closed connections
@@ -93,6 +100,10 @@ type Host struct {
 	retired    []*Conn
 	keepClosed int
 
+	onBlock func()
+	blockMu sync.Mutex
+	blocked []*blocker // the calls now waiting
+
 	closing atomic.Bool // set by Close: the teardown is not traced
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -121,6 +132,7 @@ func NewHost(cfg Config, link Link) (*Host, error) {
 		conns:     map[connKey]*Conn{},
 		listeners: map[uint16]*Listener{},
 		stop:      make(chan struct{}),
+		onBlock:   cfg.OnBlock,
 	}
 	switch {
 	case cfg.KeepClosed == 0:
@@ -251,6 +263,60 @@ func (h *Host) forgetRetiredLocked() {
 		clear(h.all[len(live):])
 		h.all, h.ngone = live, 0
 	}
+}
+
+// Blocked reports whether a call of the host is waiting for the peer or a
+// timer and, if so, until when on the host's clock time may pass for the
+// waiting calls: the latest of their deadlines (a call's context deadline,
+// carried over to the host's clock, or a linger timeout); the zero Time if
+// one of them has none.
+func (h *Host) Blocked() (until time.Time, ok bool) {
+	h.blockMu.Lock()
+	defer h.blockMu.Unlock()
+	for _, b := range h.blocked {
+		if b.until.IsZero() {
+			return time.Time{}, true
+		}
+		if b.until.After(until) {
+			until = b.until
+		}
+	}
+	return until, len(h.blocked) > 0
+}
+
+// blocker is one waiting call.
+type blocker struct{ until time.Time }
+
+// block counts a call as waiting, until the returned function is called.
+// until is the call's deadline on the stack's clock (zero: none).
+func (h *Host) block(until time.Time) (unblock func()) {
+	b := &blocker{until: until}
+	h.blockMu.Lock()
+	h.blocked = append(h.blocked, b)
+	h.blockMu.Unlock()
+	if h.onBlock != nil {
+		h.onBlock()
+	}
+	return func() {
+		h.blockMu.Lock()
+		defer h.blockMu.Unlock()
+		for i, x := range h.blocked {
+			if x == b {
+				h.blocked = append(h.blocked[:i], h.blocked[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// deadline carries ctx's deadline over to the stack's clock: in virtual
+// time a call may wait as long on the lab's clock as it may in real time.
+func (h *Host) deadline(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	return h.s.Clock().Now().Add(time.Until(dl))
 }
 
 func (h *Host) isClosed() bool {

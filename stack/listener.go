@@ -88,7 +88,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		var peer tcpip.FullAddress
 		nep, nwq, terr := l.ep.Accept(&peer)
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err := wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
+			if err := l.h.wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
 				return l.ep.Readiness(waiter.ReadableEvents) != 0
 			}); err != nil {
 				l.h.blockingCall(l.id, "accept", "", -1, err, nil)
@@ -183,10 +183,13 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 	defer wq.EventUnregister(&e)
 	terr = ep.Connect(h.fullAddress(addr))
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		unblock := h.block(h.deadline(ctx))
 		select {
 		case <-ch:
+			unblock()
 			terr = ep.LastError()
 		case <-ctx.Done():
+			unblock()
 			ep.Close()
 			c.sample()
 			h.retire(c)
