@@ -497,6 +497,9 @@ func (c *Conn) Close() error {
 	}
 	c.endCall()
 	done(0, nil, nil)
+	if c.h.rec == nil {
+		c.h.retire(c) // untraced: nothing more to say about it
+	}
 	return nil
 }
 
