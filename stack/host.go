@@ -377,8 +377,8 @@ func (h *Host) poll(every time.Duration) {
 func (h *Host) Sample() {
 	h.mu.Lock()
 	cs := make([]*Conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		if !c.retired.Load() {
+	for _, c := range h.all { // in creation order: the same from run to run
+		if !c.gone && !c.retired.Load() {
 			cs = append(cs, c)
 		}
 	}

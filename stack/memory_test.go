@@ -105,10 +105,22 @@ func TestConnsKeepsRecentClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	churn(t, lab, l, 10)
-	time.Sleep(100 * time.Millisecond) // TIME-WAIT ends; the poller sees CLOSED
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	for i := range 10 {
+		c, err := lab.Client.Dial(ctx, lab.ServerAddr(80))
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		s, err := l.Accept(ctx)
+		if err != nil {
+			t.Fatalf("connection %d: accept: %v", i, err)
+		}
+		c.SetLinger(true, 0)
+		c.Close() // RST: CLOSED at once, so they close in creation order
+		s.Read(ctx, make([]byte, 8))
+		s.Close()
+	}
 	c, err := lab.Client.Dial(ctx, lab.ServerAddr(80)) // forgets the oldest
 	if err != nil {
 		t.Fatal(err)
