@@ -43,8 +43,9 @@ type Conn struct {
 	key      connKey
 	listener *Listener // set for passive opens until accepted
 
-	ep atomic.Pointer[tcp.Endpoint]
-	wq *waiter.Queue
+	ep      atomic.Pointer[tcp.Endpoint]
+	retired atomic.Bool // queued to be forgotten (Host.retire)
+	wq      *waiter.Queue
 
 	mu       sync.Mutex
 	state    string
@@ -53,6 +54,7 @@ type Conn struct {
 	// What the application did, for the reasons of FINs and RSTs.
 	closed, shutRD, shutWR bool
 	accepted               bool
+	gone                   bool // forgotten by the host (Host.mu)
 	lingerZero             bool
 	finCause               string // the call that queued our FIN
 	inCall                 string // close()/shutdown(...) in progress
@@ -97,13 +99,23 @@ func (c *Conn) reusable() bool {
 	return c.state == "CLOSED" || c.state == "TIME-WAIT"
 }
 
-// attach gives the record its endpoint and starts watching the endpoint's
-// waiter queue for state changes.
+// attach gives the record its endpoint. With a waiter queue it is the
+// owning socket's endpoint (Dial, Accept), which replaces a watch-only one
+// and is watched for state changes; without, it is a watch-only look at a
+// passive open's endpoint before accept(), taken only while nothing owns
+// the record yet.
 func (c *Conn) attach(ep *tcp.Endpoint, wq *waiter.Queue) {
-	if !c.ep.CompareAndSwap(nil, ep) {
+	c.mu.Lock()
+	if wq == nil && (c.ep.Load() != nil || c.listener == nil || c.accepted) {
+		c.mu.Unlock()
 		return
 	}
-	c.wq = wq
+	c.ep.Store(ep)
+	if wq != nil {
+		c.wq = wq
+	}
+	c.mu.Unlock()
+	// Registered outside c.mu: the queue calls sample, which takes it.
 	if c.h.rec != nil && wq != nil {
 		e := waiter.NewFunctionEntry(waiter.EventIn|waiter.EventOut|waiter.EventHUp|waiter.EventErr|waiter.EventRdHUp, func(waiter.EventMask) { c.sample() })
 		wq.EventRegister(&e)
@@ -113,7 +125,10 @@ func (c *Conn) attach(ep *tcp.Endpoint, wq *waiter.Queue) {
 // findEndpoint looks up the endpoint of a passive open that has not been
 // accepted yet, so its states can be watched before accept().
 func (c *Conn) findEndpoint() {
-	if c.ep.Load() != nil || c.listener == nil {
+	c.mu.Lock()
+	want := c.ep.Load() == nil && c.listener != nil && !c.accepted
+	c.mu.Unlock()
+	if !want {
 		return
 	}
 	id := endpointID(c)
@@ -125,25 +140,82 @@ func (c *Conn) findEndpoint() {
 }
 
 // sample emits a state event if the endpoint's state changed since the
-// last sample. It only reads atomic state, so it is safe in the probe.
+// last sample. It reads the endpoint's atomic state under c.mu, so samples
+// taken concurrently (probe, waiter queue, poller, calls) are emitted in
+// the order the stack went through them; it is safe in the probe.
 func (c *Conn) sample() {
-	ep := c.ep.Load()
-	if ep == nil || c.h.rec == nil {
+	if c.h.rec == nil {
 		return
 	}
-	st := StateName(ep.State())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.setStateLocked(st, "")
+	ep := c.ep.Load()
+	if ep == nil {
+		return
+	}
+	c.setStateLocked(StateName(ep.State()), "")
 }
 
+// stateSucc lists, for each TCP state, the states a connection may go to
+// next (RFC 9293's diagram; a sample may skip states, see reachable). A
+// record starts in "" (CLOSED, before anything happened); "CLOSED" after
+// that is final.
+var stateSucc = map[string][]string{
+	"":             {"LISTEN", "SYN-SENT", "SYN-RECEIVED", "CLOSED"},
+	"LISTEN":       {"SYN-RECEIVED", "SYN-SENT", "CLOSED"},
+	"SYN-SENT":     {"SYN-RECEIVED", "ESTABLISHED", "CLOSED"},
+	"SYN-RECEIVED": {"ESTABLISHED", "FIN-WAIT-1", "CLOSED"},
+	"ESTABLISHED":  {"FIN-WAIT-1", "CLOSE-WAIT", "CLOSED"},
+	"FIN-WAIT-1":   {"FIN-WAIT-2", "CLOSING", "TIME-WAIT", "CLOSED"},
+	"FIN-WAIT-2":   {"TIME-WAIT", "CLOSED"},
+	"CLOSING":      {"TIME-WAIT", "CLOSED"},
+	"TIME-WAIT":    {"CLOSED"},
+	"CLOSE-WAIT":   {"LAST-ACK", "CLOSED"},
+	"LAST-ACK":     {"CLOSED"},
+}
+
+// reachable reports whether a connection in state from can be in state to
+// later: to is a successor of from, directly or through states a sample
+// did not see.
+func reachable(from, to string) bool {
+	seen := map[string]bool{}
+	next := []string{from}
+	for len(next) > 0 {
+		s := next[0]
+		next = next[1:]
+		for _, t := range stateSucc[s] {
+			if t == to {
+				return true
+			}
+			if !seen[t] {
+				seen[t] = true
+				next = append(next, t)
+			}
+		}
+	}
+	return false
+}
+
+// setStateLocked records the move of c to state st. A move TCP cannot make
+// (back to a handshake state, out of the final CLOSED) is not recorded: it
+// would be a sampling error of tcplab, not something the stack did; it is
+// reported as a note instead. c.mu is held.
 func (c *Conn) setStateLocked(st, text string) {
 	if st == c.state || c.h.closing.Load() {
 		return
 	}
+	cur := c.state
+	if cur == "CLOSED" && c.prev == "" {
+		cur = "" // a Dial's record before its SYN
+	}
 	from := c.state
 	if from == "" {
 		from = "CLOSED"
+	}
+	if !reachable(cur, st) {
+		c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.Note, Conn: c.id,
+			Text: fmt.Sprintf("tcplab: ignored an impossible state order %s -> %s (a bug in tcplab's sampling)", from, st)})
+		return
 	}
 	if from == "LISTEN" && st == "SYN-RECEIVED" {
 		// Seen either from the SYN-ACK or from the endpoint itself,
@@ -152,17 +224,23 @@ func (c *Conn) setStateLocked(st, text string) {
 	}
 	c.prev, c.state = c.state, st
 	c.h.rec.Emit(trace.Event{Host: c.h.name, Kind: trace.State, Conn: c.id, From: from, To: st, Text: text})
+	if st == "CLOSED" {
+		c.h.retire(c)
+	}
 }
 
 // derivePassiveState reports SYN-RECEIVED for a passive open whose endpoint
 // the listener has not created yet (gVisor answers the SYN from the
 // listener), when its SYN-ACK leaves.
 func (c *Conn) derivePassiveState(s *segment) {
-	if c.ep.Load() != nil || s.flags != header.TCPFlagSyn|header.TCPFlagAck {
+	if s.flags != header.TCPFlagSyn|header.TCPFlagAck {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ep.Load() != nil {
+		return
+	}
 	c.setStateLocked("SYN-RECEIVED", "the listener answers the SYN")
 }
 
@@ -242,14 +320,16 @@ func (h *Host) blockingCall(conn, name, arg string, ret int, err error, data []b
 }
 
 // wait blocks until one of mask's events is signalled on wq, ready() turns
-// true, or ctx ends.
-func wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask, ready func() bool) error {
+// true, or ctx ends. While it waits the host counts the call as blocked
+// (see Host.Blocked).
+func (h *Host) wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask, ready func() bool) error {
 	e, ch := waiter.NewChannelEntry(mask)
 	wq.EventRegister(&e)
 	defer wq.EventUnregister(&e)
 	if ready() {
 		return nil
 	}
+	defer h.block(h.deadline(ctx))()
 	select {
 	case <-ch:
 		return nil
@@ -281,7 +361,7 @@ func (c *Conn) Write(ctx context.Context, p []byte) (int, error) {
 			c.mu.Unlock()
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err = wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+			if err = c.h.wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {
 				break
@@ -309,7 +389,7 @@ func (c *Conn) Read(ctx context.Context, p []byte) (int, error) {
 		w := tcpip.SliceWriter(p)
 		res, terr := ep.Read(&w, tcpip.ReadOptions{})
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err = wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
+			if err = c.h.wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {
 				break
@@ -396,7 +476,9 @@ func (c *Conn) Shutdown(how How) error {
 
 // Close closes the socket, as close(2). With unread data, or with
 // SO_LINGER 0, the stack aborts with RST; otherwise it sends FIN and the
-// connection lives on without its socket (FIN-WAIT-*, TIME-WAIT).
+// connection lives on without its socket (FIN-WAIT-*, TIME-WAIT). With
+// SO_LINGER on and a timeout, it blocks until the peer acknowledged our
+// FIN or the timeout passed (on the lab's clock).
 func (c *Conn) Close() error {
 	unread := c.unread()
 	c.mu.Lock()
@@ -408,10 +490,55 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 
 	done := c.call("close", "")
-	c.ep.Load().Close()
+	ep := c.ep.Load()
+	linger := ep.SocketOptions().GetLinger()
+	ep.Close()
+	if linger.Enabled && linger.Timeout > 0 {
+		c.linger(ep, linger.Timeout)
+	}
 	c.endCall()
 	done(0, nil, nil)
+	if c.h.rec == nil {
+		c.h.retire(c) // untraced: nothing more to say about it
+	}
 	return nil
+}
+
+// linger blocks a close() with SO_LINGER {on, d}, as Linux and gVisor's
+// sentry do: until the stack no longer waits for the peer to acknowledge
+// our data and FIN (the state leaves FIN-WAIT-1, CLOSING and LAST-ACK), or
+// d passes on the stack's clock. The connection then lives on without its
+// socket; close() returns 0 either way.
+func (c *Conn) linger(ep *tcp.Endpoint, d time.Duration) {
+	lingering := func() bool {
+		switch StateName(ep.State()) {
+		case "FIN-WAIT-1", "CLOSING", "LAST-ACK":
+			return true
+		}
+		return false
+	}
+	if !lingering() {
+		return
+	}
+	expired := make(chan struct{})
+	t := c.h.s.Clock().AfterFunc(d, func() { close(expired) })
+	defer t.Stop()
+	e, ch := waiter.NewChannelEntry(waiter.EventHUp | waiter.EventErr | waiter.EventOut)
+	c.wq.EventRegister(&e)
+	defer c.wq.EventUnregister(&e)
+	defer c.h.block(c.h.s.Clock().Now().Add(d))()
+	// The state is atomic; the waiter queue does not signal every change,
+	// so look again every millisecond too.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for lingering() {
+		select {
+		case <-expired:
+			return
+		case <-ch:
+		case <-tick.C:
+		}
+	}
 }
 
 func (c *Conn) endCall() {

@@ -39,6 +39,10 @@ func (h *Host) Hold() {
 // Release sends the held packets, in order, and stops holding.
 func (h *Host) Release() {
 	t := h.tap
+	if h.closing.Load() {
+		t.discardHeld()
+		return
+	}
 	t.f.mu.Lock()
 	held := t.f.held
 	t.f.held, t.f.holding = nil, false
@@ -52,6 +56,18 @@ func (h *Host) Release() {
 	}
 	t.Endpoint.WritePackets(l)
 	l.DecRef()
+}
+
+// discardHeld drops the packets held back by Hold without sending them:
+// the host is closing and its link is detached.
+func (t *tap) discardHeld() {
+	t.f.mu.Lock()
+	held := t.f.held
+	t.f.held, t.f.holding = nil, false
+	t.f.mu.Unlock()
+	for _, p := range held {
+		p.DecRef()
+	}
 }
 
 // DropNext makes the link drop the next n outbound segments whose tcpdump

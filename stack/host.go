@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -53,7 +55,24 @@ type Config struct {
 	// packet (Event.Packet), for pcapng output. It costs one copy per
 	// packet per host.
 	KeepPackets bool
+
+	// OnBlock, if set, is called when a call of the host starts waiting
+	// for the peer or a timer (read, write, accept, connect, a lingering
+	// close), on the caller's goroutine, without locks held. Virtual time
+	// uses it to move the clock while the lab is quiet (see Blocked).
+	OnBlock func()
+
+	// KeepClosed is how many connections the host still remembers after
+	// they reached CLOSED: Conns lists them, and a late segment on their
+	// 4-tuple is explained from their history. Older closed connections
+	// are forgotten, so a long-lived host's memory follows its live
+	// connections, not every connection it ever had. 0 means 64; a
+	// negative value forgets each connection as soon as it is closed.
+	KeepClosed int
 }
+
+// ErrHostClosed is returned by calls on a Host after Close.
+var ErrHostClosed = errors.New("host is closed")
 
 // Host is one gVisor network stack with one NIC on a wire, and the
 // registry of its connections. Its methods are safe for concurrent use.
@@ -66,11 +85,24 @@ type Host struct {
 	keep bool
 
 	mu        sync.Mutex
-	conns     map[connKey]*Conn // the live record of each 4-tuple
-	all       []*Conn           // every connection, in creation order
+	conns     map[connKey]*Conn // the record of each 4-tuple, live or recently closed
+	all       []*Conn           // the same records in creation order, plus forgotten ones (gone)
+	ngone     int               // forgotten records still in all
 	listeners map[uint16]*Listener
 	nconn     int
 	nlisten   int
+	closed    bool // Close was called: no new sockets
+
+	// Records that reached CLOSED, oldest first, beyond keepClosed are
+	// forgotten when the next record is made. retMu is taken under c.mu,
+	// never the other way round.
+	retMu      sync.Mutex
+	retired    []*Conn
+	keepClosed int
+
+	onBlock func()
+	blockMu sync.Mutex
+	blocked []*blocker // the calls now waiting
 
 	closing atomic.Bool // set by Close: the teardown is not traced
 	stop    chan struct{}
@@ -100,6 +132,13 @@ func NewHost(cfg Config, link Link) (*Host, error) {
 		conns:     map[connKey]*Conn{},
 		listeners: map[uint16]*Listener{},
 		stop:      make(chan struct{}),
+		onBlock:   cfg.OnBlock,
+	}
+	switch {
+	case cfg.KeepClosed == 0:
+		h.keepClosed = 64
+	case cfg.KeepClosed > 0:
+		h.keepClosed = cfg.KeepClosed
 	}
 	h.s = tcpipstack.New(tcpipstack.Options{
 		NetworkProtocols:   []tcpipstack.NetworkProtocolFactory{ipv4.NewProtocol},
@@ -159,25 +198,162 @@ func (h *Host) Name() string { return h.name }
 // Addr returns the host's IPv4 address.
 func (h *Host) Addr() netip.Addr { return h.addr }
 
-// Conns returns the host's connections in the order they were created.
+// Conns returns the host's live connections and the last Config.KeepClosed
+// ones that reached CLOSED, in the order they were created. Older closed
+// connections are forgotten (their events stay in the trace). It costs a
+// copy of the list.
 func (h *Host) Conns() []*Conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]*Conn(nil), h.all...)
+	h.forgetRetiredLocked()
+	out := make([]*Conn, 0, len(h.all)-h.ngone)
+	for _, c := range h.all {
+		if !c.gone {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// retire queues c, which reached CLOSED or lost its socket before
+// connecting, to be forgotten once Config.KeepClosed newer ones follow.
+// It may be called with c.mu held, and more than once.
+func (h *Host) retire(c *Conn) {
+	h.retMu.Lock()
+	defer h.retMu.Unlock()
+	if c.retired.Swap(true) {
+		return
+	}
+	h.retired = append(h.retired, c)
+}
+
+// forgetRetired forgets the oldest closed records beyond keepClosed.
+func (h *Host) forgetRetired() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.forgetRetiredLocked()
+}
+
+// forgetRetiredLocked is forgetRetired with h.mu held (lock order: h.mu,
+// then c.mu, then h.retMu).
+func (h *Host) forgetRetiredLocked() {
+	h.retMu.Lock()
+	n := len(h.retired) - h.keepClosed
+	if n <= 0 {
+		h.retMu.Unlock()
+		return
+	}
+	old := h.retired[:n]
+	h.retired = append(h.retired[:0:0], h.retired[n:]...)
+	h.retMu.Unlock()
+	for _, c := range old {
+		if h.conns[c.key] == c {
+			delete(h.conns, c.key)
+		}
+		c.gone = true
+		h.ngone++
+	}
+	if h.ngone > len(h.all)/2 {
+		live := h.all[:0]
+		for _, c := range h.all {
+			if !c.gone {
+				live = append(live, c)
+			}
+		}
+		clear(h.all[len(live):])
+		h.all, h.ngone = live, 0
+	}
+}
+
+// Blocked reports whether a call of the host is waiting for the peer or a
+// timer and, if so, until when on the host's clock time may pass for the
+// waiting calls: the latest of their deadlines (a call's context deadline,
+// carried over to the host's clock, or a linger timeout); the zero Time if
+// one of them has none.
+func (h *Host) Blocked() (until time.Time, ok bool) {
+	h.blockMu.Lock()
+	defer h.blockMu.Unlock()
+	for _, b := range h.blocked {
+		if b.until.IsZero() {
+			return time.Time{}, true
+		}
+		if b.until.After(until) {
+			until = b.until
+		}
+	}
+	return until, len(h.blocked) > 0
+}
+
+// blocker is one waiting call.
+type blocker struct{ until time.Time }
+
+// block counts a call as waiting, until the returned function is called.
+// until is the call's deadline on the stack's clock (zero: none).
+func (h *Host) block(until time.Time) (unblock func()) {
+	b := &blocker{until: until}
+	h.blockMu.Lock()
+	h.blocked = append(h.blocked, b)
+	h.blockMu.Unlock()
+	if h.onBlock != nil {
+		h.onBlock()
+	}
+	return func() {
+		h.blockMu.Lock()
+		defer h.blockMu.Unlock()
+		for i, x := range h.blocked {
+			if x == b {
+				h.blocked = append(h.blocked[:i], h.blocked[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// deadline carries ctx's deadline over to the stack's clock: in virtual
+// time a call may wait as long on the lab's clock as it may in real time.
+func (h *Host) deadline(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	return h.s.Clock().Now().Add(time.Until(dl))
+}
+
+func (h *Host) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
 }
 
 // Stack returns the gVisor stack, for experiments beyond this API.
 func (h *Host) Stack() *tcpipstack.Stack { return h.s }
 
-// Close stops the poller and destroys the stack, which stops its
-// goroutines and the link endpoint's. Connections still open are aborted
-// without a trace. It is safe to call more than once.
+// Close detaches the host from its wire, stops the poller and destroys the
+// stack, which stops its goroutines and the link endpoint's. Connections
+// still open are abandoned silently: the link drops whatever the stack
+// sends from the moment Close begins (the RSTs with which Destroy aborts
+// them, packets held by Hold), so nothing reaches the wire that the trace
+// lacks. Listen and Dial fail with ErrHostClosed afterwards, and Conns
+// lists at most Config.KeepClosed connections, the last to end. It is safe
+// to call more than once.
 func (h *Host) Close() {
 	h.once.Do(func() {
-		h.closing.Store(true)
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		h.closing.Store(true) // from here the tap drops every write
+		h.tap.discardHeld()
 		close(h.stop)
 		h.wg.Wait()
 		h.s.Destroy()
+		// What was still open is over too: forget all but the last
+		// KeepClosed records.
+		h.mu.Lock()
+		for _, c := range h.all {
+			h.retire(c)
+		}
+		h.forgetRetiredLocked()
+		h.mu.Unlock()
 	})
 }
 
@@ -201,8 +377,10 @@ func (h *Host) poll(every time.Duration) {
 func (h *Host) Sample() {
 	h.mu.Lock()
 	cs := make([]*Conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		cs = append(cs, c)
+	for _, c := range h.all { // in creation order: the same from run to run
+		if !c.gone && !c.retired.Load() {
+			cs = append(cs, c)
+		}
 	}
 	h.mu.Unlock()
 	for _, c := range cs {
@@ -251,16 +429,22 @@ func (h *Host) lookup(s *segment, out, create bool) *Conn {
 	isSyn := s.flags&header.TCPFlagSyn != 0 && s.flags&header.TCPFlagAck == 0
 	if create && !out && isSyn && (c == nil || c.reusable()) {
 		if l := h.listeners[key.localPort]; l != nil && !l.isClosed() {
-			c = h.newConnLocked(key, "LISTEN")
-			c.listener = l
+			c = h.newConnLocked(key, "LISTEN", l)
 		}
 	}
 	return c
 }
 
-func (h *Host) newConnLocked(key connKey, state string) *Conn {
+// newConnLocked makes the record of a new connection; l is the listener of
+// a passive open. h.mu is held. Closed records beyond Config.KeepClosed
+// are forgotten first.
+func (h *Host) newConnLocked(key connKey, state string, l *Listener) *Conn {
+	h.forgetRetiredLocked()
 	h.nconn++
-	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state, rx: rxModel{ourWS: -1}}
+	c := &Conn{h: h, id: fmt.Sprintf("c%d", h.nconn), key: key, state: state, listener: l, rx: rxModel{ourWS: -1}}
+	if old := h.conns[key]; old != nil {
+		h.retire(old) // a new connection on its 4-tuple: the old one is over
+	}
 	h.conns[key] = c
 	h.all = append(h.all, c)
 	return c

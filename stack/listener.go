@@ -47,6 +47,10 @@ func (h *Host) Listen(port uint16, backlog int) (*Listener, error) {
 		backlog = 128
 	}
 	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("stack: %s: listen on %d: %w", h.name, port, ErrHostClosed)
+	}
 	h.nlisten++
 	id := fmt.Sprintf("l%d", h.nlisten)
 	h.mu.Unlock()
@@ -84,7 +88,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		var peer tcpip.FullAddress
 		nep, nwq, terr := l.ep.Accept(&peer)
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
-			if err := wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
+			if err := l.h.wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
 				return l.ep.Readiness(waiter.ReadableEvents) != 0
 			}); err != nil {
 				l.h.blockingCall(l.id, "accept", "", -1, err, nil)
@@ -103,14 +107,13 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		h.mu.Lock()
 		c := h.conns[key]
 		if c == nil {
-			c = h.newConnLocked(key, "SYN-RECEIVED")
+			c = h.newConnLocked(key, "SYN-RECEIVED", nil)
 		}
 		h.mu.Unlock()
 		c.mu.Lock()
 		c.accepted, c.listener = true, nil
 		c.mu.Unlock()
-		c.ep.Store(nil) // a watch-only attach is replaced by the owning one
-		c.attach(ep, nwq)
+		c.attach(ep, nwq) // replaces a watch-only endpoint
 		h.blockingCall(c.id, "accept", "", 0, nil, []byte(c.key.remote.String()))
 		c.sample()
 		return c, nil
@@ -144,6 +147,9 @@ func (h *Host) Dial(ctx context.Context, addr netip.AddrPort) (*Conn, error) {
 // before connect(2); a port still held, e.g. in TIME-WAIT, gives
 // syscall.EADDRINUSE.
 func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint16) (*Conn, error) {
+	if h.isClosed() {
+		return nil, fmt.Errorf("stack: %s: connect %v: %w", h.name, addr, ErrHostClosed)
+	}
 	var wq waiter.Queue
 	nep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &wq)
 	if terr != nil {
@@ -168,7 +174,7 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 	}
 	key := connKey{localPort: local.Port, remote: addr}
 	h.mu.Lock()
-	c := h.newConnLocked(key, "CLOSED")
+	c := h.newConnLocked(key, "CLOSED", nil)
 	h.mu.Unlock()
 	c.attach(ep, &wq)
 
@@ -177,11 +183,16 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 	defer wq.EventUnregister(&e)
 	terr = ep.Connect(h.fullAddress(addr))
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		unblock := h.block(h.deadline(ctx))
 		select {
 		case <-ch:
+			unblock()
 			terr = ep.LastError()
 		case <-ctx.Done():
+			unblock()
 			ep.Close()
+			c.sample()
+			h.retire(c)
 			h.blockingCall(c.id, "connect", addr.String(), -1, ctx.Err(), nil)
 			return nil, fmt.Errorf("stack: %s: connect %v: %w", h.name, addr, ctx.Err())
 		}
@@ -195,6 +206,8 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 	h.blockingCall(c.id, "connect", addr.String(), ret, err, nil)
 	if err != nil {
 		ep.Close()
+		c.sample()
+		h.retire(c) // no socket: nothing more will happen to it
 		return nil, fmt.Errorf("stack: %s: connect %v: %w", h.name, addr, err)
 	}
 	return c, nil

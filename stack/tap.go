@@ -181,8 +181,14 @@ func (t *tap) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *tcpip
 	}
 }
 
-// WritePackets implements stack.LinkEndpoint: outbound packets.
+// WritePackets implements stack.LinkEndpoint: outbound packets. Once the
+// host is closing, the link is detached: packets are dropped untraced, so
+// the stack's teardown (Destroy aborting live connections with RST) never
+// reaches the wire.
 func (t *tap) WritePackets(pkts tcpipstack.PacketBufferList) (int, tcpip.Error) {
+	if t.host.closing.Load() {
+		return pkts.Len(), nil
+	}
 	faulty := t.faulty.Load()
 	var flags []string
 	for _, pkt := range pkts.AsSlice() {

@@ -109,6 +109,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		if tw, ok := lab.Wire.(interface{ TcpdumpCommand() string }); ok {
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
 		}
+		fmt.Fprintf(env.Stderr, "# connections still open at the end are abandoned silently: the hosts leave the wire before their stacks are destroyed\n")
 		// On a terminal, long real-time sleeps show how far they have got.
 		prog := &progress{w: env.Stderr}
 		if opt.Sleep == nil && env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr) {

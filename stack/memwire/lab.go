@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand"
 	randv2 "math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcplab/tcplab/stack"
@@ -14,11 +15,11 @@ import (
 // LabConfig configures NewLab.
 type LabConfig struct {
 	// Host is the configuration of both hosts. Its Clock, RandSource,
-	// SecureRNG and PollInterval are set by NewLab, and its Recorder
-	// when nil (on the lab's clock).
+	// SecureRNG, PollInterval and OnBlock are set by NewLab, and its
+	// Recorder when nil (on the lab's clock).
 	Host stack.Config
-	// Wire configures the wire; its Clock, Activity and OnQuiet are set by
-	// NewLab.
+	// Wire configures the wire; its Clock, Activity, OnQuiet and Blocked
+	// are set by NewLab.
 	Wire Config
 	// RealTime runs on the wall clock instead of virtual time.
 	RealTime bool
@@ -34,7 +35,7 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 		cfg.Seed = 1
 	}
 	hc := cfg.Host
-	var lab *stack.Lab
+	var labp atomic.Pointer[stack.Lab] // set once both hosts exist
 	if !cfg.RealTime {
 		clk := vclock.New()
 		hc.Clock = clk
@@ -44,10 +45,29 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 		rec := hc.Recorder
 		cfg.Wire.Activity = rec.Len
 		cfg.Wire.OnQuiet = func() {
-			if lab != nil {
+			if lab := labp.Load(); lab != nil {
 				lab.Client.Sample()
 				lab.Server.Sample()
 			}
+		}
+		cfg.Wire.Blocked = func() (time.Time, bool) {
+			lab := labp.Load()
+			if lab == nil {
+				return time.Time{}, false
+			}
+			cu, cok := lab.Client.Blocked()
+			su, sok := lab.Server.Blocked()
+			switch {
+			case !cok:
+				return su, sok
+			case !sok:
+				return cu, true
+			case cu.IsZero() || su.IsZero():
+				return time.Time{}, true
+			case su.After(cu):
+				return su, true
+			}
+			return cu, true
 		}
 	}
 	if hc.Recorder == nil {
@@ -58,6 +78,9 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 		seed[i] = byte(cfg.Seed >> (8 * i))
 	}
 	w := New(cfg.Wire)
+	if !cfg.RealTime {
+		hc.OnBlock = w.Wake
+	}
 	lab, err := stack.NewLabSeeded(w, hc, func(host int) (rand.Source, *randv2.ChaCha8) {
 		s := seed
 		s[31] = byte(host)
@@ -66,6 +89,7 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	labp.Store(lab)
 	return lab, w, nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -57,6 +58,14 @@ type Config struct {
 	// QuietWindow, in virtual time, is how long in real time nothing may
 	// happen for the lab to count as quiet; 0 means 3 ms.
 	QuietWindow time.Duration
+	// Blocked, in virtual time, reports whether a call in the lab is
+	// waiting (for the peer or a timer) and until when on the clock time
+	// may pass for it (zero: no limit). While one is, and the lab is quiet
+	// with nothing in flight, the wire moves the clock to the next timer
+	// deadline up to that limit, as time would pass in real time: a
+	// retransmission, a persist probe or a linger timeout then happens.
+	// NewLab wires it to the hosts (stack.Host.Blocked).
+	Blocked func() (until time.Time, ok bool)
 	// Latency, in virtual time, is the one-way delay of the wire; 0 means
 	// 250 µs (about what the TUN path measures). Without it every RTT
 	// would be 0 and timers computed from RTTs (tail-loss probes) would
@@ -85,6 +94,7 @@ type Wire struct {
 	moved    int // packets queued or delivered so far (activity)
 	inflight bool
 	kick     chan struct{}
+	sleeping atomic.Int32 // Sleeps in progress: they move the clock
 }
 
 type packet struct {
@@ -175,6 +185,9 @@ func (w *Wire) deliverer(ctx context.Context) {
 		if len(w.queue) == 0 {
 			w.inflight = false
 			w.mu.Unlock()
+			if w.advance(ctx) {
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -204,6 +217,44 @@ func (w *Wire) deliverer(ctx context.Context) {
 		w.mu.Unlock()
 		w.deliver(p)
 		w.waitQuiet(ctx, false)
+	}
+}
+
+// advance moves the clock to the next timer deadline when a call is
+// blocked, no Sleep is moving the clock, and the lab is quiet with nothing
+// queued, as real time would pass for the blocked call. It returns true if
+// it fired a timer or a packet got queued meanwhile (the deliverer then
+// goes on), false if there is nothing to do until the next kick.
+func (w *Wire) advance(ctx context.Context) bool {
+	if w.cfg.Blocked == nil || w.sleeping.Load() > 0 {
+		return false
+	}
+	if _, ok := w.cfg.Blocked(); !ok {
+		return false
+	}
+	w.waitQuiet(ctx, false)
+	w.mu.Lock()
+	queued := len(w.queue) > 0
+	w.mu.Unlock()
+	if queued {
+		return true
+	}
+	until, ok := w.cfg.Blocked()
+	if !ok || ctx.Err() != nil || w.sleeping.Load() > 0 {
+		return false
+	}
+	if until.IsZero() {
+		until = time.Unix(1<<62, 0) // no limit
+	}
+	return w.cfg.Clock.FireNext(until)
+}
+
+// Wake tells the wire that a call started waiting (stack.Config.OnBlock),
+// so that in virtual time it checks whether the clock must move.
+func (w *Wire) Wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -267,6 +318,8 @@ func (w *Wire) Sleep(ctx context.Context, d time.Duration) error {
 	if c == nil {
 		return errors.New("memwire: Sleep needs virtual time (Config.Clock); this wire runs in real time")
 	}
+	w.sleeping.Add(1)
+	defer w.sleeping.Add(-1)
 	w.Settle(ctx)
 	until := c.Now().Add(d)
 	for c.FireNext(until) {
