@@ -39,34 +39,12 @@ type arrangement struct {
 }
 
 // witnessArrangements are the arrangements TestIntegrationWitness runs the
-// catalogue in. The kernel arrangements, {"kernel-client", "client"} and
-// {"kernel-server", "server"}, join once the kernel's arrivals come from the
-// kernel rather than from the gVisor host's view (issue 8, item 2).
+// catalogue in: gVisor on both sides, and the Linux kernel (observed with
+// eBPF) as client and as server.
 var witnessArrangements = []arrangement{
 	{name: "gvisor", kernel: "", expectations: true},
-}
-
-// knownTeardownRST lists the scenarios whose lab teardown sends RSTs the
-// trace does not record (issue 8, item 1: stack.Lab.Close destroys the
-// connections still alive, e.g. in TIME-WAIT or FIN-WAIT-2, and their RSTs
-// reach the wire untraced). For these runs (arrangement/scenario), and only
-// for mismatches of that shape (an R or R. on the wire alone, after the last
-// packet the trace does have), the witness test logs instead of failing.
-// DELETE THIS LIST once package stack traces the teardown.
-var knownTeardownRST = map[string]bool{
-	"gvisor/close-wait":           true,
-	"gvisor/half-close-relay":     true,
-	"gvisor/lost-fin":             true,
-	"gvisor/shutdown":             true,
-	"gvisor/simultaneous-close":   true,
-	"gvisor/time-wait":            true,
-	"gvisor/write-after-shutdown": true,
-}
-
-// isTeardownRST reports whether m is an RST on the wire that the trace
-// lacks and that came after everything the trace and the wire agree on.
-func isTeardownRST(m witness.Mismatch, r witness.Result) bool {
-	return m.Kind == witness.WireOnly && strings.HasPrefix(m.Packet.Flags, "R") && !m.Packet.Time.Before(r.LastMatched)
+	{name: "kernel-client", kernel: "client"},
+	{name: "kernel-server", kernel: "server"},
 }
 
 // witnessed is one run of a scenario, recorded twice: by the lab's trace
@@ -208,10 +186,6 @@ func TestIntegrationWitness(t *testing.T) {
 					rows[a.name+" "+name] = r
 					mu.Unlock()
 					for _, m := range r.Mismatches {
-						if knownTeardownRST[a.name+"/"+name] && isTeardownRST(m, r) {
-							t.Logf("known (teardown RST not traced): %s", m)
-							continue
-						}
 						t.Errorf("%s", m)
 					}
 				})
