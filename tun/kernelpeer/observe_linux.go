@@ -429,7 +429,7 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 // out-of-order queue).
 func dropWhy(kernel string) (why string, refused bool) {
 	switch kernel {
-	case "TCP_RESET", "TCP_OFOMERGE", "SKB_CONSUMED", "NOT_DROPPED_YET":
+	case "TCP_RESET", "TCP_OFOMERGE", "SKB_CONSUMED", "NOT_DROPPED_YET", "QUEUE_PURGE":
 		return "", false
 	case "TCP_CSUM":
 		return trace.WhyBadChecksum, true
