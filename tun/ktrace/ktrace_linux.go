@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -30,6 +31,7 @@ type Observer struct {
 	rd     *ringbuf.Reader
 	prd    *perf.Reader        // payloads in page fragments
 	paged  map[pagedKey][]byte // payloads read ahead of their events
+	plost  atomic.Uint64       // payload samples the perf buffers lost
 	events chan Event
 	poll   time.Duration // Config.MaxDelay
 	done   chan struct{} // closed by Close: the reader stops delivering
@@ -235,7 +237,8 @@ func enumValue(m map[uint64]string, name string) (uint64, bool) {
 func (o *Observer) Events() <-chan Event { return o.events }
 
 // Lost returns how many events the kernel could not write because the ring
-// buffer was full. It costs one map lookup.
+// buffer was full, plus how many payloads in page fragments were lost (their
+// events arrive without Payload). It costs one map lookup.
 func (o *Observer) Lost() (uint64, error) {
 	select {
 	case <-o.done:
@@ -246,7 +249,7 @@ func (o *Observer) Lost() (uint64, error) {
 	if err := o.objs.Lost.Lookup(uint32(0), &per); err != nil {
 		return 0, fmt.Errorf("ktrace: read lost counter: %w", err)
 	}
-	var n uint64
+	n := o.plost.Load()
 	for _, v := range per {
 		n += v
 	}
@@ -390,6 +393,10 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 	for {
 		if err := o.prd.ReadInto(&rec); err != nil {
 			break // drained (deadline) or closed
+		}
+		if rec.LostSamples > 0 {
+			o.plost.Add(rec.LostSamples)
+			continue
 		}
 		b := rec.RawSample
 		if len(b) < 24 {
