@@ -107,7 +107,7 @@ func Open(cfg Config) (*Observer, error) {
 		cfg.MaxDelay = 2 * time.Millisecond
 	}
 	o := &Observer{
-		events: make(chan Event, cmp(cfg.EventBuffer, 4096)),
+		events: make(chan Event, orDefault(cfg.EventBuffer, 4096)),
 		poll:   cfg.MaxDelay,
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
@@ -151,31 +151,32 @@ func Open(cfg Config) (*Observer, error) {
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
-			o.closeKernel()
+			o.abort()
 			return nil, loadErr("attach "+p.String(), err)
 		}
 		o.links = append(o.links, l)
 	}
 	if o.rd, err = ringbuf.NewReader(o.objs.Events); err != nil {
-		o.closeKernel()
+		o.abort()
 		return nil, fmt.Errorf("ktrace: open ring buffer: %w", err)
 	}
 	// The payload buffers are only drained on demand (pagedPayload), so
 	// the kernel need not wake anyone: a watermark of half the buffer.
 	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 64<<10, perf.ReaderOptions{Watermark: 32 << 10}); err != nil {
-		o.closeKernel()
+		o.abort()
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
 	o.paged = make(map[pagedKey][]byte)
 	if o.clk, err = newClock(); err != nil {
-		o.closeKernel()
+		o.abort()
 		return nil, err
 	}
 	go o.read()
 	return o, nil
 }
 
-func cmp(n, def int) int {
+// orDefault returns n, or def when n is not positive.
+func orDefault(n, def int) int {
 	if n <= 0 {
 		return def
 	}
@@ -290,13 +291,17 @@ func (o *Observer) closeKernel() error {
 		if err := o.rd.Close(); err != nil {
 			errs = append(errs, err)
 		}
-	} else {
-		o.objs.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ktrace: detach: %w", err)
 	}
 	return nil
+}
+
+// abort undoes a failed Open.
+func (o *Observer) abort() {
+	o.closeKernel()
+	o.objs.Close()
 }
 
 // read is the reader goroutine: it decodes records until the ring buffer

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -930,5 +931,52 @@ func TestTUNWitness(t *testing.T) {
 	data, ok := find(evs, func(e Event) bool { return e.Kind == Received && e.Len == 13 })
 	if !ok || string(data.Payload) != "hello, kernel" || data.Local != lAddr || data.Remote != peer || data.Ifindex != ifindex || data.Seq != iss+1 {
 		t.Errorf("Received data = %v (payload %q, found %v)", data, data.Payload, ok)
+	}
+}
+
+// TestLoadErr: missing privileges and kernel support are ErrUnavailable,
+// with the fix in the message; anything else is not.
+func TestLoadErr(t *testing.T) {
+	for _, c := range []struct {
+		err         error
+		unavailable bool
+		says        string
+	}{
+		{fmt.Errorf("map create: %w", unix.EPERM), true, "run as root"},
+		{fmt.Errorf("load: %w", ebpf.ErrNotSupported), true, "6.12"},
+		{errors.New("verifier: invalid mem access"), false, "invalid mem access"},
+	} {
+		err := loadErr("load BPF programs", c.err)
+		if errors.Is(err, ErrUnavailable) != c.unavailable || !strings.Contains(err.Error(), c.says) || !errors.Is(err, c.err) {
+			t.Errorf("loadErr(%v) = %v; want unavailable=%v, saying %q", c.err, err, c.unavailable, c.says)
+		}
+	}
+}
+
+// TestDecode: a Sent record becomes an Event with the packet's endpoints,
+// flags, numbers, options and payload, and its time on the wall clock.
+func TestDecode(t *testing.T) {
+	o := &Observer{clk: clock{mono: time.Second, wall: time.Unix(1000, 0)}, rst: map[uint64]string{11: "TCP_ABORT_ON_CLOSE"}}
+	var r ktraceEvent
+	r.Ts = uint64(3 * time.Second)
+	r.Kind = uint32(Sent)
+	r.Flags = flagHavePkt | flagLocal
+	r.Ifindex = 4
+	p := segment(netip.MustParseAddrPort("198.18.0.1:80"), netip.MustParseAddrPort("198.18.0.2:1234"), 7, 9, 0x18, []byte("hi"), 0)
+	copy(r.Ip[:], p[:20])
+	copy(r.Tcp[:], p[20:40])
+	r.Ihl, r.Iplen, r.Caplen = 20, uint16(len(p)), 2
+	copy(r.Payload[:], "hi")
+	e := o.decode(&r)
+	want := "198.18.0.1:80 198.18.0.2:1234 P. 7 9 512 2 hi 4 true"
+	if got := fmt.Sprintf("%v %v %s %d %d %d %d %s %d %v", e.Local, e.Remote, e.Flags, e.Seq, e.Ack, e.Win, e.Len, e.Payload, e.Ifindex, e.Originated); got != want {
+		t.Errorf("decode = %q, want %q", got, want)
+	}
+	if !e.Time.Equal(time.Unix(1002, 0)) || e.Mono != 3*time.Second {
+		t.Errorf("time %v (mono %v), want %v", e.Time, e.Mono, time.Unix(1002, 0))
+	}
+	r = ktraceEvent{Kind: uint32(SendReset), Reason: 11, Flags: flagHaveSock, Family: unix.AF_INET, Newstate: 7, Lport: 80}
+	if e := o.decode(&r); e.Reason != "TCP_ABORT_ON_CLOSE" || e.NewState != "CLOSED" || e.Local.Port() != 80 {
+		t.Errorf("decode SendReset = %v", e)
 	}
 }
