@@ -232,40 +232,40 @@ static __always_inline void submit(struct event *e)
 
 static __always_inline int sk_in_ns(const struct sock *sk)
 {
-	return sk && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == netns_ino;
+	return sk && sk->__sk_common.skc_net.net->ns.inum == netns_ino;
 }
 
 static __always_inline int dev_in_ns(const struct net_device *dev)
 {
-	return dev && BPF_CORE_READ(dev, nd_net.net, ns.inum) == netns_ino;
+	return dev && dev->nd_net.net->ns.inum == netns_ino;
 }
 
 static __always_inline int sk_is_tcp(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+	return sk->sk_protocol == IPPROTO_TCP;
 }
 
 // fill_sock copies the socket's addresses, from its own point of view.
 static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 {
 	e->sk = (__u64)sk;
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->family = sk->__sk_common.skc_family;
+	e->newstate = sk->__sk_common.skc_state;
 	// A full socket's source port survives inet_put_port (which zeroes
 	// skc_num as the socket closes); time-wait and request sockets have
 	// no inet_sock, only skc_num.
 	if (e->newstate == 6 || e->newstate == 12)
-		e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		e->lport = sk->__sk_common.skc_num;
 	else
 		e->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 a = sk->__sk_common.skc_rcv_saddr;
 		__builtin_memcpy(e->laddr, &a, 4);
-		a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		a = sk->__sk_common.skc_daddr;
 		__builtin_memcpy(e->raddr, &a, 4);
 	}
 	e->flags |= F_HAVE_SOCK;
@@ -275,8 +275,8 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 // or 0 when that is unset.
 static __always_inline unsigned char *network_header(const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
 	if (nh == 0xffff || !head)
 		return 0;
 	return head + nh;
@@ -305,12 +305,12 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 	if (doff > 20 && doff <= 60)
 		bpf_probe_read_kernel(e->tcp + 20, (doff - 20) & 63, tcp + 20);
 	e->iplen = ((__u16)e->ip[2] << 8) | e->ip[3];
-	e->gso_len = BPF_CORE_READ(skb, len);
+	e->gso_len = skb->len;
 	e->flags |= F_HAVE_PKT;
 
 	// Payload: only what lies in the linear part of the skb.
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 headlen = BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	unsigned char *data = skb->data;
+	__u32 headlen = skb->len - skb->data_len;
 	unsigned char *pl = tcp + doff;
 	unsigned char *end = data + headlen;
 	__u32 plen = e->iplen > ihl + doff ? e->iplen - ihl - doff : 0;
@@ -357,7 +357,7 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	if (sk) {
 		if (!sk_in_ns(sk))
 			return 0;
-	} else if (!skb || !dev_in_ns(BPF_CORE_READ(skb, dev))) {
+	} else if (!skb || !dev_in_ns(skb->dev)) {
 		return 0;
 	}
 	struct event *e = reserve(K_SEND_RESET);
@@ -369,7 +369,7 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	if (skb) {
 		// The segment that provoked the reset.
 		fill_pkt(e, skb, network_header(skb));
-		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+		e->ifindex = skb->dev->ifindex;
 	}
 	submit(e);
 	return 0;
@@ -429,22 +429,24 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	if (!e)
 		return 0;
 	fill_sock(e, sk);
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	e->snd_nxt = BPF_CORE_READ(tp, snd_nxt);
-	e->snd_una = BPF_CORE_READ(tp, snd_una);
-	e->rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
-	e->snd_wnd = BPF_CORE_READ(tp, snd_wnd);
-	e->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
-	e->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
-	e->ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	e->packets_out = BPF_CORE_READ(tp, packets_out);
-	e->retrans_out = BPF_CORE_READ(tp, retrans_out);
-	e->mss = BPF_CORE_READ(tp, mss_cache);
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		e->snd_nxt = tp->snd_nxt;
+		e->snd_una = tp->snd_una;
+		e->rcv_nxt = tp->rcv_nxt;
+		e->snd_wnd = tp->snd_wnd;
+		e->rcv_wnd = tp->rcv_wnd;
+		e->snd_cwnd = tp->snd_cwnd;
+		e->ssthresh = tp->snd_ssthresh;
+		e->srtt_us = tp->srtt_us >> 3;
+		e->packets_out = tp->packets_out;
+		e->retrans_out = tp->retrans_out;
+		e->mss = tp->mss_cache;
+	}
 	e->cookie = bpf_get_socket_cookie(sk);
 	if (skb) {
 		fill_pkt(e, skb, network_header(skb));
-		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+		e->ifindex = skb->dev->ifindex;
 	}
 	submit(e);
 	return 0;
@@ -457,7 +459,7 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 {
 	if (!dev_in_ns(dev))
 		return 0;
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
 	struct event *e = reserve(K_SENT);
 	if (!e)
@@ -466,8 +468,8 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	e->ifindex = BPF_CORE_READ(dev, ifindex);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	e->ifindex = dev->ifindex;
+	struct sock *sk = skb->sk;
 	if (sk) {
 		e->flags |= F_LOCAL;
 		e->sk = (__u64)sk;
@@ -483,19 +485,19 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(netif_receive_skb, struct sk_buff *skb)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (!dev_in_ns(dev))
 		return 0;
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
 	struct event *e = reserve(K_RECEIVED);
 	if (!e)
 		return 0;
-	if (!fill_pkt(e, skb, BPF_CORE_READ(skb, data))) {
+	if (!fill_pkt(e, skb, skb->data)) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	e->ifindex = BPF_CORE_READ(dev, ifindex);
+	e->ifindex = dev->ifindex;
 	submit(e);
 	return 0;
 }
@@ -507,16 +509,16 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 {
 	if ((__u32)reason == drop_consumed || (__u32)reason == drop_not_dropped_yet)
 		return 0;
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (dev) {
 		if (!dev_in_ns(dev))
 			return 0;
 	} else {
-		struct sock *sk = rx_sk ? rx_sk : BPF_CORE_READ(skb, sk);
+		struct sock *sk = rx_sk ? rx_sk : skb->sk;
 		if (!sk_in_ns(sk))
 			return 0;
 	}
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
 	struct event *e = reserve(K_DROPPED);
 	if (!e)
@@ -527,13 +529,13 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 	}
 	e->reason = reason;
 	if (dev)
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		e->ifindex = dev->ifindex;
 	if (rx_sk)
 		e->sk = (__u64)rx_sk;
 	// An skb owned by the socket whose port is its source port is one this
 	// namespace sent (early demux also attaches sockets to received skbs).
-	struct sock *owner = BPF_CORE_READ(skb, sk);
-	if (owner && BPF_CORE_READ(owner, __sk_common.skc_num) == (((__u16)e->tcp[0] << 8) | e->tcp[1])) {
+	struct sock *owner = skb->sk;
+	if (owner && owner->__sk_common.skc_num == (((__u16)e->tcp[0] << 8) | e->tcp[1])) {
 		e->flags |= F_LOCAL;
 		e->sk = (__u64)owner;
 	}
