@@ -10,7 +10,14 @@
 // so building needs no clang) with github.com/cilium/ebpf. The programs
 // filter by namespace inside the kernel: nothing outside the watched
 // namespace is ever reported. Observing needs root (CAP_BPF, CAP_PERFMON)
-// and a kernel with BTF (/sys/kernel/btf/vmlinux), 6.12 or later.
+// and a kernel with BTF (/sys/kernel/btf/vmlinux), 6.11 or later (for
+// tcp_send_reset's reason and kfree_skb's receiving socket); it is tested on
+// 6.18.
+//
+// Costs, measured on 2 shared cores (see BenchmarkBulk, BenchmarkPingPong):
+// each program run costs the kernel 0.3 µs (socket events) to 1.5 µs
+// (packets, with their payload), the reader about as much again in user
+// space; events reach Events within Config.MaxDelay.
 //
 // Which hook produces which Kind:
 //
@@ -135,11 +142,15 @@ type Event struct {
 	Flags      string // tcpdump notation: "S", "S.", ".", "P.", "F.", "R", "R."
 	Seq, Ack   uint32
 	Win        uint16 // raw, unscaled window field
-	Len        int    // TCP payload bytes (for a GSO packet: of all its segments)
-	Payload    []byte // the first up to 64 payload bytes in the skb's linear part
-	Options    []byte // raw TCP options
-	SkbLen     int    // bytes in the skb from its current data pointer (GSO: many segments)
-	Ifindex    int    // device: transmitting (Sent) or receiving
+	// Len is the TCP payload length from the IPv4 header. A Sent or
+	// Received skb is one wire segment on a device without segmentation
+	// offload (TUN), but may be a GSO packet of many segments on lo or
+	// veth (SkbLen larger than the MTU): the kernel hands it on whole.
+	Len     int
+	Payload []byte // the first up to 64 payload bytes (nil if their sample was lost)
+	Options []byte // raw TCP options
+	SkbLen  int    // bytes in the skb from its current data pointer (GSO: many segments)
+	Ifindex int    // device: transmitting (Sent) or receiving
 	// Originated (Sent, Dropped) is true when the skb belongs to a socket
 	// of the namespace that sent it; false for forwarded and received
 	// packets.

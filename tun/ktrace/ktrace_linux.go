@@ -121,7 +121,7 @@ func Open(cfg Config) (*Observer, error) {
 	consumed, ok1 := enumValue(o.drop, "SKB_CONSUMED")
 	notDropped, ok2 := enumValue(o.drop, "SKB_NOT_DROPPED_YET")
 	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("%w: kernel's enum skb_drop_reason lacks SKB_CONSUMED or SKB_NOT_DROPPED_YET (kernel too old; need 6.12 or later)", ErrUnavailable)
+		return nil, fmt.Errorf("%w: kernel's enum skb_drop_reason lacks SKB_CONSUMED or SKB_NOT_DROPPED_YET (kernel too old; need 6.11 or later)", ErrUnavailable)
 	}
 
 	spec, err := loadKtrace()
@@ -198,13 +198,24 @@ func ringSize(n int) uint32 {
 // loadErr wraps a load or attach error, marking it ErrUnavailable when it
 // means missing privileges or kernel support.
 func loadErr(op string, err error) error {
+	var ve *ebpf.VerifierError
 	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("%w: %s: the kernel's verifier rejected a program (a kernel older than 6.11 lacks tracepoint arguments it reads; last log line: %s): %w", ErrUnavailable, op, lastLine(ve), err)
 	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
 		return fmt.Errorf("%w: %s: not permitted (run as root, or grant CAP_BPF and CAP_PERFMON): %w", ErrUnavailable, op, err)
 	case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("%w: %s: kernel lacks a needed feature or tracepoint (need Linux 6.12 or later with BTF): %w", ErrUnavailable, op, err)
+		return fmt.Errorf("%w: %s: kernel lacks a needed feature or tracepoint (need Linux 6.11 or later with BTF): %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("ktrace: %s: %w", op, err)
+}
+
+// lastLine returns the verifier log's last line, which usually says why.
+func lastLine(ve *ebpf.VerifierError) string {
+	if len(ve.Log) == 0 {
+		return ve.Cause.Error()
+	}
+	return ve.Log[len(ve.Log)-1]
 }
 
 // enumNames maps the values of the kernel's enum name to their names
@@ -212,7 +223,7 @@ func loadErr(op string, err error) error {
 func enumNames(s *btf.Spec, name, prefix string) (map[uint64]string, error) {
 	var e *btf.Enum
 	if err := s.TypeByName(name, &e); err != nil {
-		return nil, fmt.Errorf("%w: kernel BTF has no enum %s (kernel too old; need 6.12 or later): %w", ErrUnavailable, name, err)
+		return nil, fmt.Errorf("%w: kernel BTF has no enum %s (kernel too old; need 6.11 or later): %w", ErrUnavailable, name, err)
 	}
 	m := make(map[uint64]string, len(e.Values))
 	for _, v := range e.Values {

@@ -943,7 +943,7 @@ func TestLoadErr(t *testing.T) {
 		says        string
 	}{
 		{fmt.Errorf("map create: %w", unix.EPERM), true, "run as root"},
-		{fmt.Errorf("load: %w", ebpf.ErrNotSupported), true, "6.12"},
+		{fmt.Errorf("load: %w", ebpf.ErrNotSupported), true, "6.11"},
 		{errors.New("verifier: invalid mem access"), false, "invalid mem access"},
 	} {
 		err := loadErr("load BPF programs", c.err)
