@@ -63,7 +63,7 @@ type Config struct {
 	// (required): see NetnsInode.
 	NetnsInode uint64
 	// RingBytes is the size of the kernel's ring buffer, rounded up to a
-	// power of two and at least a page; 0 means 1 MiB (about 3,400
+	// power of two and at least a page; 0 means 4 MiB (about 13,000
 	// events). When the reader falls behind, the kernel drops events and
 	// Observer.Lost counts them.
 	RingBytes int

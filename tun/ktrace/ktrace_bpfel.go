@@ -58,6 +58,7 @@ const (
 	ktraceMapEvents            = "events"
 	ktraceMapLost              = "lost"
 	ktraceMapPayloads          = "payloads"
+	ktraceMapSinceWake         = "since_wake"
 	ktraceProgInetSockSetState = "inet_sock_set_state"
 	ktraceProgKfreeSkb         = "kfree_skb"
 	ktraceProgNetDevStartXmit  = "net_dev_start_xmit"
@@ -132,9 +133,10 @@ type ktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ktraceMapSpecs struct {
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Payloads *ebpf.MapSpec `ebpf:"payloads"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Payloads  *ebpf.MapSpec `ebpf:"payloads"`
+	SinceWake *ebpf.MapSpec `ebpf:"since_wake"`
 }
 
 // ktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -169,9 +171,10 @@ func (o *ktraceObjects) Close() error {
 //
 // It can be passed to loadKtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ktraceMaps struct {
-	Events   *ebpf.Map `ebpf:"events"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Payloads *ebpf.Map `ebpf:"payloads"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Payloads  *ebpf.Map `ebpf:"payloads"`
+	SinceWake *ebpf.Map `ebpf:"since_wake"`
 }
 
 func (m *ktraceMaps) Close() error {
@@ -179,6 +182,7 @@ func (m *ktraceMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Payloads,
+		m.SinceWake,
 	)
 }
 

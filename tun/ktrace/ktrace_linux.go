@@ -162,7 +162,7 @@ func Open(cfg Config) (*Observer, error) {
 	}
 	// The payload buffers are only drained on demand (pagedPayload), so
 	// the kernel need not wake anyone: a watermark of half the buffer.
-	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 64<<10, perf.ReaderOptions{Watermark: 32 << 10}); err != nil {
+	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 256<<10, perf.ReaderOptions{Watermark: 128 << 10}); err != nil {
 		o.abort()
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
@@ -186,7 +186,7 @@ func orDefault(n, def int) int {
 // ringSize rounds n up to a power of two of at least one page.
 func ringSize(n int) uint32 {
 	if n <= 0 {
-		n = 1 << 20
+		n = 4 << 20
 	}
 	size := uint32(os.Getpagesize())
 	for int(size) < n && size < 1<<30 {
@@ -404,6 +404,13 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 		delete(o.paged, k)
 		return p
 	}
+	if len(o.paged) > 1<<14 { // forget samples whose events were lost
+		for pk := range o.paged {
+			if pk.ts < k.ts-uint64(time.Second) {
+				delete(o.paged, pk)
+			}
+		}
+	}
 	o.prd.SetDeadline(time.Now().Add(-time.Second))
 	var rec perf.Record
 	for {
@@ -423,16 +430,13 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 		if 24+off+n > len(b) {
 			continue
 		}
-		p := append([]byte(nil), b[24+off:24+off+n]...)
-		if key == k {
-			return p
-		}
-		if len(o.paged) > 4096 { // samples whose events were lost
-			clear(o.paged)
-		}
-		o.paged[key] = p
+		o.paged[key] = append([]byte(nil), b[24+off:24+off+n]...)
 	}
-	return nil
+	// Drained to the end: the reader reloads every CPU's head next time
+	// (stopping early would leave it reading stale heads).
+	p := o.paged[k]
+	delete(o.paged, k)
+	return p
 }
 
 // decodeSegment fills the segment fields from the raw headers.

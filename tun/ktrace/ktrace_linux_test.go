@@ -980,3 +980,65 @@ func TestDecode(t *testing.T) {
 		t.Errorf("decode SendReset = %v", e)
 	}
 }
+
+// TestSustained: 5000 one-byte round trips; every data segment is reported
+// sent, received and probed with its payload byte, unless the observer
+// says it lost events.
+func TestSustained(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	type count struct{ sent, rcvd, probe, bad int }
+	done := make(chan count, 1)
+	go func() {
+		var c count
+		for e := range o.Events() {
+			if e.Len != 1 {
+				continue
+			}
+			switch e.Kind {
+			case Sent:
+				c.sent++
+			case Received:
+				c.rcvd++
+			case Probe:
+				c.probe++
+			}
+			if len(e.Payload) != 1 || e.Payload[0] != 'x' {
+				c.bad++
+			}
+		}
+		done <- c
+	}()
+	client, server := pair(t, ns, "127.0.0.1")
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		p := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(server, p); err != nil {
+				return
+			}
+			server.Write(p)
+		}
+	}()
+	const n = 5000
+	p := []byte("x")
+	for range n {
+		client.Write(p)
+		io.ReadFull(client, p)
+	}
+	time.Sleep(50 * time.Millisecond) // several MaxDelay: the reader catches up
+	lost, err := o.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	c := <-done
+	want := count{2 * n, 2 * n, 2 * n, 0}
+	if lost == 0 && c != want || lost > 0 && (c.bad > int(lost) || c.sent+int(lost) < 2*n) {
+		t.Errorf("got %+v with %d lost, want %+v", c, lost, want)
+	}
+	if lost > 0 {
+		t.Logf("%d events lost (a loaded machine)", lost)
+	}
+}

@@ -190,6 +190,17 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } payloads SEC(".maps");
 
+// since_wake counts, per CPU, payload samples written since this CPU last
+// woke the reader.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} since_wake SEC(".maps");
+
+#define PAYLOADS_PER_WAKE 32
+
 struct payload_meta {
 	__u64 skb;
 	__u64 ts;
@@ -221,12 +232,20 @@ static __always_inline struct event *reserve(__u32 kind)
 
 // submit commits e without waking the reader (a wakeup per event costs the
 // kernel an irq_work and the reader a context switch) until wake_bytes are
-// waiting; the reader also polls on a timer, so no event waits long.
+// waiting, or until this CPU has written PAYLOADS_PER_WAKE payload samples
+// since it last woke it (so the reader drains the small per-CPU perf
+// buffers before they overflow); the reader also polls on a timer, so no
+// event waits long.
 static __always_inline void submit(struct event *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes)
+	__u32 k = 0;
+	__u32 *n = bpf_map_lookup_elem(&since_wake, &k);
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes || (n && *n >= PAYLOADS_PER_WAKE)) {
 		flags = BPF_RB_FORCE_WAKEUP;
+		if (n)
+			*n = 0;
+	}
 	bpf_ringbuf_submit(e, flags);
 }
 
@@ -329,8 +348,13 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 	if (m.off > 0xffff)
 		return 1;
 	__u64 flags = BPF_F_CURRENT_CPU | ((__u64)(m.off + m.len) << 32);
-	if (bpf_skb_output((void *)skb, &payloads, flags, &m, sizeof(m)) == 0)
+	if (bpf_skb_output((void *)skb, &payloads, flags, &m, sizeof(m)) == 0) {
 		e->flags |= F_PAYLOAD_PERF;
+		__u32 k = 0;
+		__u32 *c = bpf_map_lookup_elem(&since_wake, &k);
+		if (c)
+			*c += 1;
+	}
 	return 1;
 }
 
