@@ -1,7 +1,7 @@
 // Package ktrace observes what the Linux kernel's TCP stack does inside one
 // network namespace, exactly, from the kernel's own tracepoints: state
 // changes, resets sent and received with the kernel's reason, retransmits,
-// socket destruction, every IPv4 TCP segment a device of the namespace
+// socket destruction, every TCP segment (IPv4, or IPv6 without extension headers) a device of the namespace
 // transmits and every one it receives, every TCP packet the kernel drops
 // with the kernel's drop reason, and the socket's windows on each received
 // segment (tcp_probe).
@@ -27,9 +27,9 @@
 //	Retransmit   tp_btf/tcp_retransmit_skb
 //	Destroy      tp_btf/tcp_destroy_sock
 //	Probe        tp_btf/tcp_probe            (on each segment an established socket receives, before processing)
-//	Sent         tp_btf/net_dev_start_xmit   (IPv4 TCP, any device of the namespace, forwarded ones too)
-//	Received     tp_btf/netif_receive_skb    (IPv4 TCP, any device of the namespace, before routing)
-//	Dropped      tp_btf/kfree_skb            (IPv4 TCP skbs the kernel drops, Reason: enum skb_drop_reason)
+//	Sent         tp_btf/net_dev_start_xmit   (TCP, any device of the namespace, forwarded ones too)
+//	Received     tp_btf/netif_receive_skb    (TCP, any device of the namespace, before routing)
+//	Dropped      tp_btf/kfree_skb            (TCP skbs the kernel drops, Reason: enum skb_drop_reason)
 //
 // The verdict on a received segment: when the kernel drops it (at IP, in
 // TCP, or later from a socket's backlog), a Dropped event with the same Skb
@@ -142,7 +142,7 @@ type Event struct {
 	Flags      string // tcpdump notation: "S", "S.", ".", "P.", "F.", "R", "R."
 	Seq, Ack   uint32
 	Win        uint16 // raw, unscaled window field
-	// Len is the TCP payload length from the IPv4 header. A Sent or
+	// Len is the TCP payload length from the IP header. A Sent or
 	// Received skb is one wire segment on a device without segmentation
 	// offload (TUN), but may be a GSO packet of many segments on lo or
 	// veth (SkbLen larger than the MTU): the kernel hands it on whole.

@@ -31,7 +31,7 @@ type ktraceEvent struct {
 	Rport      uint16
 	Laddr      [16]uint8
 	Raddr      [16]uint8
-	Ip         [20]uint8
+	Ip         [40]uint8
 	Tcp        [60]uint8
 	Iplen      uint16
 	Caplen     uint16
@@ -48,7 +48,6 @@ type ktraceEvent struct {
 	RetransOut uint32
 	Mss        uint32
 	GsoLen     uint32
-	_          [4]byte
 }
 
 // Names of all BPF objects in the ELF.

@@ -445,6 +445,9 @@ func (o *Observer) decodeSegment(e *Event, r *ktraceEvent) {
 	tcp := r.Tcp[:]
 	src := netip.AddrFrom4([4]byte(ip[12:16]))
 	dst := netip.AddrFrom4([4]byte(ip[16:20]))
+	if ip[0]>>4 == 6 {
+		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	}
 	sport, dport := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:])
 	doff := int(tcp[12]>>4) * 4
 	e.HasSegment = true

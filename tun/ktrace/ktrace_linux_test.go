@@ -158,11 +158,11 @@ func pair(t testing.TB, ns *netns, addr string) (client, server *net.TCPConn) {
 	t.Helper()
 	var ln net.Listener
 	ns.do(t, func() (err error) {
-		ln, err = net.Listen("tcp4", addr+":0")
+		ln, err = net.Listen("tcp", net.JoinHostPort(addr, "0"))
 		if err != nil {
 			return err
 		}
-		c, err := net.Dial("tcp4", ln.Addr().String())
+		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			return err
 		}
@@ -1040,5 +1040,45 @@ func TestSustained(t *testing.T) {
 	}
 	if lost > 0 {
 		t.Logf("%d events lost (a loaded machine)", lost)
+	}
+}
+
+// TestIPv6: sockets and segments over ::1 carry IPv6 addresses; the data's
+// payload and the abort's reason are seen as over IPv4.
+func TestIPv6(t *testing.T) {
+	ns := newNetns(t)
+	o := openObserver(t, ns.ino)
+	client, server := pair(t, ns, "::1")
+	cAddr, sAddr := ap(client.LocalAddr()), ap(server.LocalAddr())
+	client.Write([]byte("aaa"))
+	time.Sleep(10 * time.Millisecond)
+	server.Close()
+	client.Close()
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		_, ok := find(evs, func(e Event) bool { return e.Kind == SendReset })
+		return ok
+	})
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+	if !cAddr.Addr().Is6() {
+		t.Fatalf("client address %v is not IPv6", cAddr)
+	}
+	if _, ok := find(evs, func(e Event) bool {
+		return e.Kind == State && e.Local == cAddr && e.Remote == sAddr && e.NewState == "ESTABLISHED"
+	}); !ok {
+		t.Error("no State ESTABLISHED with the client's IPv6 endpoints")
+	}
+	for _, k := range []Kind{Sent, Received} {
+		if _, ok := find(evs, func(e Event) bool {
+			return e.Kind == k && e.Len == 3 && string(e.Payload) == "aaa" && e.Remote.Addr().Is6() && (e.Local == cAddr || e.Local == sAddr)
+		}); !ok {
+			t.Errorf("no %v of the data over IPv6", k)
+		}
+	}
+	if rst, ok := find(evs, func(e Event) bool { return e.Kind == SendReset }); !ok || rst.Reason != "TCP_ABORT_ON_CLOSE" || rst.Local != sAddr {
+		t.Errorf("SendReset = %v, want TCP_ABORT_ON_CLOSE from %v", rst, sAddr)
 	}
 }

@@ -22,6 +22,7 @@ char __license[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
 
 // ---- kernel types (CO-RE: only the fields used, matched by name) ----
@@ -138,15 +139,15 @@ struct event {
 	__u8 family;   // AF_INET / AF_INET6 of laddr/raddr
 	__u8 oldstate;
 	__u8 newstate;
-	__u8 ihl;      // IPv4 header length in bytes
+	__u8 ihl;      // IP header length in bytes (IPv6: 40)
 	__u16 lport;   // host order
 	__u16 rport;
 	__u8 laddr[16];
 	__u8 raddr[16];
 	// Packet: raw headers as on the wire; Retransmit: seq/end_seq/flags below.
-	__u8 ip[20];
+	__u8 ip[40];   // IPv4 (first 20 bytes) or IPv6 header
 	__u8 tcp[60];
-	__u16 iplen;   // IPv4 total length
+	__u16 iplen;   // IP total length (IPv6: 40 + payload length)
 	__u16 caplen;  // payload bytes captured
 	__u8 payload[PAYLOAD_MAX];
 	// Probe (tcp_sock) and Retransmit (seq, end_seq in snd_nxt/snd_una).
@@ -290,7 +291,7 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 	e->flags |= F_HAVE_SOCK;
 }
 
-// network_header returns where skb's IPv4 header is, by skb->network_header,
+// network_header returns where skb's IP header is, by skb->network_header,
 // or 0 when that is unset.
 static __always_inline unsigned char *network_header(const struct sk_buff *skb)
 {
@@ -301,21 +302,32 @@ static __always_inline unsigned char *network_header(const struct sk_buff *skb)
 	return head + nh;
 }
 
-// fill_pkt copies the IPv4 and TCP headers at ip and up to PAYLOAD_MAX
-// payload bytes that follow in skb's linear part. It returns 0 when the skb
-// is not an IPv4 TCP packet.
+// fill_pkt copies the IP (v4 without options, or v6) and TCP headers at ip
+// and up to PAYLOAD_MAX payload bytes. It returns 0 when the skb is not a
+// TCP packet (IPv6: directly after the fixed header, no extension headers).
 static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, unsigned char *ip)
 {
 	if (!ip)
 		return 0;
 	e->skb = (__u64)skb;
-	if (bpf_probe_read_kernel(e->ip, sizeof(e->ip), ip))
+	if (bpf_probe_read_kernel(e->ip, 20, ip))
 		return 0;
-	if ((e->ip[0] >> 4) != 4 || e->ip[9] != IPPROTO_TCP)
+	__u32 ihl;
+	if ((e->ip[0] >> 4) == 4) {
+		if (e->ip[9] != IPPROTO_TCP)
+			return 0;
+		ihl = (e->ip[0] & 0xf) * 4;
+		if (ihl < 20)
+			return 0;
+		e->iplen = ((__u16)e->ip[2] << 8) | e->ip[3];
+	} else if ((e->ip[0] >> 4) == 6) {
+		if (e->ip[6] != IPPROTO_TCP || bpf_probe_read_kernel(e->ip + 20, 20, ip + 20))
+			return 0;
+		ihl = 40;
+		e->iplen = 40 + (((__u16)e->ip[4] << 8) | e->ip[5]);
+	} else {
 		return 0;
-	__u32 ihl = (e->ip[0] & 0xf) * 4;
-	if (ihl < 20)
-		return 0;
+	}
 	e->ihl = ihl;
 	unsigned char *tcp = ip + ihl;
 	if (bpf_probe_read_kernel(e->tcp, 20, tcp))
@@ -323,7 +335,6 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 	__u32 doff = (e->tcp[12] >> 4) * 4;
 	if (doff > 20 && doff <= 60)
 		bpf_probe_read_kernel(e->tcp + 20, (doff - 20) & 63, tcp + 20);
-	e->iplen = ((__u16)e->ip[2] << 8) | e->ip[3];
 	e->gso_len = skb->len;
 	e->flags |= F_HAVE_PKT;
 
@@ -483,7 +494,7 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 {
 	if (!dev_in_ns(dev))
 		return 0;
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_SENT);
 	if (!e)
@@ -512,7 +523,7 @@ int BPF_PROG(netif_receive_skb, struct sk_buff *skb)
 	struct net_device *dev = skb->dev;
 	if (!dev_in_ns(dev))
 		return 0;
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_RECEIVED);
 	if (!e)
@@ -527,7 +538,7 @@ int BPF_PROG(netif_receive_skb, struct sk_buff *skb)
 }
 
 // Every skb the kernel frees as dropped, with the reason; reported when it
-// is an IPv4 TCP packet of the namespace (by its device, else its socket).
+// is a TCP packet of the namespace (by its device, else its socket).
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
@@ -542,7 +553,7 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 		if (!sk_in_ns(sk))
 			return 0;
 	}
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_DROPPED);
 	if (!e)
