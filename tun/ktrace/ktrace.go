@@ -1,10 +1,10 @@
 // Package ktrace observes what the Linux kernel's TCP stack does inside one
 // network namespace, exactly, from the kernel's own tracepoints: state
 // changes, resets sent and received with the kernel's reason, retransmits,
-// socket destruction, every TCP segment (IPv4, or IPv6 without extension headers) a device of the namespace
-// transmits and every one it receives, every TCP packet the kernel drops
-// with the kernel's drop reason, and the socket's windows on each received
-// segment (tcp_probe).
+// socket destruction, every TCP segment (IPv4, or IPv6 without extension
+// headers) a device of the namespace transmits and every one it receives,
+// every TCP packet the kernel drops with the kernel's drop reason, and the
+// socket's windows on each received segment (tcp_probe).
 //
 // It loads small eBPF programs (compiled from bpf/ktrace.c and committed,
 // so building needs no clang) with github.com/cilium/ebpf. The programs
