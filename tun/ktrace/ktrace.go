@@ -24,12 +24,17 @@
 //	State        tp_btf/inet_sock_set_state  (TCP sockets only)
 //	SendReset    tp_btf/tcp_send_reset       (Reason: enum sk_rst_reason)
 //	ReceiveReset tp_btf/tcp_receive_reset
-//	Retransmit   tp_btf/tcp_retransmit_skb
+//	Retransmit   tp_btf/tcp_retransmit_skb, tp_btf/tcp_retransmit_synack
 //	Destroy      tp_btf/tcp_destroy_sock
 //	Probe        tp_btf/tcp_probe            (on each segment an established socket receives, before processing)
 //	Sent         tp_btf/net_dev_start_xmit   (TCP, any device of the namespace, forwarded ones too)
 //	Received     tp_btf/netif_receive_skb    (TCP, any device of the namespace, before routing)
 //	Dropped      tp_btf/kfree_skb            (TCP skbs the kernel drops, Reason: enum skb_drop_reason)
+//
+// Order: events arrive in the order the kernel wrote them. The kernel fires
+// some tracepoints after the fact: an active reset's SendReset and a
+// Retransmit follow the Sent event of the very segment they describe (and,
+// over lo, even its Received event).
 //
 // The verdict on a received segment: when the kernel drops it (at IP, in
 // TCP, or later from a socket's backlog), a Dropped event with the same Skb
@@ -85,7 +90,7 @@ const (
 	State        Kind = iota + 1 // a TCP socket changed state: OldState → NewState
 	SendReset                    // the kernel sent a RST: Reason is the enum sk_rst_reason name
 	ReceiveReset                 // a socket accepted a RST (tcp_reset): it is about to be closed
-	Retransmit                   // the kernel retransmitted Seq..Seq+Len (Flags from the skb's control block)
+	Retransmit                   // the kernel retransmitted Seq..Seq+Len (sequence space: SYN, FIN count one), with Flags
 	Destroy                      // a TCP socket was destroyed (tcp_v4_destroy_sock)
 	Probe                        // a socket's send/receive variables as a segment arrives (tcp_probe)
 	Sent                         // a device of the namespace started transmitting a TCP segment

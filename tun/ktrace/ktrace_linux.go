@@ -92,7 +92,7 @@ func NetnsInode(path string) (uint64, error) {
 
 // Open loads the programs, attaches them to the kernel's tracepoints and
 // functions, and starts the reader goroutine; events flow until Close. It
-// costs a few milliseconds (BTF parsing, verification of 10 programs) and
+// costs a few milliseconds (BTF parsing, verification of 11 programs) and
 // RingBytes of locked kernel memory. Errors wrap ErrUnavailable when the
 // machine cannot observe (not root, no BTF, kernel too old).
 func Open(cfg Config) (*Observer, error) {
@@ -146,7 +146,7 @@ func Open(cfg Config) (*Observer, error) {
 	}
 	progs := []*ebpf.Program{
 		o.objs.InetSockSetState, o.objs.TcpSendReset, o.objs.TcpReceiveReset, o.objs.TcpRetransmitSkb,
-		o.objs.TcpDestroySock, o.objs.TcpProbe, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
+		o.objs.TcpRetransmitSynack, o.objs.TcpDestroySock, o.objs.TcpProbe, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})

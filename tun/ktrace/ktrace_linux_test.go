@@ -820,12 +820,19 @@ func openTUN(name string) (int, error) {
 // the observer against the wire: every packet the kernel writes to the TUN
 // is a Sent event with the same headers and payload, and every packet
 // written into it is a Received event.
-func TestTUNWitness(t *testing.T) {
-	ns := newNetns(t)
-	var fd, ifindex int
-	var ln net.Listener
-	ns.do(t, func() (err error) {
-		if fd, err = openTUN("kt0"); err != nil {
+// tunLab is a namespace with TUN device kt0 (198.18.0.1/24) and a kernel
+// listener on it; the test plays the peer 198.18.0.2 through the device.
+type tunLab struct {
+	ns      *netns
+	fd      int // the TUN device
+	ifindex int
+	ln      net.Listener
+}
+
+func newTUNLab(t *testing.T) *tunLab {
+	l := &tunLab{ns: newNetns(t), fd: -1}
+	l.ns.do(t, func() (err error) {
+		if l.fd, err = openTUN("kt0"); err != nil {
 			return err
 		}
 		h, err := netlink.NewHandle()
@@ -833,35 +840,47 @@ func TestTUNWitness(t *testing.T) {
 			return err
 		}
 		defer h.Close()
-		if ifindex, err = setupLink(h, "kt0", "198.18.0.1/24", netip.Addr{}); err != nil {
+		if l.ifindex, err = setupLink(h, "kt0", "198.18.0.1/24", netip.Addr{}); err != nil {
 			return err
 		}
-		ln, err = net.Listen("tcp4", "198.18.0.1:0")
+		l.ln, err = net.Listen("tcp4", "198.18.0.1:0")
 		return err
 	})
-	defer unix.Close(fd)
-	defer ln.Close()
-	o := openObserver(t, ns.ino)
+	t.Cleanup(func() {
+		l.ln.Close()
+		unix.Close(l.fd)
+	})
+	return l
+}
+
+// wire reads the kernel's next TCP packet from the TUN device, failing
+// the test after timeout.
+func (l *tunLab) wire(t *testing.T, timeout time.Duration) []byte {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, int(timeout/time.Millisecond)); err != nil || n == 0 {
+			t.Fatalf("nothing on the TUN device within %v (%v)", timeout, err)
+		}
+		n, err := unix.Read(l.fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := buf[:n]; n >= 40 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_TCP {
+			return append([]byte(nil), p...)
+		}
+	}
+}
+
+func TestTUNWitness(t *testing.T) {
+	l := newTUNLab(t)
+	fd, ifindex, ln := l.fd, l.ifindex, l.ln
+	o := openObserver(t, l.ns.ino)
 	peer := netip.MustParseAddrPort("198.18.0.2:40000")
 	lAddr := ap(ln.Addr())
 
-	// wire reads the kernel's next TCP packet to the peer from the TUN.
-	wire := func() []byte {
-		buf := make([]byte, 2048)
-		for {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if n, err := unix.Poll(pfd, 5000); err != nil || n == 0 {
-				t.Fatalf("nothing on the TUN device within 5 s (%v)", err)
-			}
-			n, err := unix.Read(fd, buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p := buf[:n]; n >= 40 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_TCP {
-				return p
-			}
-		}
-	}
+	wire := func() []byte { return l.wire(t, 5*time.Second) }
 	write := func(p []byte) {
 		if _, err := unix.Write(fd, p); err != nil {
 			t.Fatal(err)
@@ -1080,5 +1099,55 @@ func TestIPv6(t *testing.T) {
 	}
 	if rst, ok := find(evs, func(e Event) bool { return e.Kind == SendReset }); !ok || rst.Reason != "TCP_ABORT_ON_CLOSE" || rst.Local != sAddr {
 		t.Errorf("SendReset = %v, want TCP_ABORT_ON_CLOSE from %v", rst, sAddr)
+	}
+}
+
+// TestSynAckRetransmit: a SYN through the TUN device that is never
+// acknowledged makes the kernel retransmit its SYN-ACK after about a
+// second; the Retransmit event names the request's sequence number, and
+// the retransmission is also Sent, as on the wire.
+func TestSynAckRetransmit(t *testing.T) {
+	l := newTUNLab(t)
+	o := openObserver(t, l.ns.ino)
+	peer := netip.MustParseAddrPort("198.18.0.2:40001")
+	lAddr := ap(l.ln.Addr())
+	if _, err := unix.Write(l.fd, segment(peer, lAddr, 5000, 0, 0x02, nil, 0)); err != nil {
+		t.Fatal(err)
+	}
+	first := l.wire(t, 5*time.Second)
+	again := l.wire(t, 5*time.Second)
+	isn := binary.BigEndian.Uint32(first[24:])
+	if !bytes.Equal(first[20:], again[20:]) || first[33] != 0x12 {
+		t.Errorf("the wire shows % x then % x, want the same SYN-ACK twice", first, again)
+	}
+	evs := collect(t, o, 5*time.Second, func(evs []Event) bool {
+		n := 0
+		for _, e := range evs {
+			if e.Kind == Sent && e.Flags == "S." || e.Kind == Retransmit {
+				n++ // the Retransmit event follows the retransmission
+			}
+		}
+		return n >= 3
+	})
+	defer func() {
+		if t.Failed() {
+			dump(t, evs)
+		}
+	}()
+	re, ok := find(evs, func(e Event) bool { return e.Kind == Retransmit })
+	if !ok {
+		t.Fatal("no Retransmit")
+	}
+	if re.Seq != isn || re.Len != 1 || re.Flags != "S." || re.Local != lAddr || re.Remote != peer || re.NewState != "SYN-RECEIVED" {
+		t.Errorf("Retransmit = %v; want the SYN-ACK %d from %v to %v", re, isn, lAddr, peer)
+	}
+	var sent []Event
+	for _, e := range evs {
+		if e.Kind == Sent && e.Flags == "S." && e.Seq == isn {
+			sent = append(sent, e)
+		}
+	}
+	if len(sent) != 2 || sent[1].Mono-sent[0].Mono < 500*time.Millisecond || re.Mono < sent[0].Mono {
+		t.Errorf("SYN-ACKs sent: %v; want two, the second after the timeout", sent)
 	}
 }

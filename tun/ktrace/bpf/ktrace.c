@@ -80,6 +80,15 @@ struct tcp_sock {
 	__u32 mss_cache;
 } __attribute__((preserve_access_index));
 
+struct request_sock {
+	struct sock_common __req_common;
+} __attribute__((preserve_access_index));
+
+struct tcp_request_sock {
+	__u32 rcv_isn;
+	__u32 snt_isn;
+} __attribute__((preserve_access_index));
+
 struct net_device {
 	possible_net_t nd_net;
 	int ifindex;
@@ -451,6 +460,25 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *sk
 		e->tcp[13] = cb[12];
 	}
 	e->reason = err; // the transmit error, 0 when sent
+	submit(e);
+	return 0;
+}
+
+// A SYN-ACK retransmitted for a connection request (a request socket, in
+// SYN-RECEIVED): no skb of the original exists, the sequence number is the
+// request's initial one.
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tcp_retransmit_synack, const struct sock *sk, const struct request_sock *req)
+{
+	if (!sk_in_ns(sk))
+		return 0;
+	struct event *e = reserve(K_RETRANSMIT);
+	if (!e)
+		return 0;
+	fill_sock(e, (const struct sock *)req);
+	e->snd_nxt = BPF_CORE_READ((const struct tcp_request_sock *)req, snt_isn);
+	e->snd_una = e->snd_nxt + 1; // the SYN
+	e->tcp[13] = 0x12;           // SYN|ACK
 	submit(e);
 	return 0;
 }
