@@ -108,11 +108,25 @@ func openObserver(t testing.TB, ino uint64) *Observer {
 		t.Skip("needs kernel BTF (/sys/kernel/btf/vmlinux):", err)
 	}
 	o, err := Open(Config{NetnsInode: ino})
+	if errors.Is(err, ErrUnavailable) && kernelBefore(6, 11) {
+		t.Skip("kernel older than 6.11:", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { o.Close() })
 	return o
+}
+
+// kernelBefore reports whether the running kernel is older than major.minor.
+func kernelBefore(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var ma, mi int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
+	return ma < major || ma == major && mi < minor
 }
 
 // collect gathers events until done says so or the timeout passes.
