@@ -58,7 +58,7 @@ import (
 // the hooks, or not Linux. The message says which and what fixes it.
 var ErrUnavailable = errors.New("ktrace: kernel observer unavailable")
 
-// ErrClosed is returned by Open's Observer methods after Close.
+// ErrClosed is returned by Observer.Lost after Close.
 var ErrClosed = errors.New("ktrace: observer closed")
 
 // Config says what to observe. The zero value of every field but NetnsInode
@@ -127,12 +127,15 @@ type Event struct {
 	// a socket's own addresses; for Sent (and Dropped when Originated) the
 	// packet's source and destination, for Received and other Dropped its
 	// destination and source (a forwarded packet is seen from its
-	// destination's side).
-	// For a SendReset without a socket, from the segment that provoked it.
+	// destination's side); for a SendReset without a socket, from the
+	// segment that provoked it. A socket's local port is 0 until it is
+	// bound (CLOSED→SYN-SENT happens before connect picks a port).
 	Local, Remote netip.AddrPort
 	// OldState and NewState (State) are RFC 793 names as tcplab spells
 	// them: "ESTABLISHED", "FIN-WAIT-1", ..., "CLOSED". NewState is also
-	// the socket's state for the other socket kinds.
+	// the socket's state for the other socket kinds. The kernel has no
+	// tracepoint for TIME-WAIT: the closer's socket goes FIN-WAIT-2 (or
+	// CLOSING) → CLOSED when a time-wait socket takes its place.
 	OldState, NewState string
 	// Reason is the kernel's own name, without its prefix: for SendReset
 	// the enum sk_rst_reason ("NOT_SPECIFIED", "TCP_ABORT_ON_CLOSE",
