@@ -2,9 +2,44 @@ package ktrace
 
 import (
 	"io"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
+
+// enableStats turns on the kernel's run-time accounting of BPF programs
+// until the benchmark ends (it costs two clock reads per program run).
+func enableStats(b *testing.B) {
+	c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		b.Logf("no BPF run-time statistics: %v", err)
+		return
+	}
+	b.Cleanup(func() { c.Close() })
+}
+
+// reportKernelCost reports the time the observer's programs ran in the
+// kernel per benchmark op, and logs each program's runs and cost per run.
+func reportKernelCost(b *testing.B, o *Observer) {
+	var total time.Duration
+	v := reflect.ValueOf(o.objs.ktracePrograms)
+	for i := range v.NumField() {
+		p, ok := v.Field(i).Interface().(*ebpf.Program)
+		if !ok || p == nil {
+			continue
+		}
+		st, err := p.Stats()
+		if err != nil || st.RunCount == 0 {
+			continue
+		}
+		total += st.Runtime
+		b.Logf("%-20s %8d runs %6.0f ns/run", v.Type().Field(i).Name, st.RunCount, float64(st.Runtime)/float64(st.RunCount))
+	}
+	b.ReportMetric(float64(total)/float64(b.N), "bpf-ns/op")
+}
 
 // drain counts the observer's events until the channel closes and sends
 // the count on done.
@@ -34,6 +69,7 @@ func BenchmarkBulk(b *testing.B) {
 			var o *Observer
 			var counted <-chan int
 			if on {
+				enableStats(b)
 				o = openObserver(b, ns.ino)
 				counted = drain(o)
 			}
@@ -53,6 +89,7 @@ func BenchmarkBulk(b *testing.B) {
 			}
 			b.StopTimer()
 			if on {
+				reportKernelCost(b, o)
 				lost, _ := o.Lost()
 				o.Close()
 				b.ReportMetric(float64(<-counted)/float64(b.N), "events/op")
@@ -78,6 +115,7 @@ func BenchmarkPingPong(b *testing.B) {
 			var o *Observer
 			var counted <-chan int
 			if on {
+				enableStats(b)
 				o = openObserver(b, ns.ino)
 				counted = drain(o)
 			}
@@ -112,6 +150,7 @@ func BenchmarkPingPong(b *testing.B) {
 				return
 			}
 			time.Sleep(50 * time.Millisecond) // let the reader catch up
+			reportKernelCost(b, o)
 			lost, _ := o.Lost()
 			o.Close()
 			n := <-counted

@@ -31,7 +31,7 @@ type ktraceEvent struct {
 	Rport      uint16
 	Laddr      [16]uint8
 	Raddr      [16]uint8
-	Ip         [20]uint8
+	Ip         [40]uint8
 	Tcp        [60]uint8
 	Iplen      uint16
 	Caplen     uint16
@@ -48,31 +48,32 @@ type ktraceEvent struct {
 	RetransOut uint32
 	Mss        uint32
 	GsoLen     uint32
-	_          [4]byte
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ktraceMapEvents            = "events"
-	ktraceMapLost              = "lost"
-	ktraceMapPayloads          = "payloads"
-	ktraceProgInetSockSetState = "inet_sock_set_state"
-	ktraceProgKfreeSkb         = "kfree_skb"
-	ktraceProgNetDevStartXmit  = "net_dev_start_xmit"
-	ktraceProgNetifReceiveSkb  = "netif_receive_skb"
-	ktraceProgTcpDestroySock   = "tcp_destroy_sock"
-	ktraceProgTcpProbe         = "tcp_probe"
-	ktraceProgTcpReceiveReset  = "tcp_receive_reset"
-	ktraceProgTcpRetransmitSkb = "tcp_retransmit_skb"
-	ktraceProgTcpSendReset     = "tcp_send_reset"
-	ktraceVarDropConsumed      = "drop_consumed"
-	ktraceVarDropNotDroppedYet = "drop_not_dropped_yet"
-	ktraceVarNetnsIno          = "netns_ino"
-	ktraceVarUnusedEvent       = "unused_event"
-	ktraceVarUnusedPayloadMeta = "unused_payload_meta"
-	ktraceVarWakeBytes         = "wake_bytes"
+	ktraceMapEvents               = "events"
+	ktraceMapLost                 = "lost"
+	ktraceMapPayloads             = "payloads"
+	ktraceMapSinceWake            = "since_wake"
+	ktraceProgInetSockSetState    = "inet_sock_set_state"
+	ktraceProgKfreeSkb            = "kfree_skb"
+	ktraceProgNetDevStartXmit     = "net_dev_start_xmit"
+	ktraceProgNetifReceiveSkb     = "netif_receive_skb"
+	ktraceProgTcpDestroySock      = "tcp_destroy_sock"
+	ktraceProgTcpProbe            = "tcp_probe"
+	ktraceProgTcpReceiveReset     = "tcp_receive_reset"
+	ktraceProgTcpRetransmitSkb    = "tcp_retransmit_skb"
+	ktraceProgTcpRetransmitSynack = "tcp_retransmit_synack"
+	ktraceProgTcpSendReset        = "tcp_send_reset"
+	ktraceVarDropConsumed         = "drop_consumed"
+	ktraceVarDropNotDroppedYet    = "drop_not_dropped_yet"
+	ktraceVarNetnsIno             = "netns_ino"
+	ktraceVarUnusedEvent          = "unused_event"
+	ktraceVarUnusedPayloadMeta    = "unused_payload_meta"
+	ktraceVarWakeBytes            = "wake_bytes"
 )
 
 // loadKtrace returns the embedded CollectionSpec for ktrace.
@@ -117,24 +118,26 @@ type ktraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ktraceProgramSpecs struct {
-	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	KfreeSkb         *ebpf.ProgramSpec `ebpf:"kfree_skb"`
-	NetDevStartXmit  *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
-	NetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"netif_receive_skb"`
-	TcpDestroySock   *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
-	TcpProbe         *ebpf.ProgramSpec `ebpf:"tcp_probe"`
-	TcpReceiveReset  *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
-	TcpSendReset     *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
+	InetSockSetState    *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	KfreeSkb            *ebpf.ProgramSpec `ebpf:"kfree_skb"`
+	NetDevStartXmit     *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
+	NetifReceiveSkb     *ebpf.ProgramSpec `ebpf:"netif_receive_skb"`
+	TcpDestroySock      *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
+	TcpProbe            *ebpf.ProgramSpec `ebpf:"tcp_probe"`
+	TcpReceiveReset     *ebpf.ProgramSpec `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb    *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSynack *ebpf.ProgramSpec `ebpf:"tcp_retransmit_synack"`
+	TcpSendReset        *ebpf.ProgramSpec `ebpf:"tcp_send_reset"`
 }
 
 // ktraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ktraceMapSpecs struct {
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Payloads *ebpf.MapSpec `ebpf:"payloads"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Payloads  *ebpf.MapSpec `ebpf:"payloads"`
+	SinceWake *ebpf.MapSpec `ebpf:"since_wake"`
 }
 
 // ktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -169,9 +172,10 @@ func (o *ktraceObjects) Close() error {
 //
 // It can be passed to loadKtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ktraceMaps struct {
-	Events   *ebpf.Map `ebpf:"events"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Payloads *ebpf.Map `ebpf:"payloads"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Payloads  *ebpf.Map `ebpf:"payloads"`
+	SinceWake *ebpf.Map `ebpf:"since_wake"`
 }
 
 func (m *ktraceMaps) Close() error {
@@ -179,6 +183,7 @@ func (m *ktraceMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Payloads,
+		m.SinceWake,
 	)
 }
 
@@ -198,15 +203,16 @@ type ktraceVariables struct {
 //
 // It can be passed to loadKtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ktracePrograms struct {
-	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
-	KfreeSkb         *ebpf.Program `ebpf:"kfree_skb"`
-	NetDevStartXmit  *ebpf.Program `ebpf:"net_dev_start_xmit"`
-	NetifReceiveSkb  *ebpf.Program `ebpf:"netif_receive_skb"`
-	TcpDestroySock   *ebpf.Program `ebpf:"tcp_destroy_sock"`
-	TcpProbe         *ebpf.Program `ebpf:"tcp_probe"`
-	TcpReceiveReset  *ebpf.Program `ebpf:"tcp_receive_reset"`
-	TcpRetransmitSkb *ebpf.Program `ebpf:"tcp_retransmit_skb"`
-	TcpSendReset     *ebpf.Program `ebpf:"tcp_send_reset"`
+	InetSockSetState    *ebpf.Program `ebpf:"inet_sock_set_state"`
+	KfreeSkb            *ebpf.Program `ebpf:"kfree_skb"`
+	NetDevStartXmit     *ebpf.Program `ebpf:"net_dev_start_xmit"`
+	NetifReceiveSkb     *ebpf.Program `ebpf:"netif_receive_skb"`
+	TcpDestroySock      *ebpf.Program `ebpf:"tcp_destroy_sock"`
+	TcpProbe            *ebpf.Program `ebpf:"tcp_probe"`
+	TcpReceiveReset     *ebpf.Program `ebpf:"tcp_receive_reset"`
+	TcpRetransmitSkb    *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSynack *ebpf.Program `ebpf:"tcp_retransmit_synack"`
+	TcpSendReset        *ebpf.Program `ebpf:"tcp_send_reset"`
 }
 
 func (p *ktracePrograms) Close() error {
@@ -219,6 +225,7 @@ func (p *ktracePrograms) Close() error {
 		p.TcpProbe,
 		p.TcpReceiveReset,
 		p.TcpRetransmitSkb,
+		p.TcpRetransmitSynack,
 		p.TcpSendReset,
 	)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -30,6 +31,7 @@ type Observer struct {
 	rd     *ringbuf.Reader
 	prd    *perf.Reader        // payloads in page fragments
 	paged  map[pagedKey][]byte // payloads read ahead of their events
+	plost  atomic.Uint64       // payload samples the perf buffers lost
 	events chan Event
 	poll   time.Duration // Config.MaxDelay
 	done   chan struct{} // closed by Close: the reader stops delivering
@@ -90,7 +92,7 @@ func NetnsInode(path string) (uint64, error) {
 
 // Open loads the programs, attaches them to the kernel's tracepoints and
 // functions, and starts the reader goroutine; events flow until Close. It
-// costs a few milliseconds (BTF parsing, verification of 10 programs) and
+// costs a few milliseconds (BTF parsing, verification of 11 programs) and
 // RingBytes of locked kernel memory. Errors wrap ErrUnavailable when the
 // machine cannot observe (not root, no BTF, kernel too old).
 func Open(cfg Config) (*Observer, error) {
@@ -105,7 +107,7 @@ func Open(cfg Config) (*Observer, error) {
 		cfg.MaxDelay = 2 * time.Millisecond
 	}
 	o := &Observer{
-		events: make(chan Event, cmp(cfg.EventBuffer, 4096)),
+		events: make(chan Event, orDefault(cfg.EventBuffer, 4096)),
 		poll:   cfg.MaxDelay,
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
@@ -119,7 +121,7 @@ func Open(cfg Config) (*Observer, error) {
 	consumed, ok1 := enumValue(o.drop, "SKB_CONSUMED")
 	notDropped, ok2 := enumValue(o.drop, "SKB_NOT_DROPPED_YET")
 	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("%w: kernel's enum skb_drop_reason lacks SKB_CONSUMED or SKB_NOT_DROPPED_YET (kernel too old; need 6.12 or later)", ErrUnavailable)
+		return nil, fmt.Errorf("%w: kernel's enum skb_drop_reason lacks SKB_CONSUMED or SKB_NOT_DROPPED_YET (kernel too old; need 6.11 or later)", ErrUnavailable)
 	}
 
 	spec, err := loadKtrace()
@@ -144,36 +146,37 @@ func Open(cfg Config) (*Observer, error) {
 	}
 	progs := []*ebpf.Program{
 		o.objs.InetSockSetState, o.objs.TcpSendReset, o.objs.TcpReceiveReset, o.objs.TcpRetransmitSkb,
-		o.objs.TcpDestroySock, o.objs.TcpProbe, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
+		o.objs.TcpRetransmitSynack, o.objs.TcpDestroySock, o.objs.TcpProbe, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
-			o.closeKernel()
+			o.abort()
 			return nil, loadErr("attach "+p.String(), err)
 		}
 		o.links = append(o.links, l)
 	}
 	if o.rd, err = ringbuf.NewReader(o.objs.Events); err != nil {
-		o.closeKernel()
+		o.abort()
 		return nil, fmt.Errorf("ktrace: open ring buffer: %w", err)
 	}
 	// The payload buffers are only drained on demand (pagedPayload), so
 	// the kernel need not wake anyone: a watermark of half the buffer.
-	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 64<<10, perf.ReaderOptions{Watermark: 32 << 10}); err != nil {
-		o.closeKernel()
+	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 256<<10, perf.ReaderOptions{Watermark: 128 << 10}); err != nil {
+		o.abort()
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
 	o.paged = make(map[pagedKey][]byte)
 	if o.clk, err = newClock(); err != nil {
-		o.closeKernel()
+		o.abort()
 		return nil, err
 	}
 	go o.read()
 	return o, nil
 }
 
-func cmp(n, def int) int {
+// orDefault returns n, or def when n is not positive.
+func orDefault(n, def int) int {
 	if n <= 0 {
 		return def
 	}
@@ -183,7 +186,7 @@ func cmp(n, def int) int {
 // ringSize rounds n up to a power of two of at least one page.
 func ringSize(n int) uint32 {
 	if n <= 0 {
-		n = 1 << 20
+		n = 4 << 20
 	}
 	size := uint32(os.Getpagesize())
 	for int(size) < n && size < 1<<30 {
@@ -195,13 +198,24 @@ func ringSize(n int) uint32 {
 // loadErr wraps a load or attach error, marking it ErrUnavailable when it
 // means missing privileges or kernel support.
 func loadErr(op string, err error) error {
+	var ve *ebpf.VerifierError
 	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("%w: %s: the kernel's verifier rejected a program (a kernel older than 6.11 lacks tracepoint arguments it reads; last log line: %s): %w", ErrUnavailable, op, lastLine(ve), err)
 	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
 		return fmt.Errorf("%w: %s: not permitted (run as root, or grant CAP_BPF and CAP_PERFMON): %w", ErrUnavailable, op, err)
 	case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("%w: %s: kernel lacks a needed feature or tracepoint (need Linux 6.12 or later with BTF): %w", ErrUnavailable, op, err)
+		return fmt.Errorf("%w: %s: kernel lacks a needed feature or tracepoint (need Linux 6.11 or later with BTF): %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("ktrace: %s: %w", op, err)
+}
+
+// lastLine returns the verifier log's last line, which usually says why.
+func lastLine(ve *ebpf.VerifierError) string {
+	if len(ve.Log) == 0 {
+		return ve.Cause.Error()
+	}
+	return ve.Log[len(ve.Log)-1]
 }
 
 // enumNames maps the values of the kernel's enum name to their names
@@ -209,7 +223,7 @@ func loadErr(op string, err error) error {
 func enumNames(s *btf.Spec, name, prefix string) (map[uint64]string, error) {
 	var e *btf.Enum
 	if err := s.TypeByName(name, &e); err != nil {
-		return nil, fmt.Errorf("%w: kernel BTF has no enum %s (kernel too old; need 6.12 or later): %w", ErrUnavailable, name, err)
+		return nil, fmt.Errorf("%w: kernel BTF has no enum %s (kernel too old; need 6.11 or later): %w", ErrUnavailable, name, err)
 	}
 	m := make(map[uint64]string, len(e.Values))
 	for _, v := range e.Values {
@@ -235,7 +249,8 @@ func enumValue(m map[uint64]string, name string) (uint64, bool) {
 func (o *Observer) Events() <-chan Event { return o.events }
 
 // Lost returns how many events the kernel could not write because the ring
-// buffer was full. It costs one map lookup.
+// buffer was full, plus how many payloads in page fragments were lost (their
+// events arrive without Payload). It costs one map lookup.
 func (o *Observer) Lost() (uint64, error) {
 	select {
 	case <-o.done:
@@ -246,7 +261,7 @@ func (o *Observer) Lost() (uint64, error) {
 	if err := o.objs.Lost.Lookup(uint32(0), &per); err != nil {
 		return 0, fmt.Errorf("ktrace: read lost counter: %w", err)
 	}
-	var n uint64
+	n := o.plost.Load()
 	for _, v := range per {
 		n += v
 	}
@@ -287,13 +302,17 @@ func (o *Observer) closeKernel() error {
 		if err := o.rd.Close(); err != nil {
 			errs = append(errs, err)
 		}
-	} else {
-		o.objs.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ktrace: detach: %w", err)
 	}
 	return nil
+}
+
+// abort undoes a failed Open.
+func (o *Observer) abort() {
+	o.closeKernel()
+	o.objs.Close()
 }
 
 // read is the reader goroutine: it decodes records until the ring buffer
@@ -385,11 +404,22 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 		delete(o.paged, k)
 		return p
 	}
+	if len(o.paged) > 1<<14 { // forget samples whose events were lost
+		for pk := range o.paged {
+			if pk.ts < k.ts-uint64(time.Second) {
+				delete(o.paged, pk)
+			}
+		}
+	}
 	o.prd.SetDeadline(time.Now().Add(-time.Second))
 	var rec perf.Record
 	for {
 		if err := o.prd.ReadInto(&rec); err != nil {
 			break // drained (deadline) or closed
+		}
+		if rec.LostSamples > 0 {
+			o.plost.Add(rec.LostSamples)
+			continue
 		}
 		b := rec.RawSample
 		if len(b) < 24 {
@@ -400,16 +430,13 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 		if 24+off+n > len(b) {
 			continue
 		}
-		p := append([]byte(nil), b[24+off:24+off+n]...)
-		if key == k {
-			return p
-		}
-		if len(o.paged) > 4096 { // samples whose events were lost
-			clear(o.paged)
-		}
-		o.paged[key] = p
+		o.paged[key] = append([]byte(nil), b[24+off:24+off+n]...)
 	}
-	return nil
+	// Drained to the end: the reader reloads every CPU's head next time
+	// (stopping early would leave it reading stale heads).
+	p := o.paged[k]
+	delete(o.paged, k)
+	return p
 }
 
 // decodeSegment fills the segment fields from the raw headers.
@@ -418,6 +445,9 @@ func (o *Observer) decodeSegment(e *Event, r *ktraceEvent) {
 	tcp := r.Tcp[:]
 	src := netip.AddrFrom4([4]byte(ip[12:16]))
 	dst := netip.AddrFrom4([4]byte(ip[16:20]))
+	if ip[0]>>4 == 6 {
+		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	}
 	sport, dport := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:])
 	doff := int(tcp[12]>>4) * 4
 	e.HasSegment = true

@@ -22,6 +22,7 @@ char __license[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
 
 // ---- kernel types (CO-RE: only the fields used, matched by name) ----
@@ -77,6 +78,15 @@ struct tcp_sock {
 	__u32 packets_out;
 	__u32 retrans_out;
 	__u32 mss_cache;
+} __attribute__((preserve_access_index));
+
+struct request_sock {
+	struct sock_common __req_common;
+} __attribute__((preserve_access_index));
+
+struct tcp_request_sock {
+	__u32 rcv_isn;
+	__u32 snt_isn;
 } __attribute__((preserve_access_index));
 
 struct net_device {
@@ -138,15 +148,15 @@ struct event {
 	__u8 family;   // AF_INET / AF_INET6 of laddr/raddr
 	__u8 oldstate;
 	__u8 newstate;
-	__u8 ihl;      // IPv4 header length in bytes
+	__u8 ihl;      // IP header length in bytes (IPv6: 40)
 	__u16 lport;   // host order
 	__u16 rport;
 	__u8 laddr[16];
 	__u8 raddr[16];
 	// Packet: raw headers as on the wire; Retransmit: seq/end_seq/flags below.
-	__u8 ip[20];
+	__u8 ip[40];   // IPv4 (first 20 bytes) or IPv6 header
 	__u8 tcp[60];
-	__u16 iplen;   // IPv4 total length
+	__u16 iplen;   // IP total length (IPv6: 40 + payload length)
 	__u16 caplen;  // payload bytes captured
 	__u8 payload[PAYLOAD_MAX];
 	// Probe (tcp_sock) and Retransmit (seq, end_seq in snd_nxt/snd_una).
@@ -190,6 +200,17 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } payloads SEC(".maps");
 
+// since_wake counts, per CPU, payload samples written since this CPU last
+// woke the reader.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} since_wake SEC(".maps");
+
+#define PAYLOADS_PER_WAKE 32
+
 struct payload_meta {
 	__u64 skb;
 	__u64 ts;
@@ -221,82 +242,101 @@ static __always_inline struct event *reserve(__u32 kind)
 
 // submit commits e without waking the reader (a wakeup per event costs the
 // kernel an irq_work and the reader a context switch) until wake_bytes are
-// waiting; the reader also polls on a timer, so no event waits long.
+// waiting, or until this CPU has written PAYLOADS_PER_WAKE payload samples
+// since it last woke it (so the reader drains the small per-CPU perf
+// buffers before they overflow); the reader also polls on a timer, so no
+// event waits long.
 static __always_inline void submit(struct event *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes)
+	__u32 k = 0;
+	__u32 *n = bpf_map_lookup_elem(&since_wake, &k);
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes || (n && *n >= PAYLOADS_PER_WAKE)) {
 		flags = BPF_RB_FORCE_WAKEUP;
+		if (n)
+			*n = 0;
+	}
 	bpf_ringbuf_submit(e, flags);
 }
 
 static __always_inline int sk_in_ns(const struct sock *sk)
 {
-	return sk && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == netns_ino;
+	return sk && sk->__sk_common.skc_net.net->ns.inum == netns_ino;
 }
 
 static __always_inline int dev_in_ns(const struct net_device *dev)
 {
-	return dev && BPF_CORE_READ(dev, nd_net.net, ns.inum) == netns_ino;
+	return dev && dev->nd_net.net->ns.inum == netns_ino;
 }
 
 static __always_inline int sk_is_tcp(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+	return sk->sk_protocol == IPPROTO_TCP;
 }
 
 // fill_sock copies the socket's addresses, from its own point of view.
 static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 {
 	e->sk = (__u64)sk;
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->family = sk->__sk_common.skc_family;
+	e->newstate = sk->__sk_common.skc_state;
 	// A full socket's source port survives inet_put_port (which zeroes
 	// skc_num as the socket closes); time-wait and request sockets have
 	// no inet_sock, only skc_num.
 	if (e->newstate == 6 || e->newstate == 12)
-		e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		e->lport = sk->__sk_common.skc_num;
 	else
 		e->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 a = sk->__sk_common.skc_rcv_saddr;
 		__builtin_memcpy(e->laddr, &a, 4);
-		a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		a = sk->__sk_common.skc_daddr;
 		__builtin_memcpy(e->raddr, &a, 4);
 	}
 	e->flags |= F_HAVE_SOCK;
 }
 
-// network_header returns where skb's IPv4 header is, by skb->network_header,
+// network_header returns where skb's IP header is, by skb->network_header,
 // or 0 when that is unset.
 static __always_inline unsigned char *network_header(const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
 	if (nh == 0xffff || !head)
 		return 0;
 	return head + nh;
 }
 
-// fill_pkt copies the IPv4 and TCP headers at ip and up to PAYLOAD_MAX
-// payload bytes that follow in skb's linear part. It returns 0 when the skb
-// is not an IPv4 TCP packet.
+// fill_pkt copies the IP (v4 without options, or v6) and TCP headers at ip
+// and up to PAYLOAD_MAX payload bytes. It returns 0 when the skb is not a
+// TCP packet (IPv6: directly after the fixed header, no extension headers).
 static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, unsigned char *ip)
 {
 	if (!ip)
 		return 0;
 	e->skb = (__u64)skb;
-	if (bpf_probe_read_kernel(e->ip, sizeof(e->ip), ip))
+	if (bpf_probe_read_kernel(e->ip, 20, ip))
 		return 0;
-	if ((e->ip[0] >> 4) != 4 || e->ip[9] != IPPROTO_TCP)
+	__u32 ihl;
+	if ((e->ip[0] >> 4) == 4) {
+		if (e->ip[9] != IPPROTO_TCP)
+			return 0;
+		ihl = (e->ip[0] & 0xf) * 4;
+		if (ihl < 20)
+			return 0;
+		e->iplen = ((__u16)e->ip[2] << 8) | e->ip[3];
+	} else if ((e->ip[0] >> 4) == 6) {
+		if (e->ip[6] != IPPROTO_TCP || bpf_probe_read_kernel(e->ip + 20, 20, ip + 20))
+			return 0;
+		ihl = 40;
+		e->iplen = 40 + (((__u16)e->ip[4] << 8) | e->ip[5]);
+	} else {
 		return 0;
-	__u32 ihl = (e->ip[0] & 0xf) * 4;
-	if (ihl < 20)
-		return 0;
+	}
 	e->ihl = ihl;
 	unsigned char *tcp = ip + ihl;
 	if (bpf_probe_read_kernel(e->tcp, 20, tcp))
@@ -304,13 +344,12 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 	__u32 doff = (e->tcp[12] >> 4) * 4;
 	if (doff > 20 && doff <= 60)
 		bpf_probe_read_kernel(e->tcp + 20, (doff - 20) & 63, tcp + 20);
-	e->iplen = ((__u16)e->ip[2] << 8) | e->ip[3];
-	e->gso_len = BPF_CORE_READ(skb, len);
+	e->gso_len = skb->len;
 	e->flags |= F_HAVE_PKT;
 
 	// Payload: only what lies in the linear part of the skb.
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 headlen = BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);
+	unsigned char *data = skb->data;
+	__u32 headlen = skb->len - skb->data_len;
 	unsigned char *pl = tcp + doff;
 	unsigned char *end = data + headlen;
 	__u32 plen = e->iplen > ihl + doff ? e->iplen - ihl - doff : 0;
@@ -329,8 +368,13 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 	if (m.off > 0xffff)
 		return 1;
 	__u64 flags = BPF_F_CURRENT_CPU | ((__u64)(m.off + m.len) << 32);
-	if (bpf_skb_output((void *)skb, &payloads, flags, &m, sizeof(m)) == 0)
+	if (bpf_skb_output((void *)skb, &payloads, flags, &m, sizeof(m)) == 0) {
 		e->flags |= F_PAYLOAD_PERF;
+		__u32 k = 0;
+		__u32 *c = bpf_map_lookup_elem(&since_wake, &k);
+		if (c)
+			*c += 1;
+	}
 	return 1;
 }
 
@@ -357,7 +401,7 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	if (sk) {
 		if (!sk_in_ns(sk))
 			return 0;
-	} else if (!skb || !dev_in_ns(BPF_CORE_READ(skb, dev))) {
+	} else if (!skb || !dev_in_ns(skb->dev)) {
 		return 0;
 	}
 	struct event *e = reserve(K_SEND_RESET);
@@ -369,7 +413,7 @@ int BPF_PROG(tcp_send_reset, const struct sock *sk, const struct sk_buff *skb, i
 	if (skb) {
 		// The segment that provoked the reset.
 		fill_pkt(e, skb, network_header(skb));
-		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+		e->ifindex = skb->dev->ifindex;
 	}
 	submit(e);
 	return 0;
@@ -420,6 +464,25 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *sk
 	return 0;
 }
 
+// A SYN-ACK retransmitted for a connection request (a request socket, in
+// SYN-RECEIVED): no skb of the original exists, the sequence number is the
+// request's initial one.
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tcp_retransmit_synack, const struct sock *sk, const struct request_sock *req)
+{
+	if (!sk_in_ns(sk))
+		return 0;
+	struct event *e = reserve(K_RETRANSMIT);
+	if (!e)
+		return 0;
+	fill_sock(e, (const struct sock *)req);
+	e->snd_nxt = BPF_CORE_READ((const struct tcp_request_sock *)req, snt_isn);
+	e->snd_una = e->snd_nxt + 1; // the SYN
+	e->tcp[13] = 0x12;           // SYN|ACK
+	submit(e);
+	return 0;
+}
+
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 {
@@ -429,22 +492,24 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	if (!e)
 		return 0;
 	fill_sock(e, sk);
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	e->snd_nxt = BPF_CORE_READ(tp, snd_nxt);
-	e->snd_una = BPF_CORE_READ(tp, snd_una);
-	e->rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
-	e->snd_wnd = BPF_CORE_READ(tp, snd_wnd);
-	e->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
-	e->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
-	e->ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	e->packets_out = BPF_CORE_READ(tp, packets_out);
-	e->retrans_out = BPF_CORE_READ(tp, retrans_out);
-	e->mss = BPF_CORE_READ(tp, mss_cache);
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		e->snd_nxt = tp->snd_nxt;
+		e->snd_una = tp->snd_una;
+		e->rcv_nxt = tp->rcv_nxt;
+		e->snd_wnd = tp->snd_wnd;
+		e->rcv_wnd = tp->rcv_wnd;
+		e->snd_cwnd = tp->snd_cwnd;
+		e->ssthresh = tp->snd_ssthresh;
+		e->srtt_us = tp->srtt_us >> 3;
+		e->packets_out = tp->packets_out;
+		e->retrans_out = tp->retrans_out;
+		e->mss = tp->mss_cache;
+	}
 	e->cookie = bpf_get_socket_cookie(sk);
 	if (skb) {
 		fill_pkt(e, skb, network_header(skb));
-		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+		e->ifindex = skb->dev->ifindex;
 	}
 	submit(e);
 	return 0;
@@ -457,7 +522,7 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 {
 	if (!dev_in_ns(dev))
 		return 0;
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_SENT);
 	if (!e)
@@ -466,8 +531,8 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	e->ifindex = BPF_CORE_READ(dev, ifindex);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	e->ifindex = dev->ifindex;
+	struct sock *sk = skb->sk;
 	if (sk) {
 		e->flags |= F_LOCAL;
 		e->sk = (__u64)sk;
@@ -483,40 +548,40 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb, const struct net_dev
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(netif_receive_skb, struct sk_buff *skb)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (!dev_in_ns(dev))
 		return 0;
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_RECEIVED);
 	if (!e)
 		return 0;
-	if (!fill_pkt(e, skb, BPF_CORE_READ(skb, data))) {
+	if (!fill_pkt(e, skb, skb->data)) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	e->ifindex = BPF_CORE_READ(dev, ifindex);
+	e->ifindex = dev->ifindex;
 	submit(e);
 	return 0;
 }
 
 // Every skb the kernel frees as dropped, with the reason; reported when it
-// is an IPv4 TCP packet of the namespace (by its device, else its socket).
+// is a TCP packet of the namespace (by its device, else its socket).
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
 	if ((__u32)reason == drop_consumed || (__u32)reason == drop_not_dropped_yet)
 		return 0;
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (dev) {
 		if (!dev_in_ns(dev))
 			return 0;
 	} else {
-		struct sock *sk = rx_sk ? rx_sk : BPF_CORE_READ(skb, sk);
+		struct sock *sk = rx_sk ? rx_sk : skb->sk;
 		if (!sk_in_ns(sk))
 			return 0;
 	}
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
 	struct event *e = reserve(K_DROPPED);
 	if (!e)
@@ -527,13 +592,13 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, int reason, struct 
 	}
 	e->reason = reason;
 	if (dev)
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		e->ifindex = dev->ifindex;
 	if (rx_sk)
 		e->sk = (__u64)rx_sk;
 	// An skb owned by the socket whose port is its source port is one this
 	// namespace sent (early demux also attaches sockets to received skbs).
-	struct sock *owner = BPF_CORE_READ(skb, sk);
-	if (owner && BPF_CORE_READ(owner, __sk_common.skc_num) == (((__u16)e->tcp[0] << 8) | e->tcp[1])) {
+	struct sock *owner = skb->sk;
+	if (owner && owner->__sk_common.skc_num == (((__u16)e->tcp[0] << 8) | e->tcp[1])) {
 		e->flags |= F_LOCAL;
 		e->sk = (__u64)owner;
 	}
