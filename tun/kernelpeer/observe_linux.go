@@ -78,7 +78,7 @@ func (p *Peer) startObserver() error {
 	if err != nil {
 		return err
 	}
-	o, err := ktrace.Open(ktrace.Config{NetnsInode: ino, MaxDelay: time.Millisecond})
+	o, err := ktrace.Open(ktrace.Config{NetnsInode: ino})
 	if err != nil {
 		return err
 	}
@@ -188,6 +188,12 @@ func (p *Peer) onKernel(e ktrace.Event) {
 		s := p.lookup(key.localPort, key.remote, false, e.Flags)
 		ev := p.segmentEvent(e, "in", s)
 		g := seg{flags: e.Flags, seq: e.Seq, ack: e.Ack, len: e.Len}
+		if old := ob.pending[e.Skb]; old != nil {
+			// The kernel freed the earlier packet without dropping it
+			// and reused its sk_buff: that one was accepted.
+			delete(ob.pending, e.Skb)
+			p.accept(old)
+		}
 		ob.pending[e.Skb] = &arrival{ev: ev, at: e.Time, s: s, g: g}
 		ob.lastIn[key] = g
 		ob.order = append(ob.order, e.Skb)
@@ -233,14 +239,19 @@ func (p *Peer) settleArrivals(cutoff time.Time) {
 		}
 		delete(ob.pending, skb)
 		n++
-		a.ev.Verdict, a.ev.Observed = trace.Accepted, true
-		a.ev.Evidence = "kernel: not dropped"
-		if a.s != nil {
-			a.s.noteIn(a.g)
-		}
-		p.rec.EmitAt(a.ev, a.at)
+		p.accept(a)
 	}
 	ob.order = ob.order[n:]
+}
+
+// accept records a as accepted: the kernel did not drop it.
+func (p *Peer) accept(a *arrival) {
+	a.ev.Verdict, a.ev.Observed = trace.Accepted, true
+	a.ev.Evidence = "kernel: not dropped"
+	if a.s != nil {
+		a.s.noteIn(a.g)
+	}
+	p.rec.EmitAt(a.ev, a.at)
 }
 
 // segmentEvent is the trace event of a segment the kernel sent or received.
