@@ -2,8 +2,11 @@ package stack
 
 import (
 	"fmt"
+	"strings"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tcplab/tcplab/stack/trace"
 )
 
 // reason explains why the host sends the FIN or RST s, from what the
@@ -93,3 +96,31 @@ const (
 	reasonUnsentACK    = "ACK to a segment that acknowledges data never sent (RFC 793 p. 72)"
 	reasonBadACKRST    = "RST to a handshake segment that does not acknowledge our SYN (RFC 793 p. 72: <SEQ=SEG.ACK><CTL=RST>)"
 )
+
+// AnswerReason returns the reason of the ACK a stack sends in answer to an
+// arrival it refused for why (a trace.Why* value; flags are the refused
+// segment's, in tcpdump notation), in the words tcplab uses for gVisor, or
+// "" when no ACK answers such a refusal. The kernel peer uses it for the
+// kernel's answers.
+func AnswerReason(why, flags string) string {
+	r := ""
+	switch why {
+	case trace.WhyChallenge:
+		r = reasonChallengeRST
+		if strings.Contains(flags, "S") {
+			r = reasonChallengeSYN
+		}
+	case trace.WhyOutOfWindow:
+		r = reasonOutOfWindow
+	case trace.WhyDuplicate:
+		r = reasonDuplicate
+	case trace.WhyOldSegment:
+		r = reasonOldSegment
+	case trace.WhyUnsentACK:
+		r = reasonUnsentACK
+	}
+	if r == "" {
+		return ""
+	}
+	return answerPrefix + r
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun/ktrace"
 )
@@ -44,10 +45,16 @@ const (
 
 // arrival is a segment the kernel received, waiting for its verdict.
 type arrival struct {
-	ev trace.Event
-	at time.Time
-	s  *Socket
-	g  seg
+	ev  trace.Event
+	at  time.Time
+	s   *Socket
+	g   seg
+	key connKey
+	// answers are segments the kernel sent on the same connection while
+	// this arrival awaited its verdict: the kernel answers a segment it
+	// refuses (a challenge ACK) before it frees it, so they wait too, and
+	// carry the refusal's reason.
+	answers []ktrace.Event
 }
 
 // observer is the peer's eBPF side: it owns the ktrace.Observer and the
@@ -179,6 +186,10 @@ func (p *Peer) onKernel(e ktrace.Event) {
 		}
 		ob.rst[key] = e.Reason
 	case ktrace.Sent:
+		if a := ob.pendingOn(key); a != nil {
+			a.answers = append(a.answers, e)
+			return
+		}
 		if _, known := ob.rst[key]; strings.Contains(e.Flags, "R") && !known {
 			ob.heldRST[key] = heldRST{e: e, key: key}
 			return
@@ -194,7 +205,7 @@ func (p *Peer) onKernel(e ktrace.Event) {
 			delete(ob.pending, e.Skb)
 			p.accept(old)
 		}
-		ob.pending[e.Skb] = &arrival{ev: ev, at: e.Time, s: s, g: g}
+		ob.pending[e.Skb] = &arrival{ev: ev, at: e.Time, s: s, g: g, key: key}
 		ob.lastIn[key] = g
 		ob.order = append(ob.order, e.Skb)
 	case ktrace.Dropped:
@@ -209,6 +220,7 @@ func (p *Peer) onKernel(e ktrace.Event) {
 				a.s.noteIn(a.g)
 			}
 			p.rec.EmitAt(a.ev, a.at)
+			p.answered(a)
 			return
 		}
 		if e.Originated {
@@ -252,6 +264,32 @@ func (p *Peer) accept(a *arrival) {
 		a.s.noteIn(a.g)
 	}
 	p.rec.EmitAt(a.ev, a.at)
+	p.answered(a)
+}
+
+// answered records the segments the kernel sent while a awaited its
+// verdict; a pure ACK right after a refused arrival is its answer (the
+// connection in question is inferred from the order, the reason from the
+// kernel's drop reason).
+func (p *Peer) answered(a *arrival) {
+	for i, e := range a.answers {
+		reason := ""
+		if i == 0 && a.ev.Verdict == trace.Refused && e.Flags == "." {
+			reason = stack.AnswerReason(a.ev.Why, a.ev.Flags)
+		}
+		p.onSentReason(e, a.key, reason)
+	}
+	a.answers = nil
+}
+
+// pendingOn returns the oldest arrival on key still awaiting its verdict.
+func (ob *observer) pendingOn(key connKey) *arrival {
+	for _, skb := range ob.order {
+		if a := ob.pending[skb]; a != nil && a.key == key {
+			return a
+		}
+	}
+	return nil
 }
 
 // segmentEvent is the trace event of a segment the kernel sent or received.
@@ -272,7 +310,11 @@ func (p *Peer) segmentEvent(e ktrace.Event, dir string, s *Socket) trace.Event {
 }
 
 // onSent records a segment the kernel handed to the device.
-func (p *Peer) onSent(e ktrace.Event, key connKey) {
+func (p *Peer) onSent(e ktrace.Event, key connKey) { p.onSentReason(e, key, "") }
+
+// onSentReason is onSent with the reason of an answer to a refused
+// arrival ("" for none).
+func (p *Peer) onSentReason(e ktrace.Event, key connKey, answer string) {
 	p.mu.Lock()
 	s := p.conns[key]
 	p.mu.Unlock()
@@ -285,6 +327,8 @@ func (p *Peer) onSent(e ktrace.Event, key connKey) {
 		ev.Reason = p.kernelRSTReason(s, g, key, kr, ok)
 	case strings.Contains(e.Flags, "F"):
 		ev.Reason = finReason(s, g)
+	case answer != "":
+		ev.Reason = answer
 	}
 	if s != nil {
 		s.noteOut(g)
@@ -440,8 +484,14 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 // out-of-order queue).
 func dropWhy(kernel string) (why string, refused bool) {
 	switch kernel {
-	case "TCP_RESET", "TCP_OFOMERGE", "SKB_CONSUMED", "NOT_DROPPED_YET", "QUEUE_PURGE":
+	case "TCP_OFOMERGE", "SKB_CONSUMED", "NOT_DROPPED_YET", "QUEUE_PURGE":
 		return "", false
+	case "TCP_RESET":
+		// tcp_validate_incoming: a RST that is in the window but not
+		// at RCV.NXT is answered by a challenge ACK and dropped; an
+		// exact one resets the connection and is freed without a
+		// drop reason.
+		return trace.WhyChallenge, true
 	case "TCP_CSUM":
 		return trace.WhyBadChecksum, true
 	case "IP_CSUM", "IP_INHDR", "PKT_TOO_SMALL", "TCP_INVALID_HDR_LEN":
