@@ -153,3 +153,70 @@ func TestHostileSegmentsToTheKernel(t *testing.T) {
 		t.Errorf("after the exact RST the kernel's connection is %s, want CLOSED", st)
 	}
 }
+
+// TestTimeWaitEndedByRST: the kernel client reaches TIME-WAIT and a RST
+// ends it a moment later, faster than any sampler looks. The trace has
+// both: the kernel's connection in TIME-WAIT, then CLOSED by the RST
+// (issue 8, finding 3: sampled states missed the TIME-WAIT).
+func TestTimeWaitEndedByRST(t *testing.T) {
+	k := newKernelLab(t, "client", nil)
+	if k.peer.obs == nil {
+		t.Skip("skipping: the eBPF observer is not available on this machine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := k.lab.Server.Listen(9000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := k.peer.Dial(ctx, k.lab.ServerAddr(9000), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.Shutdown(stack.ShutWR); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	// The server's FIN takes the kernel client to TIME-WAIT; the RST
+	// right behind it (rcv_nxt: the FIN's seq + 1) ends it.
+	if err := sc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the kernel has ACKed the FIN (the client's ACK reaches
+	// the server's tap a moment later), then strike at once.
+	var finSeq uint32
+	var client, server netip.AddrPort
+	deadline := time.Now().Add(2 * time.Second)
+	for acked := false; !acked && time.Now().Before(deadline); {
+		for _, e := range k.lab.Trace.Events() {
+			if e.Kind == trace.Segment && e.Host == "server" && e.Dir == "out" && strings.Contains(e.Flags, "F") {
+				finSeq = e.Seq
+				server, client = netip.MustParseAddrPort(e.Src), netip.MustParseAddrPort(e.Dst)
+			}
+			if finSeq != 0 && e.Kind == trace.Segment && e.Host == "server" && e.Dir == "in" && e.Ack == finSeq+1 {
+				acked = true
+			}
+		}
+	}
+	if finSeq == 0 {
+		t.Fatal("the server's FIN is not in the trace")
+	}
+	inject(t, k, craft(server, client, header.TCPFlagRst, finSeq+1, 0, 0, nil, 0))
+	time.Sleep(100 * time.Millisecond)
+	k.peer.Sync()
+	var states []string
+	for _, e := range k.lab.Trace.Events() {
+		if e.Kind == trace.State && e.Host == "client" && e.Conn == kc.ID() {
+			states = append(states, e.From+"->"+e.To)
+		}
+	}
+	got := strings.Join(states, " ")
+	t.Logf("kernel client states: %s", got)
+	if !strings.Contains(got, "FIN-WAIT-2->TIME-WAIT") || !strings.HasSuffix(got, "TIME-WAIT->CLOSED") {
+		t.Errorf("states %q: want FIN-WAIT-2 -> TIME-WAIT, then TIME-WAIT -> CLOSED by the RST", got)
+	}
+}

@@ -312,6 +312,7 @@ func TestReadEOFAndStates(t *testing.T) {
 	if st := c.State(); st != "CLOSED" {
 		t.Errorf("State = %s, want CLOSED after the last ACK", st)
 	}
+	k.peer.Sync() // the kernel's last events reach the trace
 	var states []string
 	for _, e := range k.lab.Trace.Events() {
 		if e.Kind == trace.State && e.Host == "client" && e.Conn == c.ID() {

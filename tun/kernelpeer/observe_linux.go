@@ -66,6 +66,8 @@ type observer struct {
 	rst     map[connKey]string  // the kernel's reason for the RST about to leave
 	sync    chan chan struct{}  // Sync's requests
 	lastIn  map[connKey]seg     // the last segment received, judged or not
+	finIn   map[connKey]bool    // a FIN was received on the connection
+	reset   map[connKey]bool    // a RST was sent or received on it
 	// heldRST are RSTs sent before their tcp_send_reset event came:
 	// tcp_send_active_reset traces the reason after transmitting.
 	heldRST map[connKey]heldRST
@@ -89,7 +91,7 @@ func (p *Peer) startObserver() error {
 	if err != nil {
 		return err
 	}
-	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, heldRST: map[connKey]heldRST{}, sync: make(chan chan struct{})}
+	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, finIn: map[connKey]bool{}, reset: map[connKey]bool{}, heldRST: map[connKey]heldRST{}, sync: make(chan chan struct{})}
 	return nil
 }
 
@@ -177,7 +179,10 @@ func (p *Peer) onKernel(e ktrace.Event) {
 	switch e.Kind {
 	case ktrace.State:
 		p.onState(e, key)
+	case ktrace.ReceiveReset:
+		ob.reset[key] = true
 	case ktrace.SendReset:
+		ob.reset[key] = true
 		if h, ok := ob.heldRST[key]; ok {
 			delete(ob.heldRST, key)
 			ob.rst[key] = e.Reason
@@ -207,11 +212,21 @@ func (p *Peer) onKernel(e ktrace.Event) {
 		}
 		ob.pending[e.Skb] = &arrival{ev: ev, at: e.Time, s: s, g: g, key: key}
 		ob.lastIn[key] = g
+		if strings.Contains(e.Flags, "F") {
+			ob.finIn[key] = true
+		}
 		ob.order = append(ob.order, e.Skb)
 	case ktrace.Dropped:
 		if a := ob.pending[e.Skb]; a != nil && !e.Originated {
 			delete(ob.pending, e.Skb)
 			why, refused := dropWhy(e.Reason)
+			if e.Reason == "NOT_SPECIFIED" {
+				// kfree_skb without a reason: after TCP has acted on
+				// the segment (a RST that ended a timewait socket) as
+				// often as not. Count it taken, and say it is a guess.
+				p.acceptAs(a, false, "kernel: freed without a drop reason (NOT_SPECIFIED)")
+				return
+			}
 			a.ev.Verdict, a.ev.Observed = trace.Accepted, true
 			a.ev.Evidence = "kernel: " + e.Reason
 			if refused {
@@ -257,13 +272,29 @@ func (p *Peer) settleArrivals(cutoff time.Time) {
 }
 
 // accept records a as accepted: the kernel did not drop it.
-func (p *Peer) accept(a *arrival) {
-	a.ev.Verdict, a.ev.Observed = trace.Accepted, true
-	a.ev.Evidence = "kernel: not dropped"
+func (p *Peer) accept(a *arrival) { p.acceptAs(a, true, "kernel: not dropped") }
+
+// acceptAs records a as accepted, observed or inferred, with evidence.
+func (p *Peer) acceptAs(a *arrival, observed bool, evidence string) {
+	a.ev.Verdict, a.ev.Observed = trace.Accepted, observed
+	a.ev.Evidence = evidence
 	if a.s != nil {
 		a.s.noteIn(a.g)
 	}
 	p.rec.EmitAt(a.ev, a.at)
+	if s := a.s; s != nil {
+		s.update(func() {
+			switch {
+			case !s.tw:
+			case strings.Contains(a.g.flags, "R"):
+				// tcp_rfc1337 = 0 (the default): a RST ends TIME-WAIT.
+				s.tw = false
+				s.setStateLockedAt("CLOSED", "a RST ended the timewait socket (tcp_rfc1337 is 0)", a.at)
+			case strings.Contains(a.g.flags, "F") && s.state == "FIN-WAIT-2":
+				s.setStateLockedAt("TIME-WAIT", "the timewait socket took the peer's FIN", a.at)
+			}
+		})
+	}
 	p.answered(a)
 }
 
@@ -367,20 +398,30 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 	if e.NewState == "SYN-RECEIVED" {
 		text = "Linux creates the connection's socket when the handshake's ACK arrives; a request socket answered the SYN"
 	}
+	tw := false
 	if e.NewState == "CLOSED" {
 		switch e.OldState {
 		case "FIN-WAIT-1", "FIN-WAIT-2", "CLOSING":
 			// Linux hands such a connection to a timewait socket, which
 			// has no state tracepoint: ask sock_diag at once.
 			if info, found, err := p.diag.get(netip.AddrPortFrom(p.addr, key.localPort), key.remote); err == nil && found && info.timer == diagTimerTW {
-				to = StateName(info.state)
+				to, tw = StateName(info.state), true
 				text = "a timewait socket takes over the connection (seen with sock_diag)"
+			} else if !p.obs.reset[key] {
+				// Gone already (a RST may have killed it): without a
+				// reset, this transition is tcp_time_wait's (tcp_done
+				// follows it), so a timewait socket was made.
+				to, tw = "FIN-WAIT-2", true
+				if p.obs.finIn[key] || e.OldState == "CLOSING" {
+					to = "TIME-WAIT"
+				}
+				text = "a timewait socket takes over the connection (inferred: Linux's tcp_time_wait, gone before sock_diag could see it)"
 			}
 		}
 	}
 	s.update(func() {
 		s.alive = true
-		s.tw = text != "" && e.NewState == "CLOSED"
+		s.tw = tw
 		s.setStateLockedAt(to, text, e.Time)
 		if to == "CLOSED" {
 			s.setBuffersLocked(0, 0)
