@@ -220,3 +220,68 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 		t.Errorf("states %q: want FIN-WAIT-2 -> TIME-WAIT, then TIME-WAIT -> CLOSED by the RST", got)
 	}
 }
+
+// TestStrayAfterAbortHasTheKernelsReason: the kernel server close()s with
+// 3 unread bytes (RST, TCP_ABORT_ON_CLOSE), then a stray segment arrives on
+// the dead 4-tuple. The kernel's answer is explained by the kernel's own
+// reason, not by the application's last call (issue 8, finding 4: it was
+// labelled "close() with 3 unread bytes"). The listener still on the port
+// answers the stray ACK: the kernel says TCP_FLAGS.
+func TestStrayAfterAbortHasTheKernelsReason(t *testing.T) {
+	k := newKernelLab(t, "server", nil)
+	if k.peer.obs == nil {
+		t.Skip("skipping: the eBPF observer is not available on this machine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := k.peer.Listen(9000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan stack.Socket, 1)
+	go func() {
+		s, _ := ln.Accept(ctx)
+		got <- s
+	}()
+	c, err := k.lab.Client.Dial(ctx, netip.AddrPortFrom(k.peer.Addr(), 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := <-got
+	if ks == nil {
+		t.Fatal("accept failed")
+	}
+	if _, err := c.Write(ctx, []byte("aaa")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := ks.Close(); err != nil { // 3 unread bytes: RST
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	var nxt, ack uint32
+	for _, e := range k.lab.Trace.Events() {
+		if e.Kind == trace.Segment && e.Host == "client" && e.Dir == "out" {
+			nxt, ack = e.Seq+uint32(e.Len), e.Ack
+		}
+	}
+	inject(t, k, craft(c.LocalAddr(), netip.AddrPortFrom(k.peer.Addr(), 9000), header.TCPFlagAck|header.TCPFlagPsh, nxt, ack, 512, []byte("late"), 0))
+	time.Sleep(60 * time.Millisecond)
+	k.peer.Sync()
+	var reasons []string
+	for _, e := range k.lab.Trace.Events() {
+		if e.Kind == trace.Segment && e.Host == "server" && e.Dir == "out" && strings.Contains(e.Flags, "R") {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	if len(reasons) != 2 {
+		t.Fatalf("the kernel sent %d RSTs, want 2 (the abort, the answer to the stray): %q", len(reasons), reasons)
+	}
+	if !strings.Contains(reasons[0], "unread") || !strings.HasSuffix(reasons[0], "(kernel: TCP_ABORT_ON_CLOSE)") {
+		t.Errorf("the abort's reason = %q", reasons[0])
+	}
+	if strings.Contains(reasons[1], "unread") || !strings.Contains(reasons[1], "listener on port 9000") || !strings.HasSuffix(reasons[1], "(kernel: TCP_FLAGS)") {
+		t.Errorf("the answer to the stray segment = %q: want the listener's answer with the kernel's TCP_FLAGS, not the close() story", reasons[1])
+	}
+}

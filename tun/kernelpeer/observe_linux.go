@@ -182,15 +182,28 @@ func (p *Peer) onKernel(e ktrace.Event) {
 	case ktrace.ReceiveReset:
 		ob.reset[key] = true
 	case ktrace.SendReset:
+		if !e.Remote.Addr().IsValid() || e.Remote.Addr().IsUnspecified() {
+			// A listener answered: the RST is for the segment's
+			// sender, whose address the socket does not have.
+			key = connKey{localPort: key.localPort}
+		}
 		ob.reset[key] = true
-		if h, ok := ob.heldRST[key]; ok {
-			delete(ob.heldRST, key)
-			ob.rst[key] = e.Reason
-			p.onSent(h.e, key)
-			return
+		for hk, h := range ob.heldRST {
+			if hk == key || (key.remote == (netip.AddrPort{}) && hk.localPort == key.localPort) {
+				delete(ob.heldRST, hk)
+				ob.rst[hk] = e.Reason
+				p.onSent(h.e, hk)
+				return
+			}
 		}
 		ob.rst[key] = e.Reason
 	case ktrace.Sent:
+		if lk := (connKey{localPort: key.localPort}); strings.Contains(e.Flags, "R") {
+			if r, ok := ob.rst[lk]; ok {
+				delete(ob.rst, lk)
+				ob.rst[key] = r
+			}
+		}
 		if a := ob.pendingOn(key); a != nil {
 			a.answers = append(a.answers, e)
 			return
@@ -508,6 +521,15 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 		}
 	case "TCP_FLAGS":
 		words = "segment with flags the connection's state does not accept"
+		p.mu.Lock()
+		l := p.listeners[key.localPort]
+		p.mu.Unlock()
+		if s == nil || (l != nil && !l.isClosed() && p.obs.lastIn[key].flags != "S") {
+			words = fmt.Sprintf("segment for no connection: the listener on port %d takes only a SYN", key.localPort)
+			if s != nil {
+				words += " (this connection is gone)"
+			}
+		}
 	case "TCP_OLD_ACK":
 		words = "ACK for data never sent"
 	case "TCP_DISCONNECT_WITH_DATA":
@@ -548,7 +570,9 @@ func dropWhy(kernel string) (why string, refused bool) {
 	case "TCP_RFC7323_PAWS", "TCP_RFC7323_TW_PAWS":
 		return "old timestamp (PAWS, RFC 7323)", true
 	case "TCP_FLAGS":
-		return trace.WhyNoACK, true
+		// No ACK on a synchronized connection, or anything but a SYN
+		// at a listener.
+		return "flags the connection's state does not accept", true
 	case "TCP_CLOSE", "TCP_ABORT_ON_DATA":
 		return "the connection is closed: no socket can take it", true
 	case "TCP_INVALID_SYN":
