@@ -43,7 +43,9 @@ FUZZTIME ?= 20s
 FUZZERS := \
 	./demo/scenario:FuzzParse \
 	./demo/scenario:FuzzNumber \
-	./demo/scenario:FuzzDuration
+	./demo/scenario:FuzzDuration \
+	./stack:FuzzParseSegment \
+	./demo/pcapng:FuzzRoundTrip
 fuzz: fuzz-check
 	@set -e; for f in $(FUZZERS); do \
 		echo "== fuzz $${f#*:} in $${f%%:*} for $(FUZZTIME)"; \
