@@ -8,10 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/tun"
@@ -112,7 +115,9 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 		{"panic", "TCPLAB_TEST_PANIC=after-setup", nil, 70},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(bin, "run", "close")
+			// With the kernel as client, the eBPF observer is loaded
+			// too: it must go with the process.
+			cmd := exec.Command(bin, "run", "close", "--kernel", "client")
 			cmd.Env = append(os.Environ(), tc.env)
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
@@ -132,11 +137,13 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 					break
 				}
 			}
+			var progs []ebpf.ProgramID
 			if tc.sig != nil {
 				if nsID == "" {
 					t.Fatalf("never saw the lab namespace line")
 				}
 				time.Sleep(200 * time.Millisecond) // mid-run: the server is "working"
+				progs = programsOf(t, cmd.Process.Pid)
 				cmd.Process.Signal(tc.sig)
 			}
 			go func() {
@@ -153,6 +160,26 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 			}
 			if !strings.HasPrefix(nsID, "net:[") {
 				t.Fatalf("namespace id = %q", nsID)
+			}
+			// The eBPF observer's programs go with the process.
+			if _, err := os.Stat("/sys/kernel/btf/vmlinux"); len(progs) == 0 && err == nil {
+				t.Errorf("the run held no eBPF program: the kernel observer should have been loaded (root, BTF)")
+			}
+			t.Logf("the run held %d eBPF programs", len(progs))
+			deadline := time.Now().Add(3 * time.Second)
+			for _, id := range progs {
+				for {
+					p, err := ebpf.NewProgramFromID(id)
+					if err != nil {
+						break // gone
+					}
+					p.Close()
+					if time.Now().After(deadline) {
+						t.Errorf("eBPF program %d of the dead run is still loaded", id)
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
 			}
 			// Nothing may refer to the lab's namespace any more.
 			refs, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/ns/net")
@@ -196,4 +223,29 @@ func TestIntegrationPrivilegeAndDeviceErrors(t *testing.T) {
 			t.Errorf("%s: err %v, output %q; want exit 1 and %q", tc.name, err, out, tc.want)
 		}
 	}
+}
+
+// programsOf returns the IDs of the eBPF programs process pid holds, as
+// its file descriptors' fdinfo shows them (programs and the links that
+// attach them).
+func programsOf(t *testing.T, pid int) []ebpf.ProgramID {
+	t.Helper()
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	seen := map[ebpf.ProgramID]bool{}
+	var ids []ebpf.ProgramID
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && !seen[ebpf.ProgramID(n)] {
+					seen[ebpf.ProgramID(n)] = true
+					ids = append(ids, ebpf.ProgramID(n))
+				}
+			}
+		}
+	}
+	return ids
 }

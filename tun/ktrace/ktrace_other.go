@@ -25,3 +25,6 @@ func (o *Observer) Lost() (uint64, error) { return 0, ErrClosed }
 
 // Close does nothing.
 func (o *Observer) Close() error { return nil }
+
+// Leftovers returns nothing: no eBPF off Linux.
+func Leftovers() ([]string, error) { return nil, nil }
