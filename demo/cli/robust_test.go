@@ -204,13 +204,21 @@ func TestDiffExitStatus(t *testing.T) {
 	s := &scenario.Script{Name: "x"}
 	ok := &scenario.Result{Script: s}
 	bad := &scenario.Result{Script: s, Failures: []scenario.Failure{{Msg: "no"}}}
+	stopped := &scenario.Result{Script: s, Stopped: true, Failures: []scenario.Failure{{Msg: "cannot run"}}}
+	// Linux not meeting gVisor's expectations is a difference, not a
+	// failure; the baseline failing, or a run stopping, is.
 	r := &diff.Report{Script: s, Base: diff.Run{Result: ok}, Variants: []diff.Variant{{Run: diff.Run{Kernel: "client", Result: bad}}, {Run: diff.Run{Kernel: "server", Result: ok}}}}
-	if got := failedRuns(r); len(got) != 1 || got[0] != "x with Linux as client (1 failed)" {
-		t.Errorf("failedRuns = %q", got)
-	}
-	r.Variants[0].Run.Result = ok
 	if got := failedRuns(r); len(got) != 0 {
-		t.Errorf("failedRuns with all held = %q", got)
+		t.Errorf("failedRuns with a kernel variant that differs = %q", got)
+	}
+	r.Base.Result = bad
+	if got := failedRuns(r); len(got) != 1 || got[0] != "x with gVisor on both sides (1 failed)" {
+		t.Errorf("failedRuns with the baseline failing = %q", got)
+	}
+	r.Base.Result = ok
+	r.Variants[1].Run.Result = stopped
+	if got := failedRuns(r); len(got) != 1 || !strings.HasPrefix(got[0], "x with Linux as server (1 failed, stopped at") {
+		t.Errorf("failedRuns with a stopped variant = %q", got)
 	}
 }
 

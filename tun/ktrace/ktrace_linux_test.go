@@ -1068,7 +1068,9 @@ func TestSustained(t *testing.T) {
 	o.Close()
 	c := <-done
 	want := count{2 * n, 2 * n, 2 * n, 0}
-	if lost == 0 && c != want || lost > 0 && (c.bad > int(lost) || c.sent+int(lost) < 2*n) {
+	// Nothing is lost silently: on a loaded machine the kernel may drop
+	// events when the reader falls behind, but then Lost counts them.
+	if lost == 0 && c != want || lost > 0 && (c.bad > int(lost) || c.sent+c.rcvd+c.probe+int(lost) < 6*n) {
 		t.Errorf("got %+v with %d lost, want %+v", c, lost, want)
 	}
 	if lost > 0 {
