@@ -17,6 +17,7 @@ type faults struct {
 	mu      sync.Mutex
 	holding bool
 	held    []*tcpipstack.PacketBuffer // each holds its own reference
+	heldAs  []string                   // the tcpdump flags of each held packet
 	drops   []dropRule
 }
 
@@ -44,11 +45,19 @@ func (h *Host) Release() {
 		return
 	}
 	t.f.mu.Lock()
-	held := t.f.held
-	t.f.held, t.f.holding = nil, false
+	held, as := t.f.held, t.f.heldAs
+	t.f.held, t.f.heldAs, t.f.holding = nil, nil, false
 	t.f.mu.Unlock()
 	if len(held) == 0 {
 		return
+	}
+	if h.rec != nil {
+		// What the trace recorded as sent reaches the wire only now.
+		for _, f := range as {
+			if f != "" {
+				h.rec.Emit(trace.Event{Host: h.name, Kind: trace.Note, Text: fmt.Sprintf("fault injection: held [%s] released onto the wire", f)})
+			}
+		}
 	}
 	var l tcpipstack.PacketBufferList
 	for _, p := range held {
@@ -63,7 +72,7 @@ func (h *Host) Release() {
 func (t *tap) discardHeld() {
 	t.f.mu.Lock()
 	held := t.f.held
-	t.f.held, t.f.holding = nil, false
+	t.f.held, t.f.heldAs, t.f.holding = nil, nil, false
 	t.f.mu.Unlock()
 	for _, p := range held {
 		p.DecRef()
@@ -95,6 +104,7 @@ func (f *faults) apply(pkt *tcpipstack.PacketBuffer, flags string) (forward bool
 	}
 	if f.holding {
 		f.held = append(f.held, pkt.IncRef())
+		f.heldAs = append(f.heldAs, flags)
 		return false, ""
 	}
 	return true, ""

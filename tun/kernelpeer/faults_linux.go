@@ -50,6 +50,11 @@ func (p *Peer) Release(host string) error {
 	p.faults.held, p.faults.holding = nil, false
 	p.faults.mu.Unlock()
 	for _, pkt := range held {
+		flags := "?"
+		if ip := header.IPv4(pkt); ip.IsValid(len(pkt)) && len(pkt) >= int(ip.HeaderLength())+header.TCPMinimumSize {
+			flags = stack.FlagString(header.TCP(pkt[ip.HeaderLength():]).Flags())
+		}
+		p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("fault injection: held [%s] released onto the wire", flags)})
 		if err := p.lab.Inject(p.other, pkt); err != nil {
 			return fmt.Errorf("kernelpeer: release: %w", err)
 		}
