@@ -258,6 +258,14 @@ func NewRecorder(clock Clock) *Recorder {
 func (r *Recorder) Emit(e Event) Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	e = r.mirrorLocked(e, false)
+	r.flushLocked()
+	return e
+}
+
+// mirrorLocked stores e with what the mirrors put around it; open marks e
+// as an open event (see Open).
+func (r *Recorder) mirrorLocked(e Event, open bool) Event {
 	var after []Event
 	for _, m := range r.mirrors {
 		before, a := m(e)
@@ -267,10 +275,12 @@ func (r *Recorder) Emit(e Event) Event {
 		after = append(after, a...)
 	}
 	e = r.appendLocked(e)
+	if open {
+		r.open[e.id] = true
+	}
 	for _, a := range after {
 		r.appendLocked(a)
 	}
-	r.flushLocked()
 	return e
 }
 
@@ -415,19 +425,7 @@ type Pending struct {
 func (r *Recorder) Open(e Event) *Pending {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var after []Event
-	for _, m := range r.mirrors {
-		before, a := m(e)
-		for _, b := range before {
-			r.appendLocked(b)
-		}
-		after = append(after, a...)
-	}
-	e = r.appendLocked(e)
-	r.open[e.id] = true
-	for _, a := range after {
-		r.appendLocked(a)
-	}
+	e = r.mirrorLocked(e, true)
 	return &Pending{r: r, id: e.id}
 }
 

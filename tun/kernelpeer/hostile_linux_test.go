@@ -25,21 +25,22 @@ func inject(t *testing.T, k *kernelLab, pkt []byte) {
 	}
 }
 
-// TestHostileSegmentsToTheKernel crafts segments on a live connection to a
-// kernel server and checks the kernel's own verdict on each in the trace,
-// and that refused segments change nothing.
-func TestHostileSegmentsToTheKernel(t *testing.T) {
+// kernelServerWithData sets up a kernel server on port 9000 with the
+// gVisor client connected to it and "aaa" sent; it skips without the eBPF
+// observer, which the kernel's verdicts and reasons need.
+func kernelServerWithData(t *testing.T) (*kernelLab, *stack.Conn, stack.Socket, context.Context) {
+	t.Helper()
 	k := newKernelLab(t, "server", nil)
 	if k.peer.obs == nil {
 		t.Skip("skipping: the eBPF observer is not available on this machine; the kernel's verdicts need it")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	ln, err := k.peer.Listen(9000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	got := make(chan stack.Socket, 1)
 	go func() {
 		s, _ := ln.Accept(ctx)
@@ -56,6 +57,14 @@ func TestHostileSegmentsToTheKernel(t *testing.T) {
 	if _, err := c.Write(ctx, []byte("aaa")); err != nil {
 		t.Fatal(err)
 	}
+	return k, c, ks, ctx
+}
+
+// TestHostileSegmentsToTheKernel crafts segments on a live connection to a
+// kernel server and checks the kernel's own verdict on each in the trace,
+// and that refused segments change nothing.
+func TestHostileSegmentsToTheKernel(t *testing.T) {
+	k, c, ks, ctx := kernelServerWithData(t)
 	buf := make([]byte, 16)
 	if n, err := ks.Read(ctx, buf); n != 3 || err != nil {
 		t.Fatalf("kernel read = %d, %v", n, err)
@@ -228,33 +237,7 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 // labelled "close() with 3 unread bytes"). The listener still on the port
 // answers the stray ACK: the kernel says TCP_FLAGS.
 func TestStrayAfterAbortHasTheKernelsReason(t *testing.T) {
-	k := newKernelLab(t, "server", nil)
-	if k.peer.obs == nil {
-		t.Skip("skipping: the eBPF observer is not available on this machine")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ln, err := k.peer.Listen(9000, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan stack.Socket, 1)
-	go func() {
-		s, _ := ln.Accept(ctx)
-		got <- s
-	}()
-	c, err := k.lab.Client.Dial(ctx, netip.AddrPortFrom(k.peer.Addr(), 9000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks := <-got
-	if ks == nil {
-		t.Fatal("accept failed")
-	}
-	if _, err := c.Write(ctx, []byte("aaa")); err != nil {
-		t.Fatal(err)
-	}
+	k, c, ks, _ := kernelServerWithData(t)
 	time.Sleep(50 * time.Millisecond)
 	if err := ks.Close(); err != nil { // 3 unread bytes: RST
 		t.Fatal(err)
