@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/tcplab/tcplab/demo/chat/chattest"
 	"io"
 	"os"
 	"os/exec"
@@ -102,7 +103,7 @@ func TestChatInATerminal(t *testing.T) {
 			// what is typed so far; the commands typed stay in the history.
 			io.WriteString(tty, "hel")
 			time.Sleep(300 * time.Millisecond)
-			lines := termLines(scr.String())
+			lines := chattest.Screen(scr.String())
 			if last := lines[len(lines)-1]; last != "client> hel" {
 				t.Errorf("last line %q, want %q; screen:\n%s", last, "client> hel", strings.Join(lines, "\n"))
 			}
@@ -133,33 +134,4 @@ func TestChatInATerminal(t *testing.T) {
 			}
 		})
 	}
-}
-
-// termLines renders what a program wrote to a terminal as the terminal
-// shows it (lines, carriage returns, erase to end of line); the last line
-// is the cursor's.
-func termLines(out string) []string {
-	lines := []string{""}
-	col := 0
-	for i := 0; i < len(out); i++ {
-		cur := &lines[len(lines)-1]
-		switch {
-		case out[i] == '\r':
-			col = 0
-		case out[i] == '\n':
-			lines = append(lines, "")
-			col = 0
-		case strings.HasPrefix(out[i:], "\x1b[K"):
-			*cur = (*cur)[:col]
-			i += 2
-		default:
-			if col < len(*cur) {
-				*cur = (*cur)[:col] + string(out[i]) + (*cur)[col+1:]
-			} else {
-				*cur += string(out[i])
-			}
-			col++
-		}
-	}
-	return lines
 }

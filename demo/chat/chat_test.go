@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"context"
+	"github.com/tcplab/tcplab/demo/chat/chattest"
 	"io"
 	"strings"
 	"sync"
@@ -78,35 +79,6 @@ func TestConversation(t *testing.T) {
 	}
 }
 
-// term is a terminal as far as the chat uses one: lines, carriage return,
-// erase to end of line. It returns the screen's lines, the last one being
-// where the cursor is.
-func term(out string) []string {
-	lines := []string{""}
-	col := 0
-	for i := 0; i < len(out); i++ {
-		cur := &lines[len(lines)-1]
-		switch {
-		case out[i] == '\r':
-			col = 0
-		case out[i] == '\n':
-			lines = append(lines, "")
-			col = 0
-		case strings.HasPrefix(out[i:], "\x1b[K"):
-			*cur = (*cur)[:col]
-			i += 2
-		default:
-			if col < len(*cur) {
-				*cur = (*cur)[:col] + string(out[i]) + (*cur)[col+1:]
-			} else {
-				*cur += string(out[i])
-			}
-			col++
-		}
-	}
-	return lines
-}
-
 // chatRun starts Run on a fresh in-memory lab and returns a way to type,
 // the output, and a function that quits and waits for Run.
 func chatRun(t *testing.T, opt Options) (lab *stack.Lab, typ func(string), out *syncBuffer, quit func()) {
@@ -156,7 +128,7 @@ func TestTerminalPromptStays(t *testing.T) {
 	typ("clo")        // typed, not yet sent, while the answer arrives
 	waitOut(t, out, `client: received "Hi, aaa"`)
 	time.Sleep(50 * time.Millisecond)
-	scr := term(out.String())
+	scr := chattest.Screen(out.String())
 	if last := scr[len(scr)-1]; last != "client> clo" {
 		t.Errorf("last line %q, want the prompt with what is typed: %q\n%s", last, "client> clo", strings.Join(scr, "\n"))
 	}
@@ -171,7 +143,7 @@ func TestTerminalPromptStays(t *testing.T) {
 	typ("se\r")
 	waitOut(t, out, "close() = 0")
 	quit()
-	scr = term(out.String())
+	scr = chattest.Screen(out.String())
 	if !contains(scr, "client> close") || !contains(scr, "client> quit") {
 		t.Errorf("history lacks the commands typed:\n%s", strings.Join(scr, "\n"))
 	}
