@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"github.com/tcplab/tcplab/demo/chat/chattest"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/tcplab/tcplab/demo/chat/chattest"
 )
 
 // screen collects what a program prints on its terminal.

@@ -3,13 +3,13 @@ package chat
 import (
 	"bytes"
 	"context"
-	"github.com/tcplab/tcplab/demo/chat/chattest"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/demo/chat/chattest"
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/memwire"
 	"github.com/tcplab/tcplab/stack/trace"
