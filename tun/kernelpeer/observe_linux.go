@@ -87,7 +87,7 @@ func (p *Peer) startObserver() error {
 	if err != nil {
 		return err
 	}
-	o, err := ktrace.Open(ktrace.Config{NetnsInode: ino})
+	o, err := ktrace.Open(ktrace.Config{NetnsInode: ino, NoProbe: true})
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,10 @@ func Open(cfg Config) (*Observer, error) {
 	}
 	progs := []*ebpf.Program{
 		o.objs.InetSockSetState, o.objs.TcpSendReset, o.objs.TcpReceiveReset, o.objs.TcpRetransmitSkb,
-		o.objs.TcpRetransmitSynack, o.objs.TcpDestroySock, o.objs.TcpProbe, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
+		o.objs.TcpRetransmitSynack, o.objs.TcpDestroySock, o.objs.NetDevStartXmit, o.objs.NetifReceiveSkb, o.objs.KfreeSkb,
+	}
+	if !cfg.NoProbe {
+		progs = append(progs, o.objs.TcpProbe)
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
