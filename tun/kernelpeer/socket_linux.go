@@ -64,6 +64,7 @@ type Socket struct {
 	accepted               bool
 	lingerZero             bool
 	finCause               string
+	finNote                string // how finCause was inferred (Config.Adopt), "" when a call set it
 	unreadAtClose          int
 	lastIn                 seg
 	haveIn                 bool

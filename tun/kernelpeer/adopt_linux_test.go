@@ -1,0 +1,206 @@
+package kernelpeer
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/trace"
+	"github.com/tcplab/tcplab/tun"
+)
+
+// newAdoptLab is a TUN lab with an adopting peer (Config.Adopt) on side:
+// the sockets the test makes itself in the namespace play the program.
+func newAdoptLab(t *testing.T, side string) (*stack.Lab, *tun.Lab, *Peer) {
+	t.Helper()
+	needPrivileges(t)
+	w, err := tun.New(context.Background(), tun.Config{})
+	if err != nil {
+		t.Fatalf("tun.New: %v", err)
+	}
+	lab, err := stack.NewLab(w, stack.Config{}, false)
+	if err != nil {
+		t.Fatalf("stack.NewLab: %v", err)
+	}
+	p, err := NewConfig(w, side, lab.Trace, Config{Adopt: true})
+	if err != nil {
+		lab.Close()
+		t.Fatalf("NewConfig: %v", err)
+	}
+	if p.obs == nil {
+		p.Close()
+		lab.Close()
+		t.Skip("skipping: the eBPF observer is not available (the trace notes why); adoption follows the kernel's tracepoints")
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Peer.Close: %v", err)
+		}
+		if err := lab.Close(); err != nil {
+			t.Errorf("Lab.Close: %v", err)
+		}
+	})
+	return lab, w, p
+}
+
+// programSocket makes a blocking TCP socket in the lab namespace, as a
+// program run there would, and connects it to to.
+func programSocket(t *testing.T, w *tun.Lab, to netip.AddrPort) int {
+	t.Helper()
+	fd := -1
+	err := w.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		return unix.Connect(fd, &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()})
+	})
+	if err != nil {
+		t.Fatalf("program connect %v: %v", to, err)
+	}
+	return fd
+}
+
+// TestAdoptProgramClient: connections the peer did not make are followed
+// from their connect on: states, segments, the inferred cause of a FIN and
+// the kernel's reason for a RST on close() with unread data.
+func TestAdoptProgramClient(t *testing.T) {
+	lab, w, p := newAdoptLab(t, "client")
+	ctx := context.Background()
+	srv := lab.Server.Peer()
+	l, err := srv.Listen(9527, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := netip.AddrPortFrom(srv.Addr(), 9527)
+
+	// Connection 1: the program half-closes and still reads the answer.
+	fd1 := programSocket(t, w, to)
+	s1, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Shutdown(fd1, unix.SHUT_WR); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := s1.Write(ctx, []byte("Hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Read(fd1, buf); err != nil || string(buf[:n]) != "Hi" {
+		t.Fatalf("program read %q, %v", buf[:n], err)
+	}
+	s1.Close()
+	time.Sleep(50 * time.Millisecond)
+	unix.Close(fd1)
+
+	// Connection 2: data arrives and the program closes without reading.
+	fd2 := programSocket(t, w, to)
+	s2, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Write(ctx, []byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	unix.Close(fd2)
+	if _, err := s2.Read(ctx, buf); err == nil {
+		t.Error("server read after the program's RST succeeded")
+	}
+	s2.Close()
+	time.Sleep(50 * time.Millisecond)
+	p.Sync()
+
+	conns := map[string]string{} // conn → states, "→"-joined
+	var fin, rst []trace.Event
+	for _, e := range lab.Trace.Events() {
+		if e.Host != "client" {
+			continue
+		}
+		switch {
+		case e.Kind == trace.State:
+			conns[e.Conn] += e.From + ">" + e.To + " "
+		case e.Kind == trace.Segment && e.Dir == "out" && strings.Contains(e.Flags, "F"):
+			fin = append(fin, e)
+		case e.Kind == trace.Segment && e.Dir == "out" && strings.Contains(e.Flags, "R"):
+			rst = append(rst, e)
+		}
+	}
+	t.Logf("states: %v", conns)
+	if !strings.HasPrefix(conns["c1"], "CLOSED>SYN-SENT SYN-SENT>ESTABLISHED ESTABLISHED>FIN-WAIT-1 ") {
+		t.Errorf("c1 states %q: want the program's connect and half-close from CLOSED on", conns["c1"])
+	}
+	if !strings.HasPrefix(conns["c2"], "CLOSED>SYN-SENT SYN-SENT>ESTABLISHED ESTABLISHED>CLOSED") {
+		t.Errorf("c2 states %q: want connect, then the abort", conns["c2"])
+	}
+	if len(fin) != 1 || fin[0].Conn != "c1" || !strings.Contains(fin[0].Reason, "shutdown(SHUT_WR)") || !strings.Contains(fin[0].Reason, "inferred") {
+		t.Errorf("FINs %+v: want one on c1, shutdown(SHUT_WR) inferred", fin)
+	}
+	if len(rst) != 1 || rst[0].Conn != "c2" || !strings.Contains(rst[0].Reason, "unread") || !strings.Contains(rst[0].Reason, "TCP_ABORT_ON_CLOSE") {
+		t.Errorf("RSTs %+v: want one on c2, unread data, the kernel's TCP_ABORT_ON_CLOSE", rst)
+	}
+}
+
+// TestAdoptProgramServer: a listener the peer did not make is followed, and
+// the connections it accepts.
+func TestAdoptProgramServer(t *testing.T) {
+	lab, w, p := newAdoptLab(t, "server")
+	lfd := -1
+	err := w.Do(func() error {
+		var err error
+		lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(lfd, &unix.SockaddrInet4{Port: 8080}); err != nil {
+			return err
+		}
+		return unix.Listen(lfd, 8)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := lab.Client.Peer().Dial(ctx, netip.AddrPortFrom(p.Addr(), 8080), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nfd, _, err := unix.Accept(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(50 * time.Millisecond)
+	unix.Close(nfd)
+	unix.Close(lfd)
+	time.Sleep(50 * time.Millisecond)
+	p.Sync()
+	states := map[string]string{}
+	var fin []trace.Event
+	for _, e := range lab.Trace.Events() {
+		if e.Host == "server" && e.Kind == trace.State {
+			states[e.Conn] += e.From + ">" + e.To + " "
+		}
+		if e.Host == "server" && e.Kind == trace.Segment && e.Dir == "out" && strings.Contains(e.Flags, "F") {
+			fin = append(fin, e)
+		}
+	}
+	t.Logf("states: %v", states)
+	if states["l1"] != "CLOSED>LISTEN LISTEN>CLOSED " {
+		t.Errorf("listener states %q", states["l1"])
+	}
+	if !strings.Contains(states["c1"], "SYN-RECEIVED>ESTABLISHED ESTABLISHED>CLOSE-WAIT CLOSE-WAIT>LAST-ACK") {
+		t.Errorf("accepted connection states %q", states["c1"])
+	}
+	if len(fin) != 1 || !strings.Contains(fin[0].Reason, "close()") {
+		t.Errorf("FINs %+v: want one, close() inferred", fin)
+	}
+}
