@@ -144,7 +144,7 @@ func TestAdoptProgramClient(t *testing.T) {
 	if len(fin) != 1 || fin[0].Conn != "c1" || !strings.Contains(fin[0].Reason, "shutdown(SHUT_WR)") || !strings.Contains(fin[0].Reason, "inferred") {
 		t.Errorf("FINs %+v: want one on c1, shutdown(SHUT_WR) inferred", fin)
 	}
-	if len(rst) != 1 || rst[0].Conn != "c2" || !strings.Contains(rst[0].Reason, "unread") || !strings.Contains(rst[0].Reason, "TCP_ABORT_ON_CLOSE") {
+	if len(rst) != 1 || rst[0].Conn != "c2" || !strings.Contains(rst[0].Reason, "unread") || !strings.Contains(rst[0].Reason, "TCP_ABORT_ON_CLOSE") || !strings.Contains(rst[0].Reason, "6 bytes when last sampled") {
 		t.Errorf("RSTs %+v: want one on c2, unread data, the kernel's TCP_ABORT_ON_CLOSE", rst)
 	}
 }

@@ -495,6 +495,7 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 		s.tw = tw
 		s.setStateLockedAt(to, text, e.Time)
 		if to == "CLOSED" {
+			s.rcvAtEnd = s.rcv
 			s.setBuffersLocked(0, 0)
 		}
 	})
@@ -539,7 +540,7 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 			n = s.unreadAtClose
 			if n == 0 && p.adopt && !s.closed {
 				// A program's close(): the queue as last sampled.
-				n, sampled = s.rcv, true
+				n, sampled = s.rcvAtEnd, true
 			}
 			s.mu.Unlock()
 		}

@@ -45,6 +45,9 @@ func finReason(s *Socket, g seg) string {
 		}
 		return r
 	}
+	if s.p.adopt {
+		return "the program closed its socket or shut it down for writing; which call was not seen (the connection was gone before sock_diag could tell)"
+	}
 	return "FIN queued by the kernel in " + s.state + " without close() or shutdown()"
 }
 
@@ -64,7 +67,15 @@ func (p *Peer) inferFinCause(s *Socket) {
 		return
 	}
 	info, found, err := p.diag.get(s.LocalAddr(), s.key.remote)
+	s.mu.Lock()
+	orphan := s.orphanSeen
+	s.mu.Unlock()
 	if err != nil || !found || info.timer == diagTimerTW {
+		if orphan {
+			s.mu.Lock()
+			s.finCause, s.finNote = "close()", "inferred: sock_diag had seen the socket without its file"
+			s.mu.Unlock()
+		}
 		return
 	}
 	cause, note := "close()", "inferred: the socket had no file any more when its FIN left (sock_diag)"
