@@ -161,7 +161,7 @@ type runFlags struct {
 	pcapView string
 	realtime bool
 	seed     uint64
-	capture  string // run only: see addCaptureFlag
+	capture  string   // run only: see addCaptureFlag
 	prog     *execRun // exec only: the program and its side
 	// inputs are the scenario files of the run, which no output may
 	// overwrite.

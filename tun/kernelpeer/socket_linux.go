@@ -66,7 +66,7 @@ type Socket struct {
 	finCause               string
 	finNote                string // how finCause was inferred (Config.Adopt), "" when a call set it
 	unreadAtClose          int
-	rcvAtEnd               int // the receive queue last sampled before the kernel closed the connection
+	rcvAtEnd               int  // the receive queue last sampled before the kernel closed the connection
 	orphanSeen             bool // sock_diag showed the socket without its file (closed by a program)
 	lastIn                 seg
 	haveIn                 bool
