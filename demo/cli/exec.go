@@ -199,7 +199,11 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 			if err := writeExtras(&f, events, s.Name); err != nil {
 				return err
 			}
-			x.say(events)
+			x.say(events, res.Interrupted)
+			if res.Interrupted && x.builtin != "" {
+				fmt.Fprintf(env.Stderr, "# %s: interrupted\n", x.builtin)
+				return interrupted{}
+			}
 			report(env.Stderr, res, events)
 			if err := outcome(res); err != nil {
 				return err
@@ -290,12 +294,12 @@ func (x *execRun) start(w stack.Wire, penv *ProgramEnv, key string, addr netip.A
 
 // say tells how the program ended, and when it failed without ever
 // touching the lab, that it did.
-func (x *execRun) say(events []trace.Event) {
+func (x *execRun) say(events []trace.Event, interrupted bool) {
 	if x.proc == nil || x.status == "" {
 		return
 	}
 	fmt.Fprintf(x.stderr, "# program %s %s\n", x.argv[0], x.status)
-	if x.code == 0 || x.stopped {
+	if x.code == 0 || x.stopped || interrupted {
 		return
 	}
 	for _, e := range events {
@@ -367,6 +371,7 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 		}
 		if ctx.Err() != nil {
 			res.Interrupted = true
+			x.proc.Stop(programStopWait)
 		}
 		quiet(ctx, lab.Trace, 100*time.Millisecond)
 		x.finish()
