@@ -235,3 +235,24 @@ func TestExecKilled(t *testing.T) {
 		assertNothingLeft(t)
 	}
 }
+
+// TestExecStdio: the program's standard input and output pass through,
+// and the trace does not mix with them.
+func TestExecStdio(t *testing.T) {
+	needTUN(t)
+	bin := buildTcplab(t)
+	cmd := exec.Command(bin, "exec", "sink", "--", "sh", "-c", "read x; echo got $x; echo to-stderr >&2")
+	cmd.Stdin = strings.NewReader("hi\n")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, e.String())
+	}
+	if o.String() != "got hi\n" {
+		t.Errorf("standard output %q, want only the program's \"got hi\"", o.String())
+	}
+	if !strings.Contains(e.String(), "to-stderr") || !strings.Contains(e.String(), "listen(9527)") {
+		t.Errorf("standard error lacks the program's message or the trace:\n%s", e.String())
+	}
+	assertNothingLeft(t)
+}

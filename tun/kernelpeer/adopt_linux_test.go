@@ -200,7 +200,10 @@ func TestAdoptProgramServer(t *testing.T) {
 	if !strings.Contains(states["c1"], "SYN-RECEIVED>ESTABLISHED ESTABLISHED>CLOSE-WAIT CLOSE-WAIT>LAST-ACK") {
 		t.Errorf("accepted connection states %q", states["c1"])
 	}
-	if len(fin) != 1 || !strings.Contains(fin[0].Reason, "close()") {
-		t.Errorf("FINs %+v: want one, close() inferred", fin)
+	// The FIN leaves in LAST-ACK, which lasts a round trip: sock_diag may
+	// no longer see the socket when the FIN is recorded, and then the
+	// reason must say the call was not seen rather than guess.
+	if len(fin) != 1 || !(strings.Contains(fin[0].Reason, "close()") || strings.Contains(fin[0].Reason, "which call was not seen")) || strings.Contains(fin[0].Reason, "SHUT_WR") {
+		t.Errorf("FINs %+v: want one, close() inferred or the call not seen", fin)
 	}
 }
