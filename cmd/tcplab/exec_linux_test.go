@@ -40,6 +40,32 @@ func execJSON(t *testing.T, bin string, args ...string) ([]event, string, string
 	return evs, stdout, stderr, code
 }
 
+// callsTraced reports whether the program's calls were observed (package
+// tun/calltrace: Linux x86-64 with BTF): calls that say so are in the trace.
+func callsTraced(evs []event) bool {
+	for _, e := range evs {
+		if e.Kind == "call" && strings.Contains(e.Text, "observed with syscall tracepoints") {
+			return true
+		}
+	}
+	return false
+}
+
+// programCalls returns the names and results of host's calls, space-separated.
+func programCalls(evs []event, host string) string {
+	var b []string
+	for _, e := range evs {
+		if e.Kind == "call" && e.Host == host {
+			s := e.Call + "=" + strconv.Itoa(e.Ret)
+			if e.Err != "" {
+				s += ":" + e.Err
+			}
+			b = append(b, s)
+		}
+	}
+	return strings.Join(b, " ")
+}
+
 // sent returns the segments host sent whose flags contain flag.
 func sent(evs []event, host, flag string) []event {
 	var m []event
@@ -65,6 +91,16 @@ func TestExecHalfClose(t *testing.T) {
 	cf, sf := sent(evs, "client", "F"), sent(evs, "server", "F")
 	if len(cf) != 1 || !strings.Contains(cf[0].Reason, "shutdown(SHUT_WR)") {
 		t.Errorf("client FINs %+v: want one, from shutdown(SHUT_WR)", cf)
+	}
+	if callsTraced(evs) {
+		if strings.Contains(cf[0].Reason, "inferred") {
+			t.Errorf("client FIN reason %q: the shutdown call was observed, nothing to infer", cf[0].Reason)
+		}
+		if got := programCalls(evs, "client"); got != "connect=0 sendto=3 shutdown=0 recvfrom=7 recvfrom=0:EOF close=0" {
+			t.Errorf("the program's calls %q", got)
+		}
+	} else {
+		t.Log("the program's calls are not traced on this machine")
 	}
 	if len(sf) != 1 || !strings.Contains(sf[0].Reason, "close()") {
 		t.Errorf("server FINs %+v: want one, from close()", sf)
@@ -103,8 +139,15 @@ func TestExecCloseUnread(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	r := sent(evs, "client", "R")
-	if len(r) != 1 || !strings.Contains(r[0].Reason, "unread") || !strings.Contains(r[0].Reason, "(5 bytes when last sampled)") || !strings.Contains(r[0].Reason, "TCP_ABORT_ON_CLOSE") {
-		t.Errorf("client RSTs %+v: want one, for the 5 unread bytes, with the kernel's TCP_ABORT_ON_CLOSE", r)
+	five := "(5 bytes when last sampled)"
+	if callsTraced(evs) {
+		five = "close() with 5 unread bytes"
+		if got := programCalls(evs, "client"); got != "connect=0 sendto=5 close=0" {
+			t.Errorf("the program's calls %q", got)
+		}
+	}
+	if len(r) != 1 || !strings.Contains(r[0].Reason, "unread") || !strings.Contains(r[0].Reason, five) || !strings.Contains(r[0].Reason, "TCP_ABORT_ON_CLOSE") {
+		t.Errorf("client RSTs %+v: want one, for the 5 unread bytes (%s), with the kernel's TCP_ABORT_ON_CLOSE", r, five)
 	}
 	if f := sent(evs, "client", "F"); len(f) != 0 {
 		t.Errorf("client FINs %+v: want none", f)
@@ -141,6 +184,14 @@ func TestExecServer(t *testing.T) {
 	}
 	if !strings.HasPrefix(states, "l1:LISTEN c1:SYN-RECEIVED c1:ESTABLISHED c1:CLOSE-WAIT c1:LAST-ACK ") {
 		t.Errorf("the program's states %q", states)
+	}
+	if callsTraced(evs) {
+		if got := programCalls(evs, "server"); !strings.HasPrefix(got, "accept4=") || !strings.Contains(got, " recvfrom=4 sendto=4 recvfrom=0:EOF close=0") {
+			t.Errorf("the program's calls %q", got)
+		}
+		if f := sent(evs, "server", "F"); len(f) != 1 || !strings.HasPrefix(f[0].Reason, "close():") {
+			t.Errorf("the program's FIN %+v: want one, from its observed close()", f)
+		}
 	}
 	assertNothingLeft(t)
 }

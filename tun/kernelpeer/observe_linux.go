@@ -106,12 +106,22 @@ func (p *Peer) consume() {
 	ob := p.obs
 	tick := time.NewTicker(verdictWait)
 	defer tick.Stop()
+	calls := p.callEvents()
 	for {
 		select {
+		case c, ok := <-calls:
+			if !ok {
+				calls = nil
+				continue
+			}
+			p.onCall(c)
 		case e, ok := <-ob.o.Events():
 			if !ok {
 				p.settleArrivals(time.Time{})
 				return
+			}
+			if e.Kind == ktrace.Sent && strings.ContainsAny(e.Flags, "FR") {
+				p.drainCalls()
 			}
 			p.settleArrivals(e.Time.Add(-verdictWait))
 			p.onKernel(e)
@@ -120,6 +130,7 @@ func (p *Peer) consume() {
 			// has all its evidence.
 			p.settleArrivals(time.Now().Add(-ringLag))
 		case done := <-ob.sync:
+			p.drainCalls()
 			p.drain()
 			close(done)
 		}
@@ -288,7 +299,9 @@ func (p *Peer) adoptConnect(key connKey, e ktrace.Event) {
 		p.mu.Unlock()
 		return
 	}
-	s = p.newConnLocked(key, "CLOSED")
+	if s == nil || s.alive {
+		s = p.newConnLocked(key, "CLOSED")
+	} // else: the record its connect call started
 	p.mu.Unlock()
 	at, ok := p.obs.connecting[key.remote]
 	delete(p.obs.connecting, key.remote)

@@ -18,6 +18,7 @@ import (
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun"
+	"github.com/tcplab/tcplab/tun/calltrace"
 )
 
 const (
@@ -47,7 +48,8 @@ type Peer struct {
 	obs    *observer // nil: the kernel is sampled, not observed
 	ctrs   *counters
 	faults wireFaults
-	adopt  bool // Config.Adopt: follow connections of sockets not ours
+	adopt  bool              // Config.Adopt: follow connections of sockets not ours
+	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
 
 	mu        sync.Mutex
 	conns     map[connKey]*Socket
@@ -131,6 +133,13 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		rec.Mirror(p.onEmit)
 	} else {
 		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
+		if cfg.Adopt {
+			if err := p.startCalls(); err != nil {
+				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
+			} else {
+				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
+			}
+		}
 		rec.SetDelay(recorderDelay)
 		p.wg.Add(1)
 		go p.consume()
@@ -197,6 +206,9 @@ func (p *Peer) Close() error {
 		p.closing.Store(true)
 		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)
+		if p.calls != nil {
+			p.calls.Close()
+		}
 		if p.obs != nil {
 			p.obs.o.Close() // ends consume
 		}
