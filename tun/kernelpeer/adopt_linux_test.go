@@ -2,6 +2,8 @@ package kernelpeer
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun"
+	"github.com/tcplab/tcplab/tun/program"
 )
 
 // newAdoptLab is a TUN lab with an adopting peer (Config.Adopt) on side:
@@ -205,5 +208,64 @@ func TestAdoptProgramServer(t *testing.T) {
 	// reason must say the call was not seen rather than guess.
 	if len(fin) != 1 || !(strings.Contains(fin[0].Reason, "close()") || strings.Contains(fin[0].Reason, "which call was not seen")) || strings.Contains(fin[0].Reason, "SHUT_WR") {
 		t.Errorf("FINs %+v: want one, close() inferred or the call not seen", fin)
+	}
+}
+
+// TestAdoptProgramCalls: a real program's socket calls (package
+// tun/calltrace) are recorded on their connection, and its close() gives
+// the RST's exact unread bytes.
+func TestAdoptProgramCalls(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("skipping: no python3 to play the program")
+	}
+	lab, w, p := newAdoptLab(t, "client")
+	if p.calls == nil {
+		t.Skip("skipping: the program's calls cannot be traced here (see the trace's note)")
+	}
+	ctx := context.Background()
+	srv := lab.Server.Peer()
+	l, err := srv.Listen(9527, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf(`
+import socket, time
+s = socket.create_connection(("%s", 9527))
+s.sendall(b"hello")
+time.sleep(0.3)
+s.close()
+`, srv.Addr())
+	proc, err := program.Start(w, exec.Command("python3", "-c", src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, []byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := proc.Wait(); err != nil || !st.Success() {
+		t.Fatalf("program: %v %v", st, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	p.Sync()
+	var calls []string
+	var rst []trace.Event
+	for _, e := range lab.Trace.Events() {
+		switch {
+		case e.Host == "client" && e.Kind == trace.Call:
+			calls = append(calls, fmt.Sprintf("%s %s(%s)=%d%s", e.Conn, e.Call, e.Arg, e.Ret, e.Err))
+		case e.Host == "client" && e.Kind == trace.Segment && e.Dir == "out" && strings.Contains(e.Flags, "R"):
+			rst = append(rst, e)
+		}
+	}
+	got := strings.Join(calls, " ")
+	if want := fmt.Sprintf("c1 connect(%v:9527)=0 c1 sendto(5)=5 c1 close()=0", srv.Addr()); got != want {
+		t.Errorf("the program's calls %q, want %q", got, want)
+	}
+	if len(rst) != 1 || !strings.HasPrefix(rst[0].Reason, "close() with 6 unread bytes") {
+		t.Errorf("RSTs %+v: want one, from close() with the 6 unread bytes the call saw", rst)
 	}
 }

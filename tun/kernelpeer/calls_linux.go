@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
@@ -42,8 +43,7 @@ func (p *Peer) callEvents() <-chan calltrace.Call {
 	return p.calls.Events()
 }
 
-// drainCalls applies every call delivered so far: before a FIN or RST is
-// explained, the close or shutdown that caused it is known.
+// drainCalls queues every call delivered so far (consume's goroutine).
 func (p *Peer) drainCalls() {
 	ch := p.callEvents()
 	for ch != nil {
@@ -52,11 +52,67 @@ func (p *Peer) drainCalls() {
 			if !ok {
 				return
 			}
-			p.onCall(c)
+			p.callQ = append(p.callQ, c)
 		default:
 			return
 		}
 	}
+}
+
+// callWait bounds how long a FIN or RST waits for the program's calls up to
+// its time: the close or shutdown that sent it was reported first, on the
+// other ring.
+const callWait = 2 * time.Millisecond
+
+// awaitCalls waits (at most callWait) until a call later than t has been
+// delivered, so that the call that caused a segment sent at t is queued.
+func (p *Peer) awaitCalls(t time.Time) {
+	ch := p.callEvents()
+	if ch == nil {
+		return
+	}
+	timer := time.NewTimer(callWait)
+	defer timer.Stop()
+	for len(p.callQ) == 0 || p.lastCall().Before(t) {
+		select {
+		case c, ok := <-ch:
+			if !ok {
+				return
+			}
+			p.callQ = append(p.callQ, c)
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// lastCall is the time of the latest queued call.
+func (p *Peer) lastCall() time.Time {
+	c := p.callQ[len(p.callQ)-1]
+	if c.Entry {
+		return c.Enter
+	}
+	return c.Exit
+}
+
+// flushCalls applies the queued calls that happened before cutoff (all of
+// them for a zero cutoff), so that they meet the kernel's events in time
+// order: the entry of a close is applied before the FIN it sends is
+// explained, a connect finds the record its SYN started.
+func (p *Peer) flushCalls(cutoff time.Time) {
+	n := 0
+	for _, c := range p.callQ {
+		at := c.Exit
+		if c.Entry {
+			at = c.Enter
+		}
+		if !cutoff.IsZero() && at.After(cutoff) {
+			break
+		}
+		p.onCall(c)
+		n++
+	}
+	p.callQ = p.callQ[n:]
 }
 
 // callSocket returns the connection (or listener id) a call was made on.
@@ -84,11 +140,6 @@ func (p *Peer) callSocket(c calltrace.Call) (*Socket, string) {
 				return p.socks[i], p.socks[i].id
 			}
 		}
-	}
-	if c.Name == "connect" {
-		// Its SYN is not recorded yet: the record starts here.
-		s := p.newConnLocked(key, "CLOSED")
-		return s, s.id
 	}
 	return nil, ""
 }

@@ -114,24 +114,33 @@ func (p *Peer) consume() {
 				calls = nil
 				continue
 			}
-			p.onCall(c)
+			p.callQ = append(p.callQ, c)
 		case e, ok := <-ob.o.Events():
 			if !ok {
+				p.drainCalls()
+				p.flushCalls(time.Time{})
 				p.settleArrivals(time.Time{})
 				return
 			}
-			if e.Kind == ktrace.Sent && strings.ContainsAny(e.Flags, "FR") {
-				p.drainCalls()
+			// The program's calls and the kernel's events come on two
+			// rings: they are merged by time.
+			p.drainCalls()
+			if e.Kind == ktrace.Sent && strings.ContainsAny(e.Flags, "FR") && p.mine(e) {
+				p.awaitCalls(e.Time)
 			}
+			p.flushCalls(e.Time)
 			p.settleArrivals(e.Time.Add(-verdictWait))
 			p.onKernel(e)
 		case <-tick.C:
 			// No event came: what is older than the ring's worst lag
 			// has all its evidence.
+			p.drainCalls()
+			p.flushCalls(time.Now().Add(-ringLag))
 			p.settleArrivals(time.Now().Add(-ringLag))
 		case done := <-ob.sync:
 			p.drainCalls()
 			p.drain()
+			p.flushCalls(time.Time{})
 			close(done)
 		}
 	}
@@ -147,6 +156,7 @@ func (p *Peer) drain() {
 				p.settleArrivals(time.Time{})
 				return
 			}
+			p.flushCalls(e.Time)
 			p.onKernel(e)
 		default:
 			p.settleArrivals(time.Time{})
@@ -299,9 +309,7 @@ func (p *Peer) adoptConnect(key connKey, e ktrace.Event) {
 		p.mu.Unlock()
 		return
 	}
-	if s == nil || s.alive {
-		s = p.newConnLocked(key, "CLOSED")
-	} // else: the record its connect call started
+	s = p.newConnLocked(key, "CLOSED")
 	p.mu.Unlock()
 	at, ok := p.obs.connecting[key.remote]
 	delete(p.obs.connecting, key.remote)

@@ -50,6 +50,7 @@ type Peer struct {
 	faults wireFaults
 	adopt  bool              // Config.Adopt: follow connections of sockets not ours
 	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
+	callQ  []calltrace.Call  // calls not yet merged with the kernel's events (consume's)
 
 	mu        sync.Mutex
 	conns     map[connKey]*Socket

@@ -250,6 +250,19 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		break;
 	}
 	fill(&p, sk);
+	if (call == C_CONNECT) {
+		// The destination as asked: a refused connect clears the
+		// socket's.
+		struct {
+			__u16 family;
+			__be16 port;
+			__be32 addr;
+		} sa = {};
+		if (!bpf_probe_read_user(&sa, sizeof(sa), (void *)BPF_CORE_READ(regs, si)) && sa.family == 2) {
+			p.daddr = sa.addr;
+			p.dport = bpf_ntohs(sa.port);
+		}
+	}
 	if (call == C_CLOSE) {
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		p.unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
@@ -273,8 +286,10 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (p.call == C_CONNECT) {
 		struct sock *sk = tcp_of(task, p.fd);
-		if (sk)
-			fill(&p, sk);
+		if (sk) {
+			p.saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			p.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		}
 	}
 	if ((p.call == C_ACCEPT || p.call == C_ACCEPT4) && ret >= 0) {
 		struct sock *sk = tcp_of(task, (int)ret);
