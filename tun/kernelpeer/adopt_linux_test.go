@@ -3,8 +3,8 @@ package kernelpeer
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
