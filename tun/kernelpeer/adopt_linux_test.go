@@ -269,3 +269,55 @@ s.close()
 		t.Errorf("RSTs %+v: want one, from close() with the 6 unread bytes the call saw", rst)
 	}
 }
+
+// TestAdoptSampled: without the eBPF observer (Config.Sample), a program's
+// connection is still followed: its segments (the gVisor host's view),
+// states from sock_diag, and a RST on the connection's record.
+func TestAdoptSampled(t *testing.T) {
+	needPrivileges(t)
+	w, err := tun.New(context.Background(), tun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := stack.NewLab(w, stack.Config{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewConfig(w, "client", lab.Trace, Config{Adopt: true, Sample: true})
+	if err != nil {
+		lab.Close()
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	defer p.Close()
+	ctx := context.Background()
+	srv := lab.Server.Peer()
+	l, err := srv.Listen(9527, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := programSocket(t, w, netip.AddrPortFrom(srv.Addr(), 9527))
+	s, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write(ctx, []byte("unread"))
+	time.Sleep(50 * time.Millisecond)
+	unix.Close(fd)
+	time.Sleep(50 * time.Millisecond)
+	states, rst := "", 0
+	for _, e := range lab.Trace.Events() {
+		if e.Host != "client" {
+			continue
+		}
+		if e.Kind == trace.State && e.Conn == "c1" {
+			states += e.To + " "
+		}
+		if e.Kind == trace.Segment && e.Dir == "out" && strings.Contains(e.Flags, "R") && e.Conn == "c1" {
+			rst++
+		}
+	}
+	if !strings.Contains(states, "ESTABLISHED") || !strings.HasSuffix(states, "CLOSED ") || rst != 1 {
+		t.Errorf("sampled program connection: states %q, %d RSTs on c1; want ESTABLISHED ... CLOSED and one", states, rst)
+	}
+}
