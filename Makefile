@@ -71,11 +71,12 @@ BENCHCOUNT ?= 1
 bench:
 	$(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/ | tee bench.out | $(GO) run ./cmd/benchtable
 
-## bpf: recompile tun/ktrace's eBPF programs (bpf/ktrace.c) and regenerate
-## the committed ktrace_bpfel.go/.o with bpf2go (needs clang, libbpf-dev:
+## bpf: recompile the eBPF programs of tun/ktrace (bpf/ktrace.c) and
+## tun/calltrace (bpf/calltrace.c) and regenerate the committed .go/.o with bpf2go (needs clang, libbpf-dev:
 ## apt-get install clang libbpf-dev)
 bpf:
 	cd tun/ktrace && $(GO) generate .
+	cd tun/calltrace && $(GO) generate .
 
 fmt:
 	gofmt -l -w .

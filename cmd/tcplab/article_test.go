@@ -15,7 +15,7 @@ import (
 // event is one JSON line of `tcplab run --format json`.
 type event struct {
 	Host, Kind, Conn, Dir, Flags, Reason string
-	Call, Err, Data, From, To            string
+	Call, Err, Data, From, To, Text      string
 	Ret, Len                             int
 }
 

@@ -8,16 +8,39 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 
 	"github.com/tcplab/tcplab/demo/cli"
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/tun"
 	"github.com/tcplab/tcplab/tun/capture"
 	"github.com/tcplab/tcplab/tun/kernelpeer"
+	"github.com/tcplab/tcplab/tun/program"
 )
 
 func main() {
-	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Env{NewTUN: newTUN, NewKernelPeer: kernelpeer.NewPeer, StartCapture: startCapture}))
+	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Env{
+		NewTUN: newTUN, NewKernelPeer: kernelpeer.NewPeer, StartCapture: startCapture,
+		Program: &cli.ProgramEnv{NewPeer: kernelpeer.NewProgramPeer, Start: startProgram, WaitListening: waitListening},
+	}))
+}
+
+// startProgram runs cmd inside the TUN wire's namespace (exec).
+func startProgram(w stack.Wire, cmd *exec.Cmd) (cli.Process, error) {
+	lab, ok := w.(*tun.Lab)
+	if !ok {
+		return nil, fmt.Errorf("a program needs the TUN wire, not the %s wire", w.Kind())
+	}
+	return program.Start(lab, cmd)
+}
+
+// waitListening waits for a listener on port in the TUN wire's namespace.
+func waitListening(ctx context.Context, w stack.Wire, port uint16) error {
+	lab, ok := w.(*tun.Lab)
+	if !ok {
+		return fmt.Errorf("a program needs the TUN wire, not the %s wire", w.Kind())
+	}
+	return program.WaitListening(ctx, lab, port)
 }
 
 // newTUN builds the lab's TUN wire in a private network namespace.

@@ -45,6 +45,13 @@ func TestIntegrationREADMECommands(t *testing.T) {
 	if err := os.Symlink(bin, filepath.Join(binDir, "tcplab")); err != nil {
 		t.Fatal(err)
 	}
+	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(examples, filepath.Join(dir, "examples")); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range cmds {
 		t.Run(c, func(t *testing.T) {
 			t.Parallel() // most of the time goes to the scenarios' sleeps

@@ -39,6 +39,9 @@ type Env struct {
 	// StartCapture captures the TUN wire's devices for --capture. Nil
 	// means --capture is not available in this build.
 	StartCapture CaptureFunc
+	// Program runs a user's program in the TUN wire (exec). Nil means exec
+	// is not available in this build.
+	Program *ProgramEnv
 	// Stdin, Stdout and Stderr default to the process's.
 	Stdin          *os.File
 	Stdout, Stderr io.Writer
@@ -112,6 +115,13 @@ func Main(ctx context.Context, args []string, env Env) (code int) {
 	if err == nil {
 		return ExitOK
 	}
+	var px programExit
+	if errors.As(err, &px) {
+		if px.msg != "" {
+			fmt.Fprintln(env.Stderr, "tcplab:", px.msg)
+		}
+		return px.code
+	}
 	var pe2 panicError
 	if errors.As(err, &pe2) {
 		reportBug(env.Stderr, pe2.val, pe2.stack)
@@ -151,7 +161,8 @@ type runFlags struct {
 	pcapView string
 	realtime bool
 	seed     uint64
-	capture  string // run only: see addCaptureFlag
+	capture  string   // run only: see addCaptureFlag
+	prog     *execRun // exec only: the program and its side
 	// inputs are the scenario files of the run, which no output may
 	// overwrite.
 	inputs []string
@@ -237,7 +248,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExec(env))
 	return root
 }
 

@@ -130,15 +130,20 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if kernel == "" {
 		kernel = s.Kernel
 	}
+	newKernelPeer := env.NewKernelPeer
+	if f.prog != nil {
+		kernel = f.prog.side
+		newKernelPeer = env.Program.NewPeer
+	}
 	if kernel != "" {
-		if env.NewKernelPeer == nil {
+		if newKernelPeer == nil {
 			return nil, nil, errors.New("--kernel is not available in this build")
 		}
 		if lab.Wire.Kind() != "tun" {
 			return nil, nil, usageError{fmt.Errorf("scenario %s puts the kernel on the %s side: that needs --wire tun", s.Name, kernel)}
 		}
 		var release func() error
-		kp, release, err = env.NewKernelPeer(lab.Wire, kernel, lab.Trace)
+		kp, release, err = newKernelPeer(lab.Wire, kernel, lab.Trace)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -157,6 +162,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if stream {
 		// After the kernel peer, if any: its address is not its host's.
 		who := func(p stack.Peer) string {
+			if p.Name() == kernel && f.prog != nil {
+				return fmt.Sprintf("%s %v [your program: Linux kernel]", p.Name(), p.Addr())
+			}
 			if p.Name() == kernel {
 				return fmt.Sprintf("%s %v [Linux kernel]", p.Name(), p.Addr())
 			}
@@ -167,7 +175,12 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if out != nil {
 		lab.Trace.Subscribe(out.Push)
 	}
-	res := scenario.Run(ctx, s, sl, opt)
+	var res *scenario.Result
+	if f.prog != nil {
+		res = f.prog.drive(ctx, env, lab, sl, s, opt)
+	} else {
+		res = scenario.Run(ctx, s, sl, opt)
+	}
 	if sy, ok := kp.(interface{ Sync() }); ok {
 		sy.Sync() // the kernel's last events are in the trace before it is shown
 	}
@@ -269,7 +282,7 @@ func summary(res *scenario.Result) string {
 		return fmt.Sprintf("interrupted at %s before the script ended; %s", lineOf(res.Where), held)
 	case res.Stopped:
 		return fmt.Sprintf("stopped at %s: that step could not run, the rest of the script was skipped; %s", lineOf(res.Where), held)
-	case res.OK():
+	case res.OK() && res.Checked > 0:
 		return fmt.Sprintf("all %d expectations held", res.Checked)
 	}
 	return held

@@ -24,9 +24,10 @@ const (
 
 // diagInfo is what sock_diag says about one connection.
 type diagInfo struct {
-	state          uint8 // tcpi_state numbering (TCP_ESTABLISHED, ...)
-	timer          uint8 // 3: a timewait socket
-	rqueue, wqueue int   // unread bytes; bytes written and not acknowledged (FIN included)
+	state          uint8  // tcpi_state numbering (TCP_ESTABLISHED, ...)
+	timer          uint8  // 3: a timewait socket
+	rqueue, wqueue int    // unread bytes; bytes written and not acknowledged (FIN included)
+	inode          uint32 // the socket's inode; 0 for an orphan (closed by its application)
 }
 
 // diagSocket is a NETLINK_SOCK_DIAG socket bound to the namespace it was
@@ -101,6 +102,7 @@ func (d *diagSocket) get(local, remote netip.AddrPort) (info diagInfo, found boo
 		timer:  msg[2],
 		rqueue: int(ne.Uint32(msg[56:60])),
 		wqueue: int(ne.Uint32(msg[60:64])),
+		inode:  ne.Uint32(msg[68:72]),
 	}, true, nil
 }
 

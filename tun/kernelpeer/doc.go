@@ -52,6 +52,17 @@
 // and a segment the gVisor host sends while held, or that is dropped, is
 // still recorded as received by the kernel when the gVisor host sends it.
 //
+// # Programs
+//
+// With Config.Adopt (NewProgramPeer, for tcplab exec) the peer follows every
+// connection and listener on its address, including those of a program run
+// inside the namespace: records are made from the kernel's own events (the
+// SYN a connect sends, a listener's state change, a SYN reaching it). The
+// program's socket calls come from package tun/calltrace where it loads,
+// merged with the kernel's events by time; they give the causes of its FINs
+// and the unread bytes behind a RST on close. Without it those causes are
+// inferred from sock_diag and say so.
+//
 // # Cost
 //
 // One netlink socket and one open /proc file per Peer, one goroutine, one

@@ -71,6 +71,10 @@ type observer struct {
 	// heldRST are RSTs sent before their tcp_send_reset event came:
 	// tcp_send_active_reset traces the reason after transmitting.
 	heldRST map[connKey]heldRST
+	// connecting (Config.Adopt) holds, by remote address, when an unbound
+	// socket went CLOSED→SYN-SENT: connect(2) changes the state before
+	// it picks the local address, so the event names no address of ours.
+	connecting map[netip.AddrPort]time.Time
 }
 
 // heldRST is a RST the kernel sent, waiting for the kernel's reason.
@@ -91,7 +95,7 @@ func (p *Peer) startObserver() error {
 	if err != nil {
 		return err
 	}
-	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, finIn: map[connKey]bool{}, reset: map[connKey]bool{}, heldRST: map[connKey]heldRST{}, sync: make(chan chan struct{})}
+	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, finIn: map[connKey]bool{}, reset: map[connKey]bool{}, heldRST: map[connKey]heldRST{}, connecting: map[netip.AddrPort]time.Time{}, sync: make(chan chan struct{})}
 	return nil
 }
 
@@ -102,21 +106,41 @@ func (p *Peer) consume() {
 	ob := p.obs
 	tick := time.NewTicker(verdictWait)
 	defer tick.Stop()
+	calls := p.callEvents()
 	for {
 		select {
+		case c, ok := <-calls:
+			if !ok {
+				calls = nil
+				continue
+			}
+			p.callQ = append(p.callQ, c)
 		case e, ok := <-ob.o.Events():
 			if !ok {
+				p.drainCalls()
+				p.flushCalls(time.Time{})
 				p.settleArrivals(time.Time{})
 				return
 			}
+			// The program's calls and the kernel's events come on two
+			// rings: they are merged by time.
+			p.drainCalls()
+			if e.Kind == ktrace.Sent && strings.ContainsAny(e.Flags, "FR") && p.mine(e) {
+				p.awaitCalls(e.Time)
+			}
+			p.flushCalls(e.Time)
 			p.settleArrivals(e.Time.Add(-verdictWait))
 			p.onKernel(e)
 		case <-tick.C:
 			// No event came: what is older than the ring's worst lag
 			// has all its evidence.
+			p.drainCalls()
+			p.flushCalls(time.Now().Add(-ringLag))
 			p.settleArrivals(time.Now().Add(-ringLag))
 		case done := <-ob.sync:
+			p.drainCalls()
 			p.drain()
+			p.flushCalls(time.Time{})
 			close(done)
 		}
 	}
@@ -132,6 +156,7 @@ func (p *Peer) drain() {
 				p.settleArrivals(time.Time{})
 				return
 			}
+			p.flushCalls(e.Time)
 			p.onKernel(e)
 		default:
 			p.settleArrivals(time.Time{})
@@ -171,10 +196,24 @@ func (p *Peer) onKernel(e ktrace.Event) {
 	if debugKtrace {
 		fmt.Fprintln(os.Stderr, "ktrace:", e)
 	}
-	if p.closing.Load() || !p.mine(e) {
+	if p.closing.Load() {
 		return
 	}
 	ob := p.obs
+	if p.adopt && e.Kind == ktrace.State && e.NewState == "SYN-SENT" && e.Local.Port() == 0 {
+		// connect(2) on an unbound socket: no port yet.
+		ob.connecting[e.Remote] = e.Time
+		return
+	}
+	if p.adopt && e.Kind == ktrace.State && e.Local.Addr().IsUnspecified() && (!e.Remote.Addr().IsValid() || e.Remote.Addr().IsUnspecified()) {
+		// A program's listener bound to 0.0.0.0: it listens on our
+		// address too.
+		p.onState(e, connKey{localPort: e.Local.Port()})
+		return
+	}
+	if !p.mine(e) {
+		return
+	}
 	key := connKey{localPort: e.Local.Port(), remote: e.Remote}
 	switch e.Kind {
 	case ktrace.State:
@@ -198,6 +237,9 @@ func (p *Peer) onKernel(e ktrace.Event) {
 		}
 		ob.rst[key] = e.Reason
 	case ktrace.Sent:
+		if p.adopt && e.Flags == "S" {
+			p.adoptConnect(key, e)
+		}
 		if lk := (connKey{localPort: key.localPort}); strings.Contains(e.Flags, "R") {
 			if r, ok := ob.rst[lk]; ok {
 				delete(ob.rst, lk)
@@ -255,6 +297,31 @@ func (p *Peer) onKernel(e ktrace.Event) {
 			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("the kernel dropped its own [%s] before the wire (kernel: %s)", e.Flags, e.Reason)}, e.Time)
 		}
 	}
+}
+
+// adoptConnect creates the record of a program's connection when its SYN
+// leaves (Config.Adopt), with the CLOSED→SYN-SENT change the kernel traced
+// before the socket had an address.
+func (p *Peer) adoptConnect(key connKey, e ktrace.Event) {
+	p.mu.Lock()
+	s := p.conns[key]
+	if s != nil && !s.reusable() {
+		p.mu.Unlock()
+		return
+	}
+	s = p.newConnLocked(key, "CLOSED")
+	p.mu.Unlock()
+	at, ok := p.obs.connecting[key.remote]
+	delete(p.obs.connecting, key.remote)
+	text := ""
+	if !ok {
+		at = e.Time
+		text = "inferred from the SYN: the kernel's state change was not seen"
+	}
+	s.update(func() {
+		s.alive = true
+		s.setStateLockedAt("SYN-SENT", text, at)
+	})
 }
 
 // settleArrivals records every pending arrival received before cutoff (all
@@ -370,6 +437,7 @@ func (p *Peer) onSentReason(e ktrace.Event, key connKey, answer string) {
 		delete(p.obs.rst, key)
 		ev.Reason = p.kernelRSTReason(s, g, key, kr, ok)
 	case strings.Contains(e.Flags, "F"):
+		p.inferFinCause(s)
 		ev.Reason = finReason(s, g)
 	case answer != "":
 		ev.Reason = answer
@@ -395,14 +463,25 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 		// A listening socket.
 		p.mu.Lock()
 		l := p.listeners[key.localPort]
+		if p.adopt && e.NewState == "LISTEN" {
+			l = p.adoptListenerLocked(key.localPort)
+		}
 		p.mu.Unlock()
 		if l != nil {
+			if p.adopt && e.NewState == "CLOSED" {
+				l.mu.Lock()
+				l.closed = true
+				l.mu.Unlock()
+			}
 			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.State, Conn: l.id, From: e.OldState, To: e.NewState}, e.Time)
 		}
 		return
 	}
 	p.mu.Lock()
 	s := p.conns[key]
+	if p.adopt && e.OldState == "CLOSED" && e.NewState == "SYN-SENT" && (s == nil || s.reusable()) {
+		s = p.newConnLocked(key, "CLOSED") // the program's connect
+	}
 	p.mu.Unlock()
 	if s == nil {
 		return
@@ -437,6 +516,7 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 		s.tw = tw
 		s.setStateLockedAt(to, text, e.Time)
 		if to == "CLOSED" {
+			s.rcvAtEnd = s.rcv
 			s.setBuffersLocked(0, 0)
 		}
 	})
@@ -475,13 +555,20 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 			words = fmt.Sprintf("segment for no connection: no socket owns %v<->%v", local, key.remote)
 		}
 	case "TCP_ABORT_ON_CLOSE":
-		n := 0
+		n, sampled := 0, false
 		if s != nil {
 			s.mu.Lock()
 			n = s.unreadAtClose
+			if n == 0 && p.adopt && !s.closed {
+				// A program's close(): the queue as last sampled.
+				n, sampled = s.rcvAtEnd, true
+			}
 			s.mu.Unlock()
 		}
 		words = fmt.Sprintf("close() with %d unread bytes in receive buffer: they would be lost silently, so reset instead of FIN (RFC 2525 2.17)", n)
+		if sampled {
+			words = fmt.Sprintf("close() with unread data in the receive buffer (%d bytes when last sampled): it would be lost silently, so reset instead of FIN (RFC 2525 2.17)", n)
+		}
 	case "TCP_ABORT_ON_DATA":
 		linger, closed, state := false, false, ""
 		if s != nil {

@@ -47,3 +47,8 @@ func StateName(uint8) string { return "CLOSED" }
 
 // NewConfig fails: the kernel peer needs Linux.
 func NewConfig(*tun.Lab, string, *trace.Recorder, Config) (*Peer, error) { return nil, errUnsupported }
+
+// NewProgramPeer fails: the kernel peer needs Linux.
+func NewProgramPeer(stack.Wire, string, *trace.Recorder) (stack.Peer, func() error, error) {
+	return nil, nil, errUnsupported
+}

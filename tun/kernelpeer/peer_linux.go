@@ -18,6 +18,7 @@ import (
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun"
+	"github.com/tcplab/tcplab/tun/calltrace"
 )
 
 const (
@@ -47,6 +48,9 @@ type Peer struct {
 	obs    *observer // nil: the kernel is sampled, not observed
 	ctrs   *counters
 	faults wireFaults
+	adopt  bool              // Config.Adopt: follow connections of sockets not ours
+	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
+	callQ  []calltrace.Call  // calls not yet merged with the kernel's events (consume's)
 
 	mu        sync.Mutex
 	conns     map[connKey]*Socket
@@ -93,6 +97,7 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		listeners: map[uint16]*Listener{},
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		adopt:     cfg.Adopt,
 	}
 	switch side {
 	case "client":
@@ -129,6 +134,13 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		rec.Mirror(p.onEmit)
 	} else {
 		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
+		if cfg.Adopt {
+			if err := p.startCalls(); err != nil {
+				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
+			} else {
+				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
+			}
+		}
 		rec.SetDelay(recorderDelay)
 		p.wg.Add(1)
 		go p.consume()
@@ -150,6 +162,22 @@ func NewPeer(w stack.Wire, side string, rec *trace.Recorder) (stack.Peer, func()
 		return nil, nil, fmt.Errorf("kernelpeer: the kernel needs the TUN wire, not the %s wire", kind)
 	}
 	p, err := New(lab, side, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, p.Close, nil
+}
+
+// NewProgramPeer is NewPeer with Config.Adopt: the peer records the
+// connections of a program run inside the lab namespace under the name of
+// side. Its Listen and Dial still make sockets of its own; tcplab exec does
+// not call them.
+func NewProgramPeer(w stack.Wire, side string, rec *trace.Recorder) (stack.Peer, func() error, error) {
+	lab, ok := w.(*tun.Lab)
+	if !ok {
+		return nil, nil, fmt.Errorf("kernelpeer: a program needs the TUN wire")
+	}
+	p, err := NewConfig(lab, side, rec, Config{Adopt: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,6 +207,9 @@ func (p *Peer) Close() error {
 		p.closing.Store(true)
 		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)
+		if p.calls != nil {
+			p.calls.Close()
+		}
 		if p.obs != nil {
 			p.obs.o.Close() // ends consume
 		}
@@ -491,7 +522,27 @@ func (p *Peer) lookup(port uint16, remote netip.AddrPort, out bool, flags string
 		if l := p.listeners[port]; l != nil && !l.isClosed() {
 			s = p.newConnLocked(key, "LISTEN")
 			s.listener = l
+		} else if p.adopt && p.obs == nil {
+			// Sampled: no listener is known; sock_diag will say.
+			s = p.newConnLocked(key, "CLOSED")
 		}
 	}
+	if p.adopt && out && syn && (s == nil || s.reusable()) {
+		// The program's connect: sampled mode meets it here first.
+		s = p.newConnLocked(key, "CLOSED")
+	}
 	return s
+}
+
+// adoptListenerLocked returns the listener record for a program's socket
+// that started listening on port (Config.Adopt), creating it.
+func (p *Peer) adoptListenerLocked(port uint16) *Listener {
+	if l := p.listeners[port]; l != nil && !l.isClosed() {
+		return l
+	}
+	p.nlisten++
+	l := &Listener{p: p, id: fmt.Sprintf("l%d", p.nlisten), port: port}
+	p.listeners[port] = l
+	p.lns = append(p.lns, l)
+	return l
 }

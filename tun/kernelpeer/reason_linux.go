@@ -16,6 +16,7 @@ import (
 // when no socket of the peer owns the 4-tuple.
 func (p *Peer) reason(s *Socket, g seg, local, remote netip.AddrPort) string {
 	if !strings.Contains(g.flags, "R") {
+		p.inferFinCause(s)
 		return finReason(s, g)
 	}
 	delta, err := p.ctrs.abortDelta()
@@ -39,9 +40,53 @@ func finReason(s *Socket, g seg) string {
 		return "retransmitted FIN (" + s.finCause + "): the first was not acknowledged in time"
 	}
 	if r := stack.FINReason(s.finCause); r != "" {
+		if s.finNote != "" {
+			r += " (" + s.finNote + ")"
+		}
 		return r
 	}
+	if s.p.adopt {
+		return "the program closed its socket or shut it down for writing; which call was not seen (the connection was gone before sock_diag could tell)"
+	}
 	return "FIN queued by the kernel in " + s.state + " without close() or shutdown()"
+}
+
+// inferFinCause guesses which call made a program's socket send its FIN
+// (Config.Adopt: the peer did not make the call): a socket that still has
+// its file was shut down (SHUT_WR), an orphan was closed. sock_diag is
+// asked when the FIN is recorded, a little after it left, so a close()
+// right behind a shutdown() reads as close(). Cost: one netlink round trip.
+func (p *Peer) inferFinCause(s *Socket) {
+	if !p.adopt || s == nil {
+		return
+	}
+	s.mu.Lock()
+	known := s.finCause != ""
+	s.mu.Unlock()
+	if known {
+		return
+	}
+	info, found, err := p.diag.get(s.LocalAddr(), s.key.remote)
+	s.mu.Lock()
+	orphan := s.orphanSeen
+	s.mu.Unlock()
+	if err != nil || !found || info.timer == diagTimerTW {
+		if orphan {
+			s.mu.Lock()
+			s.finCause, s.finNote = "close()", "inferred: sock_diag had seen the socket without its file"
+			s.mu.Unlock()
+		}
+		return
+	}
+	cause, note := "close()", "inferred: the socket had no file any more when its FIN left (sock_diag)"
+	if info.inode != 0 {
+		cause, note = "shutdown(SHUT_WR)", "inferred: the socket still had its file when its FIN left (sock_diag), so the program shut it down rather than closed it"
+	}
+	s.mu.Lock()
+	if s.finCause == "" {
+		s.finCause, s.finNote = cause, note
+	}
+	s.mu.Unlock()
 }
 
 // rstReason is the application's side of an RST's story. delta names the

@@ -64,7 +64,10 @@ type Socket struct {
 	accepted               bool
 	lingerZero             bool
 	finCause               string
+	finNote                string // how finCause was inferred (Config.Adopt), "" when a call set it
 	unreadAtClose          int
+	rcvAtEnd               int  // the receive queue last sampled before the kernel closed the connection
+	orphanSeen             bool // sock_diag showed the socket without its file (closed by a program)
 	lastIn                 seg
 	haveIn                 bool
 	finSeq                 uint32
@@ -543,6 +546,7 @@ func (s *Socket) refreshLocked() {
 		switch {
 		case found:
 			s.twGone = time.Time{}
+			s.orphanSeen = s.orphanSeen || (info.inode == 0 && info.timer != diagTimerTW)
 			s.setBuffersLocked(queues(info, true))
 		case s.tw && s.twGone.IsZero():
 			// A RST the observer has not delivered yet may have

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExecUsageErrors: exec's command line and scenario are checked before
+// a lab exists (no root needed), each with exit 2 and what to do.
+func TestExecUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	both := filepath.Join(dir, "both.lab")
+	os.WriteFile(both, []byte("server listen 9527\nclient connect server:9527\n"), 0o644)
+	noConnect := filepath.Join(dir, "server.lab")
+	os.WriteFile(noConnect, []byte("client sleep 1s\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"exec", "echo", "python3"}, 2, "exec needs the program after --"},
+		{[]string{"exec", "echo", "--"}, 2, "exec needs the program after --"},
+		{[]string{"exec", "echo", "sink", "--", "true"}, 2, "at most one scenario before --, got 2"},
+		{[]string{"exec", "--side", "middle", "--", "true"}, 2, `--side "middle": want client or server`},
+		{[]string{"exec", "--wire", "memory", "--", "true"}, 2, "exec needs --wire tun"},
+		{[]string{"exec", "--kernel", "client", "--", "true"}, 2, "--kernel does not apply"},
+		{[]string{"exec", both, "--", "true"}, 2, both + `:2:1: "client connect server:9527": your program plays the client`},
+		{[]string{"exec", "--side", "server", "--", "true"}, 2, "--side server needs a scenario"},
+		{[]string{"exec", "--side", "server", "echo", "--", "true"}, 2, "the built-in peer echo is a server: use it with --side client"},
+		{[]string{"exec", "--side", "server", noConnect, "--", "true"}, 2, "never connects the client"},
+		{[]string{"exec", "clsoe", "--", "true"}, 2, `no built-in scenario "clsoe"`},
+		{[]string{"exec", "--", "/nonexistent/prog"}, 1, "exec is not available in this build"},
+	} {
+		code, _, stderr := run(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("tcplab %s = exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+// TestExecMissingProgram: a program that does not exist exits 127 with a
+// clear message, before any lab is built.
+func TestExecMissingProgram(t *testing.T) {
+	var code int
+	var stderr string
+	code, _, stderr = runProgramEnv(t, "exec", "--", "tcplab-no-such-program")
+	if code != ExitNoProgram || !strings.Contains(stderr, `cannot run "tcplab-no-such-program": executable file not found in $PATH`) {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// runProgramEnv runs the command line with an exec environment whose
+// functions must not be reached.
+func runProgramEnv(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var o, e strings.Builder
+	code := Main(t.Context(), args, Env{Stdout: &o, Stderr: &e, Program: &ProgramEnv{}})
+	return code, o.String(), e.String()
+}

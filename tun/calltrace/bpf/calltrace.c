@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// calltrace: the TCP socket calls of the processes inside one network
+// namespace (a program run by tcplab exec), from the raw syscall
+// tracepoints. Every event is first filtered to tasks of the namespace whose
+// inode is netns_ino and to thread groups other than tcplab's own; calls on
+// descriptors that are not TCP sockets are dropped in the kernel.
+// x86-64 only: the arguments are read from struct pt_regs.
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "GPL";
+
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+// ---- kernel types (CO-RE: only the fields used) ----
+
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct net *net_ns;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned short i_mode;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct nsproxy *nsproxy;
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	__u32 rcv_nxt;
+	__u32 copied_seq;
+} __attribute__((preserve_access_index));
+
+// ---- configuration, set by the Go side before loading ----
+
+volatile const __u32 netns_ino = 0;
+volatile const __u32 self_tgid = 0;
+volatile const __s64 nr_read = -1, nr_write = -1, nr_close = -1, nr_connect = -1, nr_accept = -1,
+		     nr_sendto = -1, nr_recvfrom = -1, nr_shutdown = -1, nr_accept4 = -1;
+
+enum call {
+	C_READ = 1,
+	C_WRITE,
+	C_CLOSE,
+	C_CONNECT,
+	C_ACCEPT,
+	C_SENDTO,
+	C_RECVFROM,
+	C_SHUTDOWN,
+	C_ACCEPT4,
+};
+
+// A call in progress, by thread.
+struct pending {
+	__u64 enter;
+	__u64 arg;
+	__s32 fd;
+	__u32 call;
+	__u32 saddr, daddr;
+	__u16 sport, dport;
+	__u32 unread;
+	__u32 have_sock;
+};
+
+// One event per call, at its return (phase 1); close and shutdown also at
+// their entry (phase 0), before the FIN or RST they cause leaves.
+struct call_event {
+	__u64 enter;
+	__u64 exit;
+	__s64 ret;
+	__u64 arg;
+	__u32 tgid;
+	__u32 tid;
+	__s32 fd;
+	__u32 call;
+	__u32 saddr, daddr;
+	__u16 sport, dport;
+	__u32 unread;
+	__u32 have_sock;
+	__u32 phase;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} calls SEC(".maps");
+
+// Keeps struct call_event in the BTF for bpf2go.
+const struct call_event *unused_call_event __attribute__((unused));
+
+static __always_inline __u32 call_of(long id)
+{
+	if (id == nr_read) return C_READ;
+	if (id == nr_write) return C_WRITE;
+	if (id == nr_close) return C_CLOSE;
+	if (id == nr_connect) return C_CONNECT;
+	if (id == nr_accept) return C_ACCEPT;
+	if (id == nr_sendto) return C_SENDTO;
+	if (id == nr_recvfrom) return C_RECVFROM;
+	if (id == nr_shutdown) return C_SHUTDOWN;
+	if (id == nr_accept4) return C_ACCEPT4;
+	return 0;
+}
+
+static __always_inline int in_lab(struct task_struct *task)
+{
+	if ((bpf_get_current_pid_tgid() >> 32) == self_tgid)
+		return 0;
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum) == netns_ino;
+}
+
+// tcp_of returns the TCP socket behind descriptor fd of task, or NULL.
+static __always_inline struct sock *tcp_of(struct task_struct *task, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	return sk;
+}
+
+static __always_inline void fill(struct pending *p, struct sock *sk)
+{
+	p->saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	p->daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	p->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	p->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	p->have_sock = 1;
+}
+
+static __always_inline void emit(struct pending *p, __u64 exit, __s64 ret, __u32 phase)
+{
+	struct call_event *e = bpf_ringbuf_reserve(&calls, sizeof(*e), 0);
+	if (!e)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	e->enter = p->enter;
+	e->exit = exit;
+	e->ret = ret;
+	e->arg = p->arg;
+	e->tgid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = p->fd;
+	e->call = p->call;
+	e->saddr = p->saddr;
+	e->daddr = p->daddr;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->unread = p->unread;
+	e->have_sock = p->have_sock;
+	e->phase = phase;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	__u32 call = call_of(id);
+	if (!call)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!in_lab(task))
+		return 0;
+	struct pending p = {};
+	p.enter = bpf_ktime_get_ns();
+	p.call = call;
+	p.fd = (int)BPF_CORE_READ(regs, di);
+	struct sock *sk = tcp_of(task, p.fd);
+	if (!sk)
+		return 0;
+	switch (call) {
+	case C_SHUTDOWN:
+		p.arg = BPF_CORE_READ(regs, si);
+		break;
+	case C_READ:
+	case C_WRITE:
+	case C_SENDTO:
+	case C_RECVFROM:
+		p.arg = BPF_CORE_READ(regs, dx);
+		break;
+	}
+	fill(&p, sk);
+	if (call == C_CONNECT) {
+		// The destination as asked: a refused connect clears the
+		// socket's.
+		struct {
+			__u16 family;
+			__be16 port;
+			__be32 addr;
+		} sa = {};
+		if (!bpf_probe_read_user(&sa, sizeof(sa), (void *)BPF_CORE_READ(regs, si)) && sa.family == 2) {
+			p.daddr = sa.addr;
+			p.dport = bpf_ntohs(sa.port);
+		}
+	}
+	if (call == C_CLOSE) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		p.unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	}
+	if (call == C_CLOSE || call == C_SHUTDOWN)
+		emit(&p, 0, 0, 0);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending, &tid, &p, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
+{
+	if (!call_of(BPF_CORE_READ(regs, orig_ax)))
+		return 0; // not a call we follow: no map lookup
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending *pp = bpf_map_lookup_elem(&pending, &tid);
+	if (!pp)
+		return 0;
+	struct pending p = *pp;
+	bpf_map_delete_elem(&pending, &tid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (p.call == C_CONNECT) {
+		struct sock *sk = tcp_of(task, p.fd);
+		if (sk) {
+			p.saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			p.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		}
+	}
+	if ((p.call == C_ACCEPT || p.call == C_ACCEPT4) && ret >= 0) {
+		struct sock *sk = tcp_of(task, (int)ret);
+		if (sk)
+			fill(&p, sk);
+	}
+	emit(&p, bpf_ktime_get_ns(), ret, 1);
+	return 0;
+}
