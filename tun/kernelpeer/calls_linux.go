@@ -61,8 +61,9 @@ func (p *Peer) drainCalls() {
 
 // callWait bounds how long a FIN or RST waits for the program's calls up to
 // its time: the close or shutdown that sent it was reported first, on the
-// other ring.
-const callWait = 2 * time.Millisecond
+// other ring. It is the ring's worst lag on a busy machine (ringLag): a
+// FIN or RST is rare, and its reason is worth the wait.
+const callWait = ringLag
 
 // awaitCalls waits (at most callWait) until a call later than t has been
 // delivered, so that the call that caused a segment sent at t is queued.
