@@ -237,7 +237,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExplain(env))
 	return root
 }
 
