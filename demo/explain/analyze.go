@@ -185,6 +185,9 @@ func (c *Conn) add(p Packet, keep bool) {
 	if syn && !ack {
 		if s.synPkt != p.N {
 			s.retrans++
+			if c.estab != 0 {
+				s.synAgain = p.N
+			}
 		}
 		s.setState("SYN-SENT")
 	} else if syn {
@@ -225,6 +228,9 @@ func (c *Conn) add(p Packet, keep bool) {
 	}
 
 	// Window, scaled once both SYNs agreed on scaling.
+	if syn && ack {
+		s.maxWin = max(s.maxWin, uint32(p.Win)) // never scaled
+	}
 	if !syn {
 		w := uint32(p.Win)
 		if s.wscale > 0 && c.synAck != 0 {

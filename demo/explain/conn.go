@@ -16,10 +16,11 @@ type side struct {
 	role string // "client" (sent the SYN) or "server"
 	addr netip.AddrPort
 
-	base    uint32 // the ISN, or the first seq seen: relative numbers start here
-	baseSet bool
-	synPkt  int // packet number of its SYN (or SYN/ACK), 0 if none
-	synTime time.Time
+	base     uint32 // the ISN, or the first seq seen: relative numbers start here
+	baseSet  bool
+	synPkt   int // packet number of its SYN (or SYN/ACK), 0 if none
+	synTime  time.Time
+	synAgain int // a SYN it sent again after the handshake
 
 	nxt    uint32 // highest sequence number it has sent, plus one (SYN, data, FIN)
 	nxtSet bool

@@ -165,9 +165,9 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", state),
 			Medium, why, s.finPkt, answers)
 
-	case o.lastPkt > 0 && o.lastPkt == o.synPkt && s.synPkt != 0 && c.estab != 0:
+	case o.synAgain != 0 && o.lastPkt == o.synAgain:
 		f.set(ClassSYN, fmt.Sprintf("SYN arrived for a connection in %s", state), Medium,
-			fmt.Sprintf("%s's SYN %s on a connection already synchronized", o.role, ref(o.synPkt)), o.synPkt)
+			fmt.Sprintf("%s's SYN %s on a connection already synchronized", o.role, ref(o.synAgain)), o.synAgain)
 
 	case o.sent > 0 && s.lastData < o.lastData:
 		unread := int64(0)
