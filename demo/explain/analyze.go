@@ -143,6 +143,16 @@ func (c *Conn) add(p Packet, keep bool) {
 		} else if p.TTL != s.ttl {
 			s.ttlVaries = true
 		}
+		if p.HasID {
+			switch d := p.ID - s.lastID; {
+			case s.pkts == 0:
+			case d >= 1 && d <= 16:
+				s.idRun++
+			default:
+				s.idBroke = true
+			}
+			s.lastID = p.ID
+		}
 	}
 	switch {
 	case syn:

@@ -56,6 +56,10 @@ type side struct {
 	ttlSet    bool
 	ttlVaries bool // its non-RST packets had different TTLs
 
+	lastID  uint16 // IPv4 ID of its last non-RST packet
+	idRun   int    // how many of its non-RST packets in a row had IDs a small step apart
+	idBroke bool   // its IDs did not follow one counter
+
 	ackedAfterFin []int // its packets that ACKed new data after its own FIN
 	state         string
 	prevState     string

@@ -2,6 +2,7 @@ package explain
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/json"
 	"net"
@@ -22,8 +23,9 @@ type wpkt struct {
 	seq, ack   uint32 // relative to the sender's / receiver's ISN
 	win        uint16
 	len        int
-	ttl        uint8 // 0 means 64
-	wscale     int8  // on a SYN; 0 means none
+	ttl        uint8  // 0 means 64
+	wscale     int8   // on a SYN; 0 means none
+	id         uint16 // IPv4 ID; 0 means the low bits of seq
 	dt         time.Duration
 }
 
@@ -76,7 +78,7 @@ func (c conv) frame(t testing.TB, p wpkt, lt link, ttlDelta uint8) []byte {
 	var netl gopacket.NetworkLayer
 	ethType := layers.EthernetTypeIPv4
 	if src.Addr().Is4() {
-		ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolTCP, SrcIP: net.IP(src.Addr().AsSlice()), DstIP: net.IP(dst.Addr().AsSlice()), Id: uint16(p.seq), Flags: layers.IPv4DontFragment}
+		ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolTCP, SrcIP: net.IP(src.Addr().AsSlice()), DstIP: net.IP(dst.Addr().AsSlice()), Id: cmp.Or(p.id, uint16(p.seq)), Flags: layers.IPv4DontFragment}
 		netl = ip
 		ls = append(ls, ip)
 	} else {
@@ -212,6 +214,17 @@ var (
 		wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100},
 		wpkt{fromServer: true, flags: fRA, seq: 1, ack: 101, ttl: 50},
 	)}
+	idConv = conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: []wpkt{
+		{flags: fS, seq: 0, win: 29184, wscale: 7, id: 100},
+		{fromServer: true, flags: fSA, seq: 0, ack: 1, win: 29184, wscale: 7, id: 7000},
+		{flags: fA, seq: 1, ack: 1, win: 228, id: 101},
+		{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, id: 102},
+		{fromServer: true, flags: fA, seq: 1, ack: 101, win: 227, id: 7001},
+		{fromServer: true, flags: fPA, seq: 1, ack: 101, win: 227, len: 10, id: 7002},
+		{flags: fA, seq: 101, ack: 11, win: 228, id: 103},
+		{fromServer: true, flags: fA, seq: 11, ack: 101, win: 228, id: 7003},
+		{fromServer: true, flags: fRA, seq: 11, ack: 101, id: 31337},
+	}}
 	lostFINConv = conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
 		wpkt{flags: fFA, seq: 1, ack: 1, win: 228},
 		wpkt{flags: fFA, seq: 1, ack: 1, win: 228, dt: 200 * time.Millisecond},
@@ -255,6 +268,7 @@ func TestRules(t *testing.T) {
 		{"shutdown", shutdownConv, []string{"FIN client SHUT_WR medium", "FIN server close() medium"}, TeardownClean, "SF"},
 		{"refused", refusedConv, []string{"RST server no connection high"}, TeardownResetOnSYN, "REJ"},
 		{"middlebox", middleboxConv, []string{"RST server middlebox medium"}, TeardownAbortive, "RSTR"},
+		{"middlebox by IP ID", idConv, []string{"RST server middlebox medium"}, TeardownAbortive, "RSTR"},
 		{"lost FIN", lostFINConv, []string{"FIN client close() low", "FIN client retransmitted FIN high"}, TeardownUnansweredF, "S2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,7 +81,8 @@ func refs(ns []int) string {
 // explainRST explains the RST p from side from, with the connection as the
 // wire showed it before p. The rules, first match wins:
 //
-//  1. its TTL differs from every other packet of the sender: middlebox-like;
+//  1. its TTL differs from every other packet of the sender, or its IPv4 ID
+//     is far from the counter its other packets followed: middlebox-like;
 //  2. it answers a SYN the sender never answered with SYN/ACK: no listener;
 //  3. the sender had reset the connection already;
 //  4. the peer's data arrived after the sender's FIN and was not ACKed:
@@ -109,6 +110,11 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 		f.set(ClassMiddlebox, fmt.Sprintf("middlebox-like RST: its TTL %d differs from the %d of every other packet from %s; a firewall, load balancer or IDS between the hosts may have forged it", p.TTL, s.ttl, s.role),
 			Medium, fmt.Sprintf("TTL %d here, %d on %s's %d other packets", p.TTL, s.ttl, s.role, s.pkts), answers)
 		f.Alternatives = []string{"the host itself, from a different stack path (some stacks send RSTs for unknown connections with another TTL)"}
+
+	case p.HasID && s.idRun >= 3 && !s.idBroke && p.ID != 0 && p.ID-s.lastID > 64:
+		f.set(ClassMiddlebox, fmt.Sprintf("middlebox-like RST: its IP ID %d is far from the counter of %s's other packets (last %d); a firewall, load balancer or IDS between the hosts may have forged it", p.ID, s.role, s.lastID),
+			Medium, fmt.Sprintf("IP ID %d here; %s's %d other packets counted up one by one to %d", p.ID, s.role, s.pkts, s.lastID), answers)
+		f.Alternatives = []string{"the host itself, from a path that does not use the connection's IP ID counter (Linux's RSTs for connections it no longer has)"}
 
 	case o.state == "SYN-SENT" && s.synPkt == 0 && !s.rst && (!ackBit || p.Ack == o.base+1):
 		f.set(ClassNoConnection, fmt.Sprintf("segment for no connection: nothing listens on port %d", s.addr.Port()),
