@@ -22,8 +22,8 @@ func tupleOf(p Packet) tuple {
 // quiet for a while, or at Flush. Cost: the state of the connections still
 // open (a few hundred bytes each), plus their packets when KeepPackets.
 type Analyzer struct {
-	// Done receives each connection once it is over. It must not keep
-	// the Conn's findings' order from changing: they are final.
+	// Done receives each connection once it is over, explained; the
+	// Analyzer forgets it afterwards.
 	Done func(*Conn)
 	// KeepPackets keeps every packet of a connection for the timeline.
 	KeepPackets bool
@@ -31,6 +31,7 @@ type Analyzer struct {
 	conns   map[tuple]*Conn
 	next    int
 	sinceGC int
+	origin  time.Time // the first packet's time
 }
 
 // idle is how long an ended connection stays in the table after its last
@@ -41,6 +42,7 @@ const idle = 30 * time.Second
 func (a *Analyzer) Add(p Packet) {
 	if a.conns == nil {
 		a.conns = map[tuple]*Conn{}
+		a.origin = p.Time
 	}
 	k := tupleOf(p)
 	c := a.conns[k]
@@ -51,6 +53,7 @@ func (a *Analyzer) Add(p Packet) {
 	if c == nil {
 		a.next++
 		c = newConn(a.next, p)
+		c.Origin = a.origin
 		a.conns[k] = c
 	}
 	c.add(p, a.KeepPackets)
@@ -133,8 +136,9 @@ func (c *Conn) add(p Packet, keep bool) {
 	s, o := &c.side[from], &c.side[1-from]
 	c.Packets++
 	c.Last = p.Time
+	r := rec{n: p.N, t: p.Time, from: from, flags: p.Flags, seq: p.Seq, ack: p.Ack, win: p.Win, len: p.Len}
 	if keep {
-		c.recs = append(c.recs, rec{n: p.N, t: p.Time, from: from, flags: p.Flags, seq: p.Seq, ack: p.Ack, win: p.Win, len: p.Len})
+		defer func() { c.recs = append(c.recs, r) }()
 	}
 	syn, fin, rst, ack := p.Flags&flagSYN != 0, p.Flags&flagFIN != 0, p.Flags&flagRST != 0, p.Flags&flagACK != 0
 	if !rst {
@@ -220,12 +224,18 @@ func (c *Conn) add(p Packet, keep bool) {
 		case s.nxtSet && seqLE(end, s.nxt):
 			s.retrans++
 			s.reBytes += int64(p.Len)
+			r.re = true
 		default:
+			if s.nxtSet && seqGT(start, s.nxt) {
+				s.missed += int64(start - s.nxt)
+				r.missed = true
+			}
 			n := int64(p.Len)
 			if s.nxtSet && seqLT(start, s.nxt) {
 				old := int64(s.nxt - start)
 				n -= old
 				s.reBytes += old
+				r.re = true
 			}
 			if n > 0 {
 				s.sent += n

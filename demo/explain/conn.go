@@ -46,6 +46,7 @@ type side struct {
 	sent        int64 // payload bytes sent, each counted once
 	retrans     int   // retransmitted segments (data or FIN below nxt)
 	reBytes     int64 // retransmitted payload bytes
+	missed      int64 // sequence space it sent that the capture lacks (a gap before a later segment)
 	pkts        int
 	lastPkt     int
 	lastTime    time.Time
@@ -135,6 +136,8 @@ type rec struct {
 	seq, ack uint32
 	win      uint16
 	len      int
+	re       bool // a retransmission
+	missed   bool // the capture lacks sequence space before it
 }
 
 // dupKey identifies a packet's copy: two copies of one packet captured at
@@ -164,8 +167,9 @@ type Conn struct {
 	N int
 	// Client and Server are its ends: the client sent the SYN.
 	side [2]side
-	// First and Last are the times of its first and last packet.
-	First, Last time.Time
+	// First and Last are the times of its first and last packet; Origin
+	// is the time of the capture's first packet, the timeline's zero.
+	First, Last, Origin time.Time
 	// Packets counts its packets (copies of one packet counted once);
 	// Dups counts the copies left out.
 	Packets, Dups int

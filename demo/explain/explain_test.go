@@ -437,3 +437,35 @@ func FuzzExplain(f *testing.F) {
 		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{Format: "json", OnlyResets: true})
 	})
 }
+
+// Retransmissions and gaps the capture lacks are counted in the ledger and
+// marked in the timeline; the handshake's halves place the capture.
+func TestLedgerRetransmissionsAndGaps(t *testing.T) {
+	c := conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: []wpkt{
+		{flags: fS, seq: 0, win: 29184, wscale: 7},
+		{fromServer: true, flags: fSA, seq: 0, ack: 1, win: 29184, wscale: 7, dt: 20 * time.Millisecond},
+		{flags: fA, seq: 1, ack: 1, win: 228},
+		{flags: fPA, seq: 1, ack: 1, win: 228, len: 100},
+		{flags: fPA, seq: 201, ack: 1, win: 228, len: 100},
+		{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, dt: 200 * time.Millisecond},
+		{fromServer: true, flags: fA, seq: 1, ack: 101, win: 228},
+	}}
+	data := pcapOf(t, linkEthernet, c)
+	cs, _ := analyze(t, data)
+	l := cs[0].Ledgers()[0]
+	if l.Sent != 200 || l.Acked != 100 || l.Retransmitted != 1 || l.RetransmittedBytes != 100 || l.Missed != 100 {
+		t.Errorf("client ledger %+v; want 200 sent, 100 acked, 1 retransmission of 100 bytes, 100 missed", l)
+	}
+	if near, why := cs[0].Near(); near != "client" {
+		t.Errorf("Near() = %s (%s), want client: the SYN/ACK took 21 ms to come back, the ACK 1 ms", near, why)
+	}
+	var out bytes.Buffer
+	if _, err := Run("x.pcap", bytes.NewReader(data), &out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"seq 201:301, ack 1, win 228, length 100 (the capture lacks the bytes before it)", "seq 1:101, ack 1, win 228, length 100 (retransmission)", "# teardown: still open (Zeek S1)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -166,14 +166,11 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 		}
 		flt = filter{n: n, a: a, b: b}
 	}
-	var t0 time.Time
 	var werr error
 	matched := 0
 	enc := json.NewEncoder(w)
 	sum, err := Analyze(name, r, !opt.SummaryOnly, func(c *Conn) {
-		if t0.IsZero() || c.First.Before(t0) {
-			t0 = c.First
-		}
+		t0 := c.Origin
 		if opt.SummaryOnly || !flt.match(c) || werr != nil {
 			return
 		}
@@ -222,6 +219,12 @@ func (c *Conn) segText(r rec) string {
 		fmt.Fprintf(&b, ", ack %d", o.rel(r.ack))
 	}
 	fmt.Fprintf(&b, ", win %d, length %d", r.win, r.len)
+	if r.re {
+		b.WriteString(" (retransmission)")
+	}
+	if r.missed {
+		b.WriteString(" (the capture lacks the bytes before it)")
+	}
 	return b.String()
 }
 
@@ -252,7 +255,11 @@ func writeConnText(w io.Writer, c *Conn, t0 time.Time, onlyRST bool) error {
 	fmt.Fprintf(&b, "# capture near: %s (%s)\n", near, why)
 	fmt.Fprintf(&b, "# bytes    sent   acked  retransmitted\n")
 	for _, l := range c.Ledgers() {
-		fmt.Fprintf(&b, "# %-6s %6d  %6d  %d segments, %d bytes\n", l.From, l.Sent, l.Acked, l.Retransmitted, l.RetransmittedBytes)
+		fmt.Fprintf(&b, "# %-6s %6d  %6d  %d segments, %d bytes", l.From, l.Sent, l.Acked, l.Retransmitted, l.RetransmittedBytes)
+		if l.Missed > 0 {
+			fmt.Fprintf(&b, "; %d bytes not in the capture", l.Missed)
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())

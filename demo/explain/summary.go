@@ -155,6 +155,9 @@ type Ledger struct {
 	// Retransmitted counts segments sent again and their payload bytes.
 	Retransmitted      int   `json:"retransmitted"`
 	RetransmittedBytes int64 `json:"retransmitted_bytes"`
+	// Missed counts sequence space the capture lacks: gaps before later
+	// segments (the capture dropped them, or they took another path).
+	Missed int64 `json:"missed"`
 }
 
 // Ledgers returns the client's and the server's ledgers.
@@ -162,7 +165,7 @@ func (c *Conn) Ledgers() [2]Ledger {
 	var out [2]Ledger
 	for i := range c.side {
 		s, o := &c.side[i], &c.side[1-i]
-		l := Ledger{From: s.role, Sent: s.sent, Retransmitted: s.retrans, RetransmittedBytes: s.reBytes}
+		l := Ledger{From: s.role, Sent: s.sent, Retransmitted: s.retrans, RetransmittedBytes: s.reBytes, Missed: s.missed}
 		if o.ackSet && s.baseSet {
 			// Acked data: the peer's ack, less the SYN and, once ACKed, the FIN.
 			a := int64(int32(o.ack - s.base))
