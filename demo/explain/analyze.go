@@ -225,6 +225,10 @@ func (c *Conn) add(p Packet, keep bool) {
 			s.retrans++
 			s.reBytes += int64(p.Len)
 			r.re = true
+			if s.tailRetrans == 0 || o.lastPkt > s.firstTail {
+				s.tailRetrans, s.firstTail = 0, p.N
+			}
+			s.tailRetrans++
 		default:
 			if s.nxtSet && seqGT(start, s.nxt) {
 				s.missed += int64(start - s.nxt)

@@ -46,6 +46,8 @@ type side struct {
 	sent        int64 // payload bytes sent, each counted once
 	retrans     int   // retransmitted segments (data or FIN below nxt)
 	reBytes     int64 // retransmitted payload bytes
+	tailRetrans int   // retransmissions since its last new data, unanswered so far
+	firstTail   int   // the first packet of that run
 	missed      int64 // sequence space it sent that the capture lacks (a gap before a later segment)
 	pkts        int
 	lastPkt     int

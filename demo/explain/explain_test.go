@@ -5,8 +5,11 @@ import (
 	"cmp"
 	"compress/gzip"
 	"encoding/json"
+	"flag"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -269,6 +272,13 @@ func TestRules(t *testing.T) {
 		{"refused", refusedConv, []string{"RST server no connection high"}, TeardownResetOnSYN, "REJ"},
 		{"middlebox", middleboxConv, []string{"RST server middlebox medium"}, TeardownAbortive, "RSTR"},
 		{"middlebox by IP ID", idConv, []string{"RST server middlebox medium"}, TeardownAbortive, "RSTR"},
+		{"timeout", conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100},
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, dt: 200 * time.Millisecond},
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, dt: 400 * time.Millisecond},
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, dt: 800 * time.Millisecond},
+			wpkt{flags: fRA, seq: 101, ack: 1, dt: 1600 * time.Millisecond},
+		)}, []string{"RST client timeout medium"}, TeardownAbortive, "RSTO"},
 		{"lost FIN", lostFINConv, []string{"FIN client close() low", "FIN client retransmitted FIN high"}, TeardownUnansweredF, "S2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -467,5 +477,31 @@ func TestLedgerRetransmissionsAndGaps(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// The text timeline of the close and shutdown experiments, a refused
+// connection and a lost FIN, in one capture, against a golden file
+// (go test ./demo/explain -update rewrites it).
+func TestTextGolden(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := Run("experiments.pcap", bytes.NewReader(pcapOf(t, linkEthernet, closeConv, shutdownConv, refusedConv, lostFINConv)), &out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "experiments.golden")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./demo/explain -update)", err)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("text output differs from %s (-want +got):\n-%s\n+%s", golden, want, out.Bytes())
 	}
 }

@@ -33,6 +33,7 @@ const (
 	ClassGone         = "connection gone"
 	ClassNoConnection = "no connection"
 	ClassSYN          = "SYN"
+	ClassTimeout      = "timeout"
 	ClassMiddlebox    = "middlebox"
 	ClassUnknown      = "unknown"
 )
@@ -90,7 +91,9 @@ func refs(ns []int) string {
 //  5. the sender had left the connection (the peer's RST, LAST-ACK done),
 //     or the RST has no ACK bit on a synchronized connection (no TCB
 //     built it): a segment for a connection that no longer exists;
-//  6. the peer's SYN on a synchronized connection;
+//  6. the sender retransmitted the same segment three times or more and
+//     the peer answered none: retransmissions timed out;
+//     the peer's SYN on a synchronized connection;
 //  7. the peer's data reached the sender and the sender sent nothing after
 //     it: close() with unread data;
 //  8. otherwise, spontaneously, with or without the sender's own data
@@ -171,6 +174,11 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", state),
 			Medium, why, s.finPkt, answers)
 
+	case s.tailRetrans >= 3 && o.lastPkt < s.firstTail:
+		f.set(ClassTimeout, "retransmissions timed out: the stack gave up on the connection", Medium,
+			fmt.Sprintf("%s sent the same data %d times since %s and %s answered none of them", s.role, s.tailRetrans+1, ref(s.firstTail), o.role), s.firstTail, s.lastPkt)
+		f.Alternatives = []string{"a user timeout (TCP_USER_TIMEOUT) or the application giving up"}
+
 	case o.synAgain != 0 && o.lastPkt == o.synAgain:
 		f.set(ClassSYN, fmt.Sprintf("SYN arrived for a connection in %s", state), Medium,
 			fmt.Sprintf("%s's SYN %s on a connection already synchronized", o.role, ref(o.synAgain)), o.synAgain)
@@ -240,7 +248,6 @@ func finAckedText(s *side) string {
 func (c *Conn) explainFINAgain(from uint8, p Packet) *Finding {
 	s, o := &c.side[from], &c.side[1-from]
 	f := c.finding(from, p, "FIN")
-	s.retrans++
 	if p.Ack != s.finAck && o.fin && seqGE(p.Ack, o.finSeq+1) && seqLT(s.finAck, o.finSeq+1) && s.finAcked == 0 {
 		f.set(ClassSimultaneous, wordsSimultClose, High,
 			fmt.Sprintf("same seq as %s's FIN %s, now ACKing %s's FIN %s that crossed it", s.role, ref(s.finPkt), o.role, ref(o.finPkt)), s.finPkt, o.finPkt)

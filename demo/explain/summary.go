@@ -100,7 +100,7 @@ func (c *Conn) States() (client, server string) {
 // the round trip beyond the capture point towards the server, SYN/ACK to
 // ACK the one towards the client), then the TTLs against the usual initial
 // values (64, 128, 255).
-func (c *Conn) Near() (side, why string) {
+func (c *Conn) Near() (where, why string) {
 	cl, sv := &c.side[0], &c.side[1]
 	if cl.synPkt != 0 && c.synAck != 0 && c.estab != 0 {
 		toServer := sv.synTime.Sub(cl.synTime)
@@ -114,7 +114,13 @@ func (c *Conn) Near() (side, why string) {
 		}
 	}
 	hc, hs := hops(cl.ttl), hops(sv.ttl)
-	ttl := fmt.Sprintf("TTL client %d (%d hops), server %d (%d hops)", cl.ttl, hc, sv.ttl, hs)
+	ttlOf := func(s *side, h int) string {
+		if !s.ttlSet {
+			return s.role + " ? (only RSTs)"
+		}
+		return fmt.Sprintf("%s %d (%d hops)", s.role, s.ttl, h)
+	}
+	ttl := "TTL " + ttlOf(cl, hc) + ", " + ttlOf(sv, hs)
 	if why != "" {
 		why += "; " + ttl
 	} else {
