@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,7 @@ import (
 func newExplain(env *Env) *cobra.Command {
 	var opt explain.Options
 	cmd := &cobra.Command{
-		Use:   "explain FILE",
+		Use:   "explain FILE|-",
 		Short: "say why each FIN and RST in a capture (pcap, pcapng, gzip'd) was sent",
 		Long: `explain reads a capture of any TCP traffic — pcap or pcapng as tcpdump and Wireshark
 write them (Ethernet, Linux cooked v1/v2, raw IP; IPv4 and IPv6), gzip'd or not — and
@@ -35,6 +36,7 @@ the peer sends data). Needs no root.
   tcplab explain trace.pcap --conn 10.0.0.1:40000-10.0.0.2:80
   tcplab explain trace.pcap --format json          # JSON lines: segments, findings, conns, summary
   tcplab explain huge.pcap --summary               # the summary table only
+  tcpdump -w - -i eth0 tcp | tcplab explain -      # a live capture from standard input (reasons at the end)
   sudo tcplab run close --capture c.pcapng && tcplab explain c.pcapng`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -48,12 +50,22 @@ the peer sends data). Needs no root.
 					return usageError{err}
 				}
 			}
-			f, err := os.Open(args[0])
-			if err != nil {
-				return fmt.Errorf("explain: %w", err)
+			var in io.Reader
+			name := args[0]
+			if name == "-" {
+				name, in = "standard input", env.Stdin
+				if env.Stdin == nil {
+					in = os.Stdin
+				}
+			} else {
+				f, err := os.Open(name)
+				if err != nil {
+					return fmt.Errorf("explain: %w", err)
+				}
+				defer f.Close()
+				in = f
 			}
-			defer f.Close()
-			_, err = explain.Run(args[0], f, cmd.OutOrStdout(), opt)
+			_, err := explain.Run(name, in, cmd.OutOrStdout(), opt)
 			return err
 		},
 	}
@@ -73,6 +85,5 @@ the peer sends data). Needs no root.
 		}
 		return nil
 	}
-	_ = env
 	return cmd
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +59,24 @@ func TestExplainCommand(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("tcplab %s = exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
 		}
+	}
+}
+
+// `tcplab explain -` reads the capture from standard input.
+func TestExplainStdin(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "close.pcapng")
+	if code, _, stderr := run(t, nil, "run", "close", "--wire", "memory", "--format", "json", "--pcap", p); code != 0 {
+		t.Fatalf("run close: exit %d: %s", code, stderr)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var o, e bytes.Buffer
+	code := Main(context.Background(), []string{"explain", "-", "--summary"}, Env{Stdin: f, Stdout: &o, Stderr: &e})
+	if code != 0 || !strings.Contains(o.String(), "# summary of standard input: 18 packets") || !strings.Contains(o.String(), "data after close()") {
+		t.Errorf("explain -: exit %d, stdout:\n%s\nstderr:\n%s", code, o.String(), e.String())
 	}
 }

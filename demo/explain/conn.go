@@ -166,9 +166,8 @@ type dupSeen struct {
 // the next SYN that starts a new connection on it.
 type Conn struct {
 	// N is its number, from 1, in order of first packet.
-	N int
-	// Client and Server are its ends: the client sent the SYN.
-	side [2]side
+	N    int
+	side [2]side // the client (which sent the SYN) and the server
 	// First and Last are the times of its first and last packet; Origin
 	// is the time of the capture's first packet, the timeline's zero.
 	First, Last, Origin time.Time
