@@ -505,3 +505,14 @@ func TestTextGolden(t *testing.T) {
 		t.Errorf("text output differs from %s (-want +got):\n-%s\n+%s", golden, want, out.Bytes())
 	}
 }
+
+// A pcap whose packets are longer than the snap length its header declares
+// reads as tcpdump and Wireshark read it.
+func TestPacketsLongerThanSnapLen(t *testing.T) {
+	data := pcapOf(t, linkEthernet, closeConv)
+	data[16], data[17], data[18], data[19] = 60, 0, 0, 0 // snap length 60, little-endian
+	cs, _ := analyze(t, data)
+	if len(cs) != 1 || len(cs[0].Findings) != 2 {
+		t.Fatalf("got %d connections", len(cs))
+	}
+}
