@@ -155,9 +155,9 @@ func NewReader(name string, r io.Reader) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("explain: %s: bad pcap header: %w", name, err)
 		}
-		// Some writers store packets longer than the snap length they
-		// declare; tcpdump and Wireshark read them, and so does explain.
-		pr.SetSnaplen(max(pr.Snaplen(), 262144))
+		// Packets longer than the declared snap length (some writers do
+		// not truncate) are read up to gopacket's own maximum, as tcpdump
+		// and Wireshark read them (TestPacketsLongerThanSnapLen).
 		rd.src, rd.link = pr, pr.LinkType()
 	default:
 		return nil, fmt.Errorf("explain: %s: not a capture (pcap, pcapng, or either gzip'd): it starts with bytes % x", name, head)
