@@ -102,7 +102,11 @@ func Analyze(name string, r io.Reader, keep bool, done func(*Conn)) (Summary, er
 // Options select what Run writes. The zero value writes the text timeline
 // of every connection and the summary.
 type Options struct {
-	// Format is "text" (the default) or "json" (JSON lines).
+	// Format is "text" (the default) or "json" (JSON lines: a
+	// "segment" line per packet, sequence numbers relative to each
+	// side's ISN; a "finding" line after each FIN and RST, with the
+	// packet's absolute numbers as on the wire; a "conn" line per
+	// connection; a "summary" line at the end).
 	Format string
 	// Conn, when set, selects one connection: its number ("3") or its
 	// ends ("198.18.1.2:44521-198.18.2.2:9527", either order).
