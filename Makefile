@@ -45,7 +45,8 @@ FUZZERS := \
 	./demo/scenario:FuzzNumber \
 	./demo/scenario:FuzzDuration \
 	./stack:FuzzParseSegment \
-	./demo/pcapng:FuzzRoundTrip
+	./demo/pcapng:FuzzRoundTrip \
+	./demo/explain:FuzzExplain
 fuzz: fuzz-check
 	@set -e; for f in $(FUZZERS); do \
 		echo "== fuzz $${f#*:} in $${f%%:*} for $(FUZZTIME)"; \
