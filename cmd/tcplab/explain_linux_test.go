@@ -2,22 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/demo/diff"
 	"github.com/tcplab/tcplab/demo/explain"
 	"github.com/tcplab/tcplab/demo/scenario"
-	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
-	"github.com/tcplab/tcplab/tun"
-	"github.com/tcplab/tcplab/tun/capture"
-	"github.com/tcplab/tcplab/tun/kernelpeer"
 )
 
 // explainFloorPercent is the share of the catalogue's FINs and RSTs (all
@@ -33,56 +27,8 @@ const explainFloorPercent = 88
 // and the capture file's bytes.
 func runCaptured(t *testing.T, name, kernel string) ([]trace.Event, []byte) {
 	t.Helper()
-	s, err := scenario.Builtin(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := tun.New(context.Background(), tun.Config{KernelFinTimeout: s.FinWait2})
-	if err != nil {
-		t.Fatalf("tun.New: %v", err)
-	}
-	var file bytes.Buffer
-	c, err := capture.Start(w, &file, capture.Config{})
-	if err != nil {
-		w.Close()
-		t.Fatalf("capture.Start: %v", err)
-	}
-	lab, err := stack.NewLab(w, stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, Recorder: trace.NewRecorder(nil)}, false)
-	if err != nil {
-		c.Close()
-		t.Fatalf("stack.NewLab: %v", err)
-	}
-	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
-	var release func() error
-	if kernel != "" {
-		p, rel, err := kernelpeer.NewPeer(w, kernel, lab.Trace)
-		if err != nil {
-			lab.Close()
-			c.Close()
-			t.Fatalf("kernelpeer.NewPeer: %v", err)
-		}
-		release = rel
-		if kernel == "client" {
-			sl.Client = p
-		} else {
-			sl.Server = p
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	scenario.Run(ctx, s, sl, scenario.Options{})
-	if release != nil {
-		if err := release(); err != nil {
-			t.Errorf("release kernel peer: %v", err)
-		}
-	}
-	if err := lab.Close(); err != nil {
-		t.Errorf("lab.Close: %v", err)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatalf("capture.Close: %v", err)
-	}
-	return lab.Trace.Events(), file.Bytes()
+	w := runWitnessed(t, name, arrangement{name: "explain", kernel: kernel})
+	return w.events, w.file
 }
 
 // explained is one FIN or RST: what explain read from the capture and

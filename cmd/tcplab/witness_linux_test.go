@@ -56,6 +56,7 @@ const schedulingNoise = 20 * time.Millisecond
 type witnessed struct {
 	events  []trace.Event
 	wire    []capture.WirePacket
+	file    []byte // the capture as written (pcapng)
 	hosts   []witness.Host
 	dropped int
 	res     *scenario.Result
@@ -135,11 +136,12 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 	if err := c.Close(); err != nil {
 		t.Fatalf("capture.Close: %v", err)
 	}
+	raw := append([]byte(nil), file.Bytes()...)
 	wire, err := capture.Read(&file)
 	if err != nil {
 		t.Fatalf("capture.Read: %v", err)
 	}
-	return witnessed{events: lab.Trace.Events(), wire: wire, hosts: hosts, dropped: c.Dropped(), res: res, start: before, slack: slack}
+	return witnessed{events: lab.Trace.Events(), wire: wire, file: raw, hosts: hosts, dropped: c.Dropped(), res: res, start: before, slack: slack}
 }
 
 // witnessPackets turns a capture's TCP packets into the witness's.

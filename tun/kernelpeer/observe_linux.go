@@ -28,7 +28,7 @@ import (
 
 const (
 	// recorderDelay is how long live output waits for late kernel events.
-	recorderDelay = 25 * time.Millisecond
+	recorderDelay = 40 * time.Millisecond
 	// verdictWait is how long an arrival waits for the kernel to drop it
 	// before it counts as accepted: drops happen in the softirq that
 	// received the packet, microseconds later.
@@ -328,8 +328,15 @@ func (p *Peer) adoptConnect(key connKey, e ktrace.Event) {
 // of them for a zero cutoff) as accepted: the kernel did not drop it.
 func (p *Peer) settleArrivals(cutoff time.Time) {
 	ob := p.obs
+	// A RST's reason may lag its segment by a CPU taken away between
+	// the two tracepoints: it waits for the ring's worst lag, not for a
+	// verdict's.
+	rstCutoff := cutoff
+	if !cutoff.IsZero() {
+		rstCutoff = cutoff.Add(verdictWait - ringLag)
+	}
 	for key, h := range ob.heldRST {
-		if cutoff.IsZero() || !h.e.Time.After(cutoff) {
+		if cutoff.IsZero() || !h.e.Time.After(rstCutoff) {
 			delete(ob.heldRST, key)
 			p.onSent(h.e, key)
 		}
