@@ -102,7 +102,7 @@ type Wire struct {
 	inflight bool
 	// Network conditions (virtual time only): what each direction does
 	// to its packets, the packets scheduled for delivery, by due time.
-	net netState
+	net      netState
 	kick     chan struct{}
 	sleeping atomic.Int32 // Sleeps in progress: they move the clock
 }
