@@ -66,6 +66,7 @@ func newRun(env *Env) *cobra.Command {
 	}
 	f.add(cmd)
 	f.addCaptureFlag(cmd)
+	f.addNetFlag(cmd)
 	return cmd
 }
 
@@ -125,6 +126,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
+	if c, ok := lab.Wire.(stack.Conditioner); ok {
+		sl.Net = c
+	}
+	opt.Net = f.net
 	var kp stack.Peer // the kernel peer, if any
 	kernel := f.kernel
 	if kernel == "" {
@@ -148,6 +153,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			return nil, nil, fmt.Errorf("the kernel peer cannot inject faults on the wire")
 		}
 		sl.Faults = kernelFaults{lab: lab, kernel: kernel, kf: kf}
+		if sl.Net != nil {
+			sl.Net = kernelNet{c: sl.Net, kernel: kernel}
+		}
 		if kernel == "client" {
 			sl.Client = kp
 		} else {
@@ -340,4 +348,20 @@ func (k kernelFaults) Drop(host string, n int, match func(flags string) bool, wh
 		return k.kf.Drop(host, n, match, what)
 	}
 	return k.lab.Drop(host, n, match, what)
+}
+
+// kernelNet guards the network conditions of a run with a kernel peer:
+// netem shapes what leaves a TUN device toward a gVisor host, which
+// covers what the kernel sends, but not what it receives (that enters the
+// kernel on the other device's ingress, where no qdisc is installed).
+type kernelNet struct {
+	c      stack.Conditioner
+	kernel string
+}
+
+func (k kernelNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
+	if dir.To() == k.kernel && !c.IsZero() {
+		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (netem is on the egress of the gVisor host's TUN device; the kernel receives on the ingress of the other); only %s->%s can be conditioned", dir, k.kernel, dir.From())
+	}
+	return k.c.SetConditions(dir, c)
 }

@@ -3,6 +3,8 @@ package scenario
 import (
 	"fmt"
 	"time"
+
+	"github.com/tcplab/tcplab/stack"
 )
 
 // Pos is a place in a scenario file.
@@ -120,4 +122,47 @@ type Expect struct {
 	Queue string // snd rcv
 	Bytes int
 	On    string
+}
+
+// Net sets the network conditions of one or both directions of the wire
+// ("net [client->server|server->client] loss 5% delay 100ms ..." or "net
+// clear"). The parameters it names replace those in effect; the others
+// stay (Clear resets them all first).
+type Net struct {
+	base
+	// Dirs are the directions it applies to: both unless the statement
+	// names one.
+	Dirs []stack.Direction
+	// Clear resets the direction's conditions before Set applies.
+	Clear bool
+	// Cond holds the values of the parameters named in Fields ("loss",
+	// "delay", "jitter", "reorder", "duplicate", "corrupt", "rate").
+	Cond   stack.Conditions
+	Fields []string
+}
+
+// Apply returns cur with n's parameters applied.
+func (n *Net) Apply(cur stack.Conditions) stack.Conditions {
+	if n.Clear {
+		cur = stack.Conditions{}
+	}
+	for _, f := range n.Fields {
+		switch f {
+		case "loss":
+			cur.Loss = n.Cond.Loss
+		case "delay":
+			cur.Delay = n.Cond.Delay
+		case "jitter":
+			cur.Jitter = n.Cond.Jitter
+		case "reorder":
+			cur.Reorder = n.Cond.Reorder
+		case "duplicate":
+			cur.Duplicate = n.Cond.Duplicate
+		case "corrupt":
+			cur.Corrupt = n.Cond.Corrupt
+		case "rate":
+			cur.Rate = n.Cond.Rate
+		}
+	}
+	return cur
 }
