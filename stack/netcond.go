@@ -75,7 +75,7 @@ func (c Conditions) IsZero() bool { return c == Conditions{} }
 
 // Validate returns an error naming the first value out of its range:
 // percentages 0-100, delay and jitter 0-10 s, a rate of 0 (unlimited) or
-// 1 kbit/s to 100 Gbit/s, and a reorder that needs a delay.
+// 1 kbit/s to 100 Gbit/s, and a jitter or a reorder without a delay.
 func (c Conditions) Validate() error {
 	for _, p := range []struct {
 		name string
@@ -93,6 +93,9 @@ func (c Conditions) Validate() error {
 	}
 	if c.Rate != 0 && (c.Rate < MinNetRate || c.Rate > MaxNetRate) {
 		return fmt.Errorf("rate %s out of range: want %s-%s", FormatRate(c.Rate), FormatRate(MinNetRate), FormatRate(MaxNetRate))
+	}
+	if c.Jitter > 0 && c.Delay == 0 {
+		return errors.New("jitter needs a delay: it varies the delay (add delay D)")
 	}
 	if c.Reorder > 0 && c.Delay == 0 {
 		return errors.New("reorder needs a delay: the reordered packets are the ones that skip it (add delay D)")
