@@ -166,3 +166,14 @@ func (n *Net) Apply(cur stack.Conditions) stack.Conditions {
 	}
 	return cur
 }
+
+// UsesNet reports whether s has a "net" step (network conditions): such a
+// scenario needs a wire that implements stack.Conditioner.
+func (s *Script) UsesNet() bool {
+	for _, st := range s.Steps {
+		if _, ok := st.(*Net); ok {
+			return true
+		}
+	}
+	return false
+}

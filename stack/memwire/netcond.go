@@ -37,7 +37,7 @@ func (n *netState) init(seed uint64) {
 	if seed == 0 {
 		seed = 1
 	}
-	n.rng = randv2.New(randv2.NewPCG(seed, 0x6e6574656d)) // "netem"
+	n.rng = randv2.New(randv2.NewPCG(seed*0x9e3779b97f4a7c15, seed^0x6e6574656d)) // mixed: nearby seeds draw unrelated losses
 	n.isn = map[flow]uint32{}
 }
 

@@ -103,6 +103,9 @@ func judged(s *scenario.Script) (bool, string) {
 	if s.TimeWait != 0 || s.FinWait2 != 0 {
 		return false, "config timewait/finwait2 set gVisor's timers only; Linux keeps 60 s"
 	}
+	if s.UsesNet() {
+		return false, "net conditions are netem on the gVisor hosts' devices: not what the kernel receives, and absent from kernels without sch_netem"
+	}
 	for _, st := range s.Steps {
 		if _, ok := st.(*scenario.Wire); ok {
 			return false, "wire faults act on the gVisor hosts' links only: the kernel's segments are not held or dropped"
