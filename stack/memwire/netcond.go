@@ -125,7 +125,8 @@ func (n *netState) fate(p packet, latency time.Duration) []scheduled {
 		delay += time.Duration(n.rng.Int64N(int64(2*c.Jitter)+1)) - c.Jitter
 		delay = max(delay, 0)
 	}
-	if c.Delay > 0 && n.chance(c.Reorder) {
+	reordered := c.Delay > 0 && n.chance(c.Reorder)
+	if reordered {
 		delay = 0
 		what = append(what, fmt.Sprintf("reordered: sent at once, ahead of the delayed ones (reorder %g%%)", c.Reorder))
 	}
@@ -137,7 +138,7 @@ func (n *netState) fate(p packet, latency time.Duration) []scheduled {
 		start = n.busy[dir]
 	}
 	p.due = start.Add(delay + latency)
-	if extra := p.due.Sub(p.at) - latency; extra != c.Delay {
+	if extra := p.due.Sub(p.at) - latency; extra != c.Delay && (!reordered || extra != 0) {
 		what = append(what, "delayed "+extra.String())
 	}
 	out := []scheduled{{p: p}}
