@@ -129,6 +129,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if c, ok := lab.Wire.(stack.Conditioner); ok {
 		sl.Net = c
 	}
+	if in, ok := lab.Wire.(stack.Injector); ok {
+		sl.Inject = in
+	}
 	opt.Net = f.net
 	var kp stack.Peer // the kernel peer, if any
 	kernel := f.kernel

@@ -177,3 +177,21 @@ func (s *Script) UsesNet() bool {
 	}
 	return false
 }
+
+// Inject delivers a crafted segment to Host as if its peer had sent it on
+// one of Host's connections ("inject server R seq 1000").
+type Inject struct {
+	base
+	Host  string // the receiver
+	Flags string // tcpdump notation
+	// Seq, Ack and Win, when their Has flag is set; otherwise the
+	// defaults: the next sequence number Host expects, the next one it
+	// will send (with an ACK flag; 0 without), and window 65535.
+	Seq, Ack       int64
+	Win            int
+	HasSeq, HasAck bool
+	HasWin         bool
+	Data           []byte
+	On             string // Host's socket ("" = its latest)
+	Abs            bool   // Seq and Ack are absolute, not relative to the ISNs
+}

@@ -108,7 +108,7 @@ expect server buffer rcv 3
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
-		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net), found "clinet"; did you mean "client"?`},
+		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net, inject), found "clinet"; did you mean "client"?`},
 		{"server listen", `x.lab:1:14: expected a port (a number 1-65535)`},
 		{"server listen 70000", `x.lab:1:15: port 70000 out of range: want 1-65535`},
 		{"client connect 9527", `x.lab:1:16: expected where to connect as HOST:PORT (e.g. server:9527), found "9527"`},

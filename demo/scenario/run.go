@@ -24,6 +24,9 @@ type Lab struct {
 	// Net imposes the network conditions of "net" steps (and of
 	// Options.Net); nil makes them fail.
 	Net stack.Conditioner
+	// Inject delivers the segments of "inject" steps; nil makes them
+	// fail.
+	Inject stack.Injector
 }
 
 // Faults injects faults on the wire (stack.Lab implements it).
@@ -246,6 +249,8 @@ func (r *runner) step(ctx context.Context, st Step) error {
 		return nil
 	case *Net:
 		return r.setNet(s)
+	case *Inject:
+		return r.inject(s)
 	case *Wire:
 		if r.lab.Faults == nil {
 			return fmt.Errorf("this lab cannot inject faults")

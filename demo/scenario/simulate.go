@@ -37,7 +37,7 @@ func Simulate(ctx context.Context, s *Script, cfg SimConfig) (*Result, []trace.E
 		return nil, nil, err
 	}
 	defer lab.Close()
-	res := Run(ctx, s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w},
+	res := Run(ctx, s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w, Inject: w},
 		Options{Sleep: w.Sleep, Settle: w.Settle, Net: cfg.Net})
 	return res, lab.Trace.Events(), nil
 }

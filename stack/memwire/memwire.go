@@ -113,6 +113,7 @@ type packet struct {
 	at         time.Time // virtual time it was sent
 	due        time.Time // virtual time it arrives (set when scheduled)
 	n          uint64    // scheduling order, breaks ties of due
+	injected   bool      // crafted (InjectSegment): no network conditions
 }
 
 var _ stack.Wire = (*Wire)(nil)
