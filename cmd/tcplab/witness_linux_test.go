@@ -97,7 +97,7 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 		c.Close()
 		t.Fatalf("stack.NewLab: %v", err)
 	}
-	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w}
+	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w, Inject: w}
 	cl, sv := w.Links()
 	hosts := []witness.Host{
 		{Name: "client", Addr: cl.Addr.Addr(), Device: cl.Name},

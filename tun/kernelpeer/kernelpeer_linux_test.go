@@ -70,6 +70,9 @@ func newKernelLab(t testing.TB, side string, s *scenario.Script) *kernelLab {
 // scenarioLab is the lab as the scenario runner drives it.
 func (k *kernelLab) scenarioLab() scenario.Lab {
 	sl := scenario.Lab{Client: k.lab.Client.Peer(), Server: k.lab.Server.Peer(), Trace: k.lab.Trace, Faults: k.lab}
+	if in, ok := k.lab.Wire.(stack.Injector); ok {
+		sl.Inject = in
+	}
 	if k.peer.Name() == "client" {
 		sl.Client = k.peer
 	} else {
