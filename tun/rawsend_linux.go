@@ -50,11 +50,22 @@ func SendRaw(ns Doer, pkt []byte) error {
 }
 
 // InjectSegment sends pkt into the lab from a raw socket in its namespace
-// (see SendRaw): it crosses the kernel and reaches the host it is
-// addressed to as if its source had sent it, a kernel peer included. to
-// names the host for errors only: the kernel routes by the destination.
-// It implements stack.Injector.
+// (see SendRaw): it crosses the kernel (and the netem of the device it
+// leaves by) and reaches the host it is addressed to as if its source had
+// sent it, a kernel peer included; the kernel routes it by its
+// destination. A packet whose source is one of the kernel's own lab
+// addresses (forged as from a kernel peer) goes instead straight onto the
+// link of host to, as if it had just come out of the device (see
+// Inject): sent through the kernel's IP stack, the kernel peer's
+// observers would take it for the kernel's own segment. It implements
+// stack.Injector.
 func (l *Lab) InjectSegment(to string, pkt []byte) error {
+	if len(pkt) >= header.IPv4MinimumSize {
+		src := netip.AddrFrom4(header.IPv4(pkt).SourceAddress().As4())
+		if kc, ks := l.KernelAddrs(); src == kc || src == ks {
+			return l.Inject(to, pkt)
+		}
+	}
 	if err := SendRaw(l, pkt); err != nil {
 		return fmt.Errorf("tun: inject toward %s: %w", to, err)
 	}
