@@ -89,6 +89,9 @@ var kernelDifferences = map[string]map[string]string{
 		`expect client sent R. reason ~ "after close()"`: "Linux answers data for an orphan with [R] (no ACK flag), gVisor with [R.]",
 		`expect client sent R. count 1`:                  "the same RST, without the ACK flag",
 	},
+	"rst-in-time-wait/client": {
+		`expect client final TIME-WAIT`: "Linux's tcp_rfc1337 is 0 by default: a RST ends TIME-WAIT at once; gVisor follows RFC 1337",
+	},
 	"shutdown-rd/server": {
 		`expect server sent R. reason ~ "after close()"`: "Linux answers data for an orphan with [R] (no ACK flag)",
 	},
