@@ -128,6 +128,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
 	if c, ok := lab.Wire.(stack.Conditioner); ok {
 		sl.Net = c
+		if lab.Wire.Kind() == "tun" {
+			sl.Net = silentNet{c: c, rec: lab.Trace}
+		}
 	}
 	if in, ok := lab.Wire.(stack.Injector); ok {
 		sl.Inject = in
@@ -367,4 +370,22 @@ func (k kernelNet) SetConditions(dir stack.Direction, c stack.Conditions) error 
 		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (netem is on the egress of the gVisor host's TUN device; the kernel receives on the ingress of the other); only %s->%s can be conditioned", dir, k.kernel, dir.From())
 	}
 	return k.c.SetConditions(dir, c)
+}
+
+// silentNet notes, when conditions are set on the TUN wire, that the
+// kernel's netem will not say what it does to which segment: a trace
+// without "lost" notes there is not a trace without losses.
+type silentNet struct {
+	c   stack.Conditioner
+	rec *trace.Recorder
+}
+
+func (s silentNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
+	if err := s.c.SetConditions(dir, c); err != nil {
+		return err
+	}
+	if !c.IsZero() {
+		s.rec.Emit(trace.Event{Host: dir.From(), Kind: trace.Note, Text: fmt.Sprintf("net %s: the kernel's netem on %s's TUN device applies this; it does not say which segments it loses, delays, reorders, duplicates or corrupts", dir, dir.To())})
+	}
+	return nil
 }
