@@ -1,9 +1,12 @@
 package scenario
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/stack"
 )
 
 func TestParseEveryConstruct(t *testing.T) {
@@ -200,6 +203,9 @@ func FuzzParse(f *testing.F) {
 		"expect client sent F count -1",
 		"server read expect -1 bytes",
 		"server listen 1 as a\nserver accept as a",
+		"net client->server loss 99.9% delay 10s jitter 10s reorder 1e2% duplicate 0x1% corrupt 1e-300% rate 100gbit",
+		"net rate 18446744073709551615bit",
+		"inject server R. seq -2147483648 ack 4294967295 win 65535 data \"x\" on c abs",
 	} {
 		f.Add(src)
 	}
@@ -236,6 +242,18 @@ func FuzzParse(f *testing.F) {
 			case *Wire:
 				if st.Count < 1 || st.Count > MaxCount {
 					t.Fatalf("%s: count %d", st, st.Count)
+				}
+			case *Net:
+				// Each value is within its range (a jitter or reorder
+				// without a delay is refused when the step runs).
+				c := st.Apply(stack.Conditions{})
+				c.Jitter, c.Reorder = 0, 0
+				if err := c.Validate(); err != nil {
+					t.Fatalf("%s: accepted %+v: %v", st, c, err)
+				}
+			case *Inject:
+				if st.Win < 0 || st.Win > 65535 || len(st.Data) > MaxInjectData || st.Seq < math.MinInt32 || st.Seq > math.MaxUint32 {
+					t.Fatalf("%s: out of limits: %+v", st, st)
 				}
 			}
 		}
