@@ -13,6 +13,15 @@
 // stacks react to each. Runs with the same seed then produce the same trace,
 // and a 60 s TIME-WAIT takes milliseconds.
 //
+// # Network conditions
+//
+// In virtual time, SetConditions imposes netem's model (stack.Conditions)
+// on each direction: loss, delay with jitter, reordering, duplication,
+// corruption and a rate limit, drawn from Config.Seed in the order packets
+// are sent, so a lossy run repeats byte for byte; Config.Note records what
+// happened to each packet. InjectSegment puts a crafted packet on a host's
+// link.
+//
 // # Cost
 //
 // Each packet is copied once (flattened out of the sender's packet buffer
