@@ -3,12 +3,8 @@ package memwire
 import (
 	"errors"
 	"fmt"
-	randv2 "math/rand/v2"
 	"sort"
-	"strings"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tcplab/tcplab/stack"
 )
@@ -18,28 +14,12 @@ var _ stack.Conditioner = (*Wire)(nil)
 // netState is the network conditions of a wire in virtual time, guarded by
 // Wire.mu.
 type netState struct {
-	cond  [2]stack.Conditions
-	rng   *randv2.Rand
-	sched []packet     // by due, then n
-	n     uint64       // packets scheduled so far
-	busy  [2]time.Time // with a rate: when the direction's link is free
-	isn   map[flow]uint32
+	model *stack.NetModel
+	sched []packet // by due, then n
+	n     uint64   // packets scheduled so far
 }
 
-// flow is one direction of a TCP connection, for relative sequence numbers
-// in notes.
-type flow struct {
-	src, dst [4]byte
-	sp, dp   uint16
-}
-
-func (n *netState) init(seed uint64) {
-	if seed == 0 {
-		seed = 1
-	}
-	n.rng = randv2.New(randv2.NewPCG(seed*0x9e3779b97f4a7c15, seed^0x6e6574656d)) // mixed: nearby seeds draw unrelated losses
-	n.isn = map[flow]uint32{}
-}
+func (n *netState) init(seed uint64) { n.model = stack.NewNetModel(seed) }
 
 // SetConditions imposes c on the packets sent in direction dir from now on
 // (packets already in flight keep their fate). The memory wire draws from
@@ -62,7 +42,7 @@ func (w *Wire) SetConditions(dir stack.Direction, c stack.Conditions) error {
 		return fmt.Errorf("memwire: no direction %d", dir)
 	}
 	w.mu.Lock()
-	w.net.cond[dir] = c
+	w.net.model.Set(dir, c)
 	w.mu.Unlock()
 	return nil
 }
@@ -99,67 +79,31 @@ type scheduled struct {
 }
 
 // fate decides what the conditions of p's direction do to it: the copies
-// to deliver (none if lost, two if duplicated) and what to note.
+// to deliver (none if lost, two if duplicated) and what to note. An
+// injected packet goes as it is.
 func (n *netState) fate(p packet, latency time.Duration) []scheduled {
 	dir := stack.ClientToServer
 	if !p.fromClient {
 		dir = stack.ServerToClient
 	}
-	desc := n.describe(p.b)
-	c := n.cond[dir]
 	p.due = p.at.Add(latency)
-	if c.IsZero() || p.injected {
+	if p.injected {
+		n.model.Describe(p.b) // learns the ISNs of its SYNs
 		return []scheduled{{p: p}}
 	}
+	f := n.model.Decide(dir, p.b, p.at)
 	host := dir.From()
-	prefix := "net " + dir.String() + ": "
-	if n.chance(c.Loss) {
-		return []scheduled{{host: host, note: prefix + "lost " + desc + fmt.Sprintf(" (loss %g%%)", c.Loss)}}
+	if f.Lost {
+		return []scheduled{{host: host, note: f.Note}}
 	}
-	var what []string
-	if n.chance(c.Corrupt) {
-		what = append(what, corrupt(p.b, n.rng))
-	}
-	delay := c.Delay
-	if c.Jitter > 0 {
-		delay += time.Duration(n.rng.Int64N(int64(2*c.Jitter)+1)) - c.Jitter
-		delay = max(delay, 0)
-	}
-	reordered := c.Delay > 0 && n.chance(c.Reorder)
-	if reordered {
-		delay = 0
-		what = append(what, fmt.Sprintf("reordered: sent at once, ahead of the delayed ones (reorder %g%%)", c.Reorder))
-	}
-	start := p.at
-	if c.Rate > 0 {
-		start = later(p.at, n.busy[dir])
-		tx := time.Duration(uint64(len(p.b)) * 8 * uint64(time.Second) / c.Rate)
-		n.busy[dir] = start.Add(tx)
-		start = n.busy[dir]
-	}
-	p.due = start.Add(delay + latency)
-	if extra := p.due.Sub(p.at) - latency; extra != c.Delay && (!reordered || extra != 0) {
-		what = append(what, "delayed "+extra.String())
-	}
-	out := []scheduled{{p: p}}
-	if n.chance(c.Duplicate) {
+	p.due = p.due.Add(f.Delay)
+	out := []scheduled{{p: p, host: host, note: f.Note}}
+	if f.Copies == 2 {
 		d := p
 		d.b = append([]byte(nil), p.b...)
 		out = append(out, scheduled{p: d})
-		what = append(what, fmt.Sprintf("duplicated (duplicate %g%%)", c.Duplicate))
-	}
-	if len(what) > 0 {
-		out[0].host, out[0].note = host, prefix+desc+" "+strings.Join(what, ", ")
 	}
 	return out
-}
-
-// chance draws true with probability pct percent; 0 draws nothing.
-func (n *netState) chance(pct float64) bool {
-	if pct <= 0 {
-		return false
-	}
-	return n.rng.Float64()*100 < pct
 }
 
 // insert puts p in the schedule after every packet due no later.
@@ -170,84 +114,6 @@ func (n *netState) insert(p packet) {
 	n.sched = append(n.sched, packet{})
 	copy(n.sched[i+1:], n.sched[i:])
 	n.sched[i] = p
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
-// describe writes a TCP packet as tcpdump would, with sequence numbers
-// relative to the ISNs seen in SYNs: "[F.] seq 1, ack 1, length 0". It
-// learns the ISNs as it goes.
-func (n *netState) describe(b []byte) string {
-	ip := header.IPv4(b)
-	if len(b) < header.IPv4MinimumSize || !ip.IsValid(len(b)) || ip.Protocol() != uint8(header.TCPProtocolNumber) {
-		return fmt.Sprintf("a %d-byte packet", len(b))
-	}
-	t := header.TCP(ip.Payload())
-	if len(t) < header.TCPMinimumSize {
-		return fmt.Sprintf("a %d-byte packet", len(b))
-	}
-	f := flow{src: ip.SourceAddress().As4(), dst: ip.DestinationAddress().As4(), sp: t.SourcePort(), dp: t.DestinationPort()}
-	r := flow{src: f.dst, dst: f.src, sp: f.dp, dp: f.sp}
-	flags := t.Flags()
-	if flags.Contains(header.TCPFlagSyn) {
-		n.isn[f] = t.SequenceNumber()
-	}
-	seq, ack := t.SequenceNumber(), t.AckNumber()
-	if isn, ok := n.isn[f]; ok {
-		seq -= isn
-	}
-	if isn, ok := n.isn[r]; ok {
-		ack -= isn
-	}
-	plen := len(t) - int(t.DataOffset())
-	s := fmt.Sprintf("[%s] seq %d", tcpdumpFlags(flags), seq)
-	if flags.Contains(header.TCPFlagAck) {
-		s += fmt.Sprintf(", ack %d", ack)
-	}
-	return s + fmt.Sprintf(", length %d", max(plen, 0))
-}
-
-// tcpdumpFlags writes flags as tcpdump does: S, F, P, R, U, then "." for
-// ACK.
-func tcpdumpFlags(f header.TCPFlags) string {
-	var b strings.Builder
-	for _, x := range []struct {
-		f header.TCPFlags
-		c byte
-	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}, {header.TCPFlagAck, '.'}} {
-		if f.Contains(x.f) {
-			b.WriteByte(x.c)
-		}
-	}
-	return b.String()
-}
-
-// corrupt flips one bit of the TCP payload of b, or of its TCP checksum
-// when it has no payload, and says which.
-func corrupt(b []byte, rng *randv2.Rand) string {
-	ip := header.IPv4(b)
-	if len(b) < header.IPv4MinimumSize || !ip.IsValid(len(b)) {
-		return "not corrupted (not an IPv4 packet)"
-	}
-	hl := int(ip.HeaderLength())
-	t := header.TCP(b[hl:])
-	if len(t) < header.TCPMinimumSize {
-		return "not corrupted (no TCP header)"
-	}
-	off := hl + header.TCPChecksumOffset + rng.IntN(2)
-	where := "its TCP checksum"
-	if doff := int(t.DataOffset()); len(t) > doff {
-		off = hl + doff + rng.IntN(len(t)-doff)
-		where = fmt.Sprintf("payload byte %d", off-hl-doff)
-	}
-	bit := rng.IntN(8)
-	b[off] ^= 1 << bit
-	return fmt.Sprintf("corrupted: bit %d of %s flipped", bit, where)
 }
 
 var _ stack.Injector = (*Wire)(nil)
