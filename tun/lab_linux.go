@@ -35,6 +35,10 @@ type Lab struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
+
+	// Network conditions in userspace (kernels without netem).
+	un           *userNet
+	userspaceNet atomic.Bool
 }
 
 // device is one TUN device and the gVisor endpoint that stands for it.
@@ -46,6 +50,10 @@ type device struct {
 	// filter, if set, sees every packet the kernel hands to the device
 	// before the host does (see Lab.SetInboundFilter).
 	filter atomic.Pointer[InboundFilter]
+	// net, toward: userspace network conditions of the direction whose
+	// packets the kernel hands to this device.
+	net    *userNet
+	toward stack.Direction
 }
 
 // InboundFilter decides the fate of one IPv4 packet that the kernel handed
@@ -58,6 +66,9 @@ type InboundFilter func(pkt []byte) (deliver bool)
 // unless the filter takes it.
 func (d *device) deliver(b []byte) {
 	if f := d.filter.Load(); f != nil && !(*f)(b) {
+		return
+	}
+	if d.net != nil && d.net.offer(d, d.toward, b) {
 		return
 	}
 	inject(d.ep, b)
@@ -78,10 +89,13 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tun: create lab: %w", err)
 	}
+	un := newUserNet()
 	l := &Lab{
-		client: &device{kernel: clientKernel, link: stack.Link{Addr: clientHost, Gateway: clientKernel.Addr(), Name: cfg.ClientName}},
-		server: &device{kernel: serverKernel, link: stack.Link{Addr: serverHost, Gateway: serverKernel.Addr(), Name: cfg.ServerName}},
+		client: &device{kernel: clientKernel, link: stack.Link{Addr: clientHost, Gateway: clientKernel.Addr(), Name: cfg.ClientName}, net: un, toward: stack.ServerToClient},
+		server: &device{kernel: serverKernel, link: stack.Link{Addr: serverHost, Gateway: serverKernel.Addr(), Name: cfg.ServerName}, net: un, toward: stack.ClientToServer},
+		un:     un,
 	}
+	l.userspaceNet.Store(cfg.UserspaceNet)
 	l.ns, err = newNamespace(func(h *netlink.Handle) error {
 		// Forward between the devices; accept whatever source addresses the
 		// hosts use. These sysctls are per namespace: the host's stay as
@@ -127,6 +141,8 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 		go func() { defer l.wg.Done(); l.fail(d, "read", p.fromTUN(d.file, d.deliver)) }()
 		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep)) }()
 	}
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); un.run(pumpCtx) }()
 	if err := ctx.Err(); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("tun: create lab: %w", err)

@@ -23,8 +23,14 @@ const netemLimit = 1000
 // (its packets leave through the same device); what a kernel peer
 // receives is not (it enters through the other device's ingress). The
 // zero value removes the qdisc. netem does not say what it did to which
-// packet. A kernel without netem (CONFIG_NET_SCH_NETEM unset) makes it
-// fail with ErrNoNetem. The qdisc goes with the device when the lab closes. Cost: two
+// packet.
+//
+// A kernel without netem (CONFIG_NET_SCH_NETEM unset), or
+// Config.UserspaceNet, makes the Lab apply the same model (stack.NetModel)
+// itself instead, in real time, at the same place: on the path from the
+// kernel into the receiving host's device, after the kernel (and a
+// capture of the wire) saw the packet. Then NetInUserspace reports true
+// and SetNetNotes can report each packet's fate. The qdisc goes with the device when the lab closes. Cost: two
 // netlink requests on a fresh thread in the namespace.
 func (l *Lab) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	if err := c.Validate(); err != nil {
@@ -33,6 +39,13 @@ func (l *Lab) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	d, err := l.device(dir.To())
 	if err != nil {
 		return err
+	}
+	if l.closed.Load() {
+		return fmt.Errorf("tun: net %s: %w", dir, ErrClosed)
+	}
+	if l.userspaceNet.Load() {
+		l.un.set(dir, c)
+		return nil
 	}
 	name := d.link.Name
 	err = l.Do(func() error {
@@ -55,7 +68,11 @@ func (l *Lab) SetConditions(dir stack.Direction, c stack.Conditions) error {
 		return err
 	})
 	if errors.Is(err, ErrNoNetem) {
-		return fmt.Errorf("net %s: %w", dir, err)
+		// The fallback: the same model in userspace, where netem would
+		// sit (see NetInUserspace).
+		l.userspaceNet.Store(true)
+		l.un.set(dir, c)
+		return nil
 	}
 	if err != nil {
 		return sysErr(fmt.Sprintf("net %s: netem %q on %s", dir, c, name), err)

@@ -2,7 +2,8 @@ package tun
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -11,16 +12,15 @@ import (
 )
 
 // needNetem skips the test when the kernel has no netem qdisc (truly
-// absent: CONFIG_NET_SCH_NETEM unset, no module), after checking that the
-// lab says so with ErrNoNetem.
+// absent: CONFIG_NET_SCH_NETEM unset, no module): SetConditions then falls
+// back to userspace, which the lab reports.
 func needNetem(t *testing.T, l *Lab) {
 	t.Helper()
-	err := l.SetConditions(stack.ClientToServer, stack.Conditions{Delay: time.Millisecond})
-	if errors.Is(err, ErrNoNetem) {
-		t.Skipf("skipping: %v", err)
-	}
-	if err != nil {
+	if err := l.SetConditions(stack.ClientToServer, stack.Conditions{Delay: time.Millisecond}); err != nil {
 		t.Fatalf("SetConditions: %v", err)
+	}
+	if l.NetInUserspace() {
+		t.Skipf("skipping: the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM); the lab applies conditions in userspace")
 	}
 	if err := l.SetConditions(stack.ClientToServer, stack.Conditions{}); err != nil {
 		t.Fatalf("clear: %v", err)
@@ -85,12 +85,75 @@ func TestIntegrationNetemOnTheLabDevice(t *testing.T) {
 	}
 }
 
-// TestIntegrationNetemDelaysTheHandshake measures a connect between two
-// gVisor hosts over the TUN wire with 100 ms each way: the handshake takes
+// TestIntegrationConditionsDelayTheHandshake measures a connect between
+// two gVisor hosts over the TUN wire with 100 ms each way, with the
+// kernel's netem (when it has one) and in userspace: the handshake takes
 // one round trip, so at least 200 ms; without conditions, far less.
-func TestIntegrationNetemDelaysTheHandshake(t *testing.T) {
+func TestIntegrationConditionsDelayTheHandshake(t *testing.T) {
+	for _, user := range []bool{false, true} {
+		t.Run(fmt.Sprintf("userspace=%v", user), func(t *testing.T) {
+			l := newLab(t, Config{UserspaceNet: user})
+			lab, err := stack.NewLab(l, stack.Config{}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lab.Close()
+			ln, err := lab.Server.Listen(9527, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			dial := func() time.Duration {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				c, err := lab.Client.Dial(ctx, lab.ServerAddr(9527))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := time.Since(start)
+				c.Close()
+				return d
+			}
+			before := dial()
+			for _, d := range []stack.Direction{stack.ClientToServer, stack.ServerToClient} {
+				if err := l.SetConditions(d, stack.Conditions{Delay: 100 * time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			after := dial()
+			t.Logf("connect: %v without conditions, %v with delay 100ms each way (userspace: %v)", before, after, l.NetInUserspace())
+			if after < 200*time.Millisecond || before > 100*time.Millisecond {
+				t.Errorf("connect took %v, then %v with delay 100ms each way: want under 100ms, then at least 200ms", before, after)
+			}
+			if user && !l.NetInUserspace() {
+				t.Errorf("Config.UserspaceNet: NetInUserspace() = false")
+			}
+		})
+	}
+}
+
+// TestIntegrationUserspaceConditions checks the userspace conditions on
+// real packets: with loss 100% toward the server, a connect never gets an
+// answer and each lost SYN is noted; once cleared, the next attempt
+// connects. On a kernel without netem the lab falls back to userspace by
+// itself.
+func TestIntegrationUserspaceConditions(t *testing.T) {
 	l := newLab(t, Config{})
-	needNetem(t, l)
+	if err := l.SetConditions(stack.ServerToClient, stack.Conditions{Loss: 1}); err != nil {
+		t.Fatalf("SetConditions: %v", err)
+	}
+	if !l.NetInUserspace() {
+		l.Close()
+		l = newLab(t, Config{UserspaceNet: true})
+	}
+	var mu sync.Mutex
+	var notes []string
+	l.SetNetNotes(func(host, text string) {
+		mu.Lock()
+		notes = append(notes, host+": "+text)
+		mu.Unlock()
+	})
 	lab, err := stack.NewLab(l, stack.Config{}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -101,44 +164,29 @@ func TestIntegrationNetemDelaysTheHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	dial := func() time.Duration {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		start := time.Now()
-		c, err := lab.Client.Dial(ctx, lab.ServerAddr(9527))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := time.Since(start)
+	if err := l.SetConditions(stack.ClientToServer, stack.Conditions{Loss: 100}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if c, err := lab.Client.Dial(ctx, lab.ServerAddr(9527)); err == nil {
 		c.Close()
-		return d
+		t.Fatalf("connect succeeded with every client segment lost")
 	}
-	before := dial()
-	for _, d := range []stack.Direction{stack.ClientToServer, stack.ServerToClient} {
-		if err := l.SetConditions(d, stack.Conditions{Delay: 100 * time.Millisecond}); err != nil {
-			t.Fatal(err)
-		}
+	mu.Lock()
+	got := append([]string(nil), notes...)
+	mu.Unlock()
+	if len(got) == 0 || !strings.HasPrefix(got[0], "client: net client->server: lost [S] seq 0, length 0 (loss 100%)") {
+		t.Errorf("notes = %q, want the lost SYNs", got)
 	}
-	after := dial()
-	t.Logf("connect: %v without conditions, %v with delay 100ms each way", before, after)
-	if after < 200*time.Millisecond || before > 100*time.Millisecond {
-		t.Errorf("connect took %v, then %v with delay 100ms each way: want under 100ms, then at least 200ms", before, after)
+	if err := l.SetConditions(stack.ClientToServer, stack.Conditions{}); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// TestIntegrationNoNetemIsSaid checks that a kernel without netem makes
-// SetConditions fail with ErrNoNetem, which says how to fix it, and that
-// clearing conditions never fails for that reason.
-func TestIntegrationNoNetemIsSaid(t *testing.T) {
-	l := newLab(t, Config{})
-	if err := l.SetConditions(stack.ServerToClient, stack.Conditions{}); err != nil {
-		t.Fatalf("clear with nothing installed: %v", err)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	c, err := lab.Client.Dial(ctx2, lab.ServerAddr(9527))
+	if err != nil {
+		t.Fatalf("connect after clear: %v", err)
 	}
-	err := l.SetConditions(stack.ServerToClient, stack.Conditions{Loss: 1})
-	if err == nil {
-		t.Skip("skipping: this kernel has netem (TestIntegrationNetemOnTheLabDevice covers it)")
-	}
-	if !errors.Is(err, ErrNoNetem) || !strings.Contains(err.Error(), "--wire memory") {
-		t.Errorf("SetConditions without netem: %v, want ErrNoNetem with the fix", err)
-	}
+	c.Close()
 }

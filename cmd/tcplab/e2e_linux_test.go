@@ -87,7 +87,6 @@ func TestIntegrationCatalogueOverTUN(t *testing.T) {
 	for _, name := range scenario.Names() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			needNetemFor(t, name)
 			tunEv, stderr, code := runJSON(t, "run", name, "--wire", "tun")
 			if code != 0 {
 				t.Fatalf("over TUN: exit %d\n%s", code, stderr)

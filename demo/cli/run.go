@@ -129,7 +129,15 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if c, ok := lab.Wire.(stack.Conditioner); ok {
 		sl.Net = c
 		if lab.Wire.Kind() == "tun" {
-			sl.Net = silentNet{c: c, rec: lab.Trace}
+			sl.Net = tunNet{c: c, rec: lab.Trace}
+		}
+		if n, ok := lab.Wire.(interface {
+			SetNetNotes(func(host, text string))
+		}); ok {
+			rec := lab.Trace
+			n.SetNetNotes(func(host, text string) {
+				rec.Emit(trace.Event{Host: host, Kind: trace.Note, Text: text})
+			})
 		}
 	}
 	if in, ok := lab.Wire.(stack.Injector); ok {
@@ -367,25 +375,31 @@ type kernelNet struct {
 
 func (k kernelNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	if dir.To() == k.kernel && !c.IsZero() {
-		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (netem is on the egress of the gVisor host's TUN device; the kernel receives on the ingress of the other); only %s->%s can be conditioned", dir, k.kernel, dir.From())
+		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (they act where the kernel hands packets to a gVisor host's TUN device; the kernel receives from the other device); only %s->%s can be conditioned", dir, k.kernel, dir.From())
 	}
 	return k.c.SetConditions(dir, c)
 }
 
-// silentNet notes, when conditions are set on the TUN wire, that the
-// kernel's netem will not say what it does to which segment: a trace
-// without "lost" notes there is not a trace without losses.
-type silentNet struct {
+// tunNet notes, when conditions are set on the TUN wire, who applies them:
+// the kernel's netem, which does not say what it does to which segment (a
+// trace without "lost" notes there is not a trace without losses), or,
+// on a kernel without netem, tcplab in userspace, which notes each fate.
+type tunNet struct {
 	c   stack.Conditioner
 	rec *trace.Recorder
 }
 
-func (s silentNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
+func (s tunNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	if err := s.c.SetConditions(dir, c); err != nil {
 		return err
 	}
-	if !c.IsZero() {
-		s.rec.Emit(trace.Event{Host: dir.From(), Kind: trace.Note, Text: fmt.Sprintf("net %s: the kernel's netem on %s's TUN device applies this; it does not say which segments it loses, delays, reorders, duplicates or corrupts", dir, dir.To())})
+	if c.IsZero() {
+		return nil
 	}
+	text := fmt.Sprintf("net %s: the kernel's netem on %s's TUN device applies this; it does not say which segments it loses, delays, reorders, duplicates or corrupts", dir, dir.To())
+	if u, ok := s.c.(interface{ NetInUserspace() bool }); ok && u.NetInUserspace() {
+		text = fmt.Sprintf("net %s: this kernel has no netem: tcplab applies this in userspace, where netem would (between the kernel and %s's TUN device), and notes what it does", dir, dir.To())
+	}
+	s.rec.Emit(trace.Event{Host: dir.From(), Kind: trace.Note, Text: text})
 	return nil
 }
