@@ -38,8 +38,9 @@
 // Lab.SetConditions installs the kernel's netem qdisc (through netlink,
 // inside the namespace) on the TUN device of the host that receives in
 // the given direction, so that "net" conditions act on real packets, a
-// kernel peer's included; a kernel built without sch_netem gives
-// ErrNoNetem. SendRaw (and Lab.InjectSegment) sends a crafted IPv4 packet
+// kernel peer's included; on a kernel built without sch_netem the Lab
+// applies the same model (stack.NetModel) itself, in real time, at the
+// same place (NetInUserspace, SetNetNotes). SendRaw (and Lab.InjectSegment) sends a crafted IPv4 packet
 // from a raw socket in the namespace: the kernel routes it to a gVisor
 // host's device or to a kernel peer's socket like any packet.
 //
