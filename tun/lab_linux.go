@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
 	"github.com/tcplab/tcplab/stack"
@@ -68,10 +69,26 @@ func (d *device) deliver(b []byte) {
 	if f := d.filter.Load(); f != nil && !(*f)(b) {
 		return
 	}
-	if d.net != nil && d.net.offer(d, d.toward, b) {
+	if d.net != nil && d.net.offer(d.toward, b, func(b []byte) { inject(d.ep, b) }) {
 		return
 	}
 	inject(d.ep, b)
+}
+
+// toKernel takes, for the userspace network conditions, a packet the host
+// sends to one of the kernel's own addresses (a kernel peer): it never
+// reaches the other device, where the conditions of its direction act on
+// everything else.
+func (d *device) toKernel(b []byte) bool {
+	if d.net == nil || len(b) < header.IPv4MinimumSize {
+		return false
+	}
+	dst := netip.AddrFrom4(header.IPv4(b).DestinationAddress().As4())
+	if dst != clientKernel.Addr() && dst != serverKernel.Addr() {
+		return false
+	}
+	f := d.file
+	return d.net.offer(1-d.toward, b, func(b []byte) { f.Write(b) })
 }
 
 // New creates the lab namespace, its two TUN devices and their channel
@@ -139,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 		d.link.Endpoint = d.ep
 		l.wg.Add(2)
 		go func() { defer l.wg.Done(); l.fail(d, "read", p.fromTUN(d.file, d.deliver)) }()
-		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep)) }()
+		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep, d.toKernel)) }()
 	}
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); un.run(pumpCtx) }()

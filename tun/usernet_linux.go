@@ -14,7 +14,9 @@ import (
 
 // userNet applies network conditions in userspace where the kernel has no
 // netem: on the path from the kernel into each host's TUN device, where
-// netem would sit (the device's egress). Packets of a conditioned
+// netem would sit (the device's egress), and, for what a host sends to a
+// kernel peer (which never reaches the other device), on the path from the
+// host into its own device. Packets of a conditioned
 // direction wait in one schedule, by due time, and a goroutine owned by
 // the Lab delivers them. Without conditions packets do not touch it.
 type userNet struct {
@@ -41,10 +43,10 @@ func (u *userNet) set(dir stack.Direction, c stack.Conditions) {
 	u.mu.Unlock()
 }
 
-// offer takes pkt, on its way to device d in direction dir, if dir is
-// conditioned: it draws its fate, notes it, and schedules its copies. It
+// offer takes pkt, travelling in direction dir, if dir is conditioned: it
+// draws its fate, notes it, and schedules its copies for deliver. It
 // returns false when the packet should go on at once, untouched.
-func (u *userNet) offer(d *device, dir stack.Direction, pkt []byte) bool {
+func (u *userNet) offer(dir stack.Direction, pkt []byte, deliver func([]byte)) bool {
 	if !u.active.Load() && !isSYN(pkt) {
 		return false
 	}
@@ -61,7 +63,7 @@ func (u *userNet) offer(d *device, dir stack.Direction, pkt []byte) bool {
 	f := u.model.Decide(dir, b, now)
 	if !f.Lost {
 		for i := 0; i < f.Copies; i++ {
-			heap.Push(&u.sched, scheduled{due: now.Add(f.Delay), n: u.n, d: d, b: b})
+			heap.Push(&u.sched, scheduled{due: now.Add(f.Delay), n: u.n, deliver: deliver, b: b})
 			u.n++
 		}
 	}
@@ -98,7 +100,7 @@ func (u *userNet) run(ctx context.Context) {
 		for len(u.sched) > 0 && !u.sched[0].due.After(time.Now()) {
 			s := heap.Pop(&u.sched).(scheduled)
 			u.mu.Unlock()
-			inject(s.d.ep, s.b)
+			s.deliver(s.b)
 			u.mu.Lock()
 		}
 		if len(u.sched) > 0 {
@@ -117,10 +119,10 @@ func (u *userNet) run(ctx context.Context) {
 
 // scheduled is a packet waiting for its due time.
 type scheduled struct {
-	due time.Time
-	n   uint64 // order of scheduling: breaks ties of due
-	d   *device
-	b   []byte
+	due     time.Time
+	n       uint64 // order of scheduling: breaks ties of due
+	deliver func([]byte)
+	b       []byte
 }
 
 // schedule is a heap of scheduled packets, earliest due first.

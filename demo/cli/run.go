@@ -168,7 +168,11 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		}
 		sl.Faults = kernelFaults{lab: lab, kernel: kernel, kf: kf}
 		if sl.Net != nil {
-			sl.Net = kernelNet{c: sl.Net, kernel: kernel}
+			kn := kernelNet{c: sl.Net, kernel: kernel}
+			if u, ok := lab.Wire.(interface{ NetInUserspace() bool }); ok {
+				kn.userspace = u.NetInUserspace
+			}
+			sl.Net = kn
 		}
 		if kernel == "client" {
 			sl.Client = kp
@@ -367,14 +371,22 @@ func (k kernelFaults) Drop(host string, n int, match func(flags string) bool, wh
 // kernelNet guards the network conditions of a run with a kernel peer:
 // netem shapes what leaves a TUN device toward a gVisor host, which
 // covers what the kernel sends, but not what it receives (that enters the
-// kernel on the other device's ingress, where no qdisc is installed).
+// kernel on the other device's ingress, where no qdisc is installed). The
+// userspace conditions of the TUN wire (kernels without netem) cover both.
 type kernelNet struct {
-	c      stack.Conditioner
-	kernel string
+	c         stack.Conditioner
+	kernel    string
+	userspace func() bool // nil: never
 }
 
 func (k kernelNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	if dir.To() == k.kernel && !c.IsZero() {
+		if k.userspace != nil {
+			if err := k.c.SetConditions(dir, c); err != nil || k.userspace() {
+				return err
+			}
+			k.c.SetConditions(dir, stack.Conditions{}) // netem: it would act on nothing
+		}
 		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (they act where the kernel hands packets to a gVisor host's TUN device; the kernel receives from the other device); only %s->%s can be conditioned", dir, k.kernel, dir.From())
 	}
 	return k.c.SetConditions(dir, c)
@@ -398,7 +410,7 @@ func (s tunNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
 	}
 	text := fmt.Sprintf("net %s: the kernel's netem on %s's TUN device applies this; it does not say which segments it loses, delays, reorders, duplicates or corrupts", dir, dir.To())
 	if u, ok := s.c.(interface{ NetInUserspace() bool }); ok && u.NetInUserspace() {
-		text = fmt.Sprintf("net %s: this kernel has no netem: tcplab applies this in userspace, where netem would (between the kernel and %s's TUN device), and notes what it does", dir, dir.To())
+		text = fmt.Sprintf("net %s: this kernel has no netem: tcplab applies this itself, in userspace, to the packets on their way between the TUN devices and the kernel, and notes what it does to each", dir)
 	}
 	s.rec.Emit(trace.Event{Host: dir.From(), Kind: trace.Note, Text: text})
 	return nil
