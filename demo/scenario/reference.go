@@ -36,10 +36,11 @@ changes only what it names, "clear" first resets):
   e.g. net loss 5%        net client->server delay 100ms jitter 10ms
        net server->client rate 1mbit duplicate 1%        net clear
   --net "SPEC" (run, check) sets them for the whole run. TUN wire: the kernel's
-  netem on the receiving host's TUN device (without sch_netem, the same model in
-  userspace at that place; not toward a kernel peer). Memory wire: the model in
-  virtual time, drawn from --seed. The trace notes each segment lost, reordered,
-  duplicated, corrupted or delayed beyond D (netem does not tell).
+  netem on the receiving host's TUN device, not toward a kernel peer (without
+  sch_netem: the same model in userspace, toward a kernel peer too). Memory
+  wire: the model in virtual time, drawn from --seed. The trace notes each
+  segment lost, reordered, duplicated, corrupted or delayed beyond D (netem
+  does not tell).
 
 Expectations, after a call:
   ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes
