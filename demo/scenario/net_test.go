@@ -187,7 +187,7 @@ func TestNetOnTheMemoryWire(t *testing.T) {
 		}
 	})
 	t.Run("reorder", func(t *testing.T) {
-		res, ev, text := simulateText(t, netPrologue+"net client->server delay 50ms reorder 50%\nclient write 20000\nsleep 2s\nserver read all expect 20000 bytes\n", SimConfig{Seed: 3})
+		res, ev, text := simulateText(t, netPrologue+"net client->server delay 50ms reorder 50%\nclient write 10000\nsleep 1s\nserver read expect 10000 bytes\n", SimConfig{Seed: 3})
 		if res.Failed() != 0 {
 			t.Errorf("failures %v\n%s", res.Failures, text)
 		}
@@ -227,7 +227,7 @@ func TestNetOnTheMemoryWire(t *testing.T) {
 // TestNetSeededLossRepeats runs a lossy exchange twice with the same seed:
 // the traces are byte-identical; a different seed loses other segments.
 func TestNetSeededLossRepeats(t *testing.T) {
-	src := netPrologue + "net loss 30% delay 10ms jitter 5ms\nclient write 20000\nsleep 20s\nserver read all\n"
+	src := netPrologue + "net loss 30% delay 10ms jitter 5ms\nclient write 4000\nsleep 5s\nserver read\n"
 	_, _, a := simulateText(t, src+"", SimConfig{Seed: 7})
 	_, _, b := simulateText(t, src, SimConfig{Seed: 7})
 	if a != b {
@@ -244,16 +244,19 @@ func TestNetSeededLossRepeats(t *testing.T) {
 
 // TestNetOption checks that Options.Net applies before the first step.
 func TestNetOption(t *testing.T) {
-	n, err := ParseNet("server->client loss 100%")
+	n, err := ParseNet("server->client delay 50ms")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, _, text := simulateText(t, netPrologue, SimConfig{Net: n})
-	if res.OK() {
-		t.Errorf("connect succeeded with every server segment lost:\n%s", text)
+	res, ev, text := simulateText(t, netPrologue, SimConfig{Net: n})
+	if !res.OK() {
+		t.Errorf("failures %v\n%s", res.Failures, text)
 	}
-	if !strings.HasPrefix(strings.TrimSpace(text), "0.000000 server -   # net server->client: loss 100%") {
+	if !strings.HasPrefix(strings.TrimSpace(text), "0.000000 server -   # net server->client: delay 50ms") {
 		t.Errorf("the --net note is not first:\n%s", text)
+	}
+	if got := segTime(ev, "client", "in", "S.") - segTime(ev, "server", "out", "S."); got != 50*time.Millisecond+250*time.Microsecond {
+		t.Errorf("[S.] took %v to arrive, want 50.25ms", got)
 	}
 }
 
