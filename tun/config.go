@@ -27,6 +27,12 @@ type Config struct {
 	// kernel's default, 60 s.
 	KernelFinTimeout time.Duration
 
+	// UserspaceNet makes SetConditions apply network conditions in
+	// userspace (see Lab.SetConditions) even when the kernel has netem.
+	// Without it, userspace is only the fallback for kernels without
+	// netem.
+	UserspaceNet bool
+
 	// ClientName and ServerName name the TUN devices, at most 15 bytes.
 	// Zero means "tcl-client" and "tcl-server".
 	ClientName, ServerName string

@@ -33,6 +33,17 @@
 //
 //	nsenter --net=/proc/1234/fd/7 tcpdump -ni any tcp
 //
+// # Network conditions and injected segments
+//
+// Lab.SetConditions installs the kernel's netem qdisc (through netlink,
+// inside the namespace) on the TUN device of the host that receives in
+// the given direction, so that "net" conditions act on real packets, a
+// kernel peer's included; on a kernel built without sch_netem the Lab
+// applies the same model (stack.NetModel) itself, in real time, at the
+// same place (NetInUserspace, SetNetNotes). SendRaw (and Lab.InjectSegment) sends a crafted IPv4 packet
+// from a raw socket in the namespace: the kernel routes it to a gVisor
+// host's device or to a kernel peer's socket like any packet.
+//
 // # Privileges
 //
 // Creating a network namespace needs CAP_SYS_ADMIN and creating TUN devices

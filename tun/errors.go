@@ -14,6 +14,10 @@ var (
 	// operating system.
 	ErrUnsupported = errors.New("tun: only supported on Linux")
 
+	// ErrNoNetem reports that the kernel has no netem qdisc; Lab then
+	// applies network conditions in userspace (see Lab.SetConditions).
+	ErrNoNetem = errors.New("tun: the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM; load it with modprobe sch_netem), which network conditions need on the TUN wire; fix: use a kernel with sch_netem, or --wire memory, which models the same conditions in virtual time")
+
 	// ErrClosed reports use of a Lab, VethPair or Namespace after Close.
 	ErrClosed = errors.New("tun: closed")
 )

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 
 	"github.com/tcplab/tcplab/stack"
@@ -35,6 +36,10 @@ type Lab struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
+
+	// Network conditions in userspace (kernels without netem).
+	un           *userNet
+	userspaceNet atomic.Bool
 }
 
 // device is one TUN device and the gVisor endpoint that stands for it.
@@ -46,6 +51,10 @@ type device struct {
 	// filter, if set, sees every packet the kernel hands to the device
 	// before the host does (see Lab.SetInboundFilter).
 	filter atomic.Pointer[InboundFilter]
+	// net, toward: userspace network conditions of the direction whose
+	// packets the kernel hands to this device.
+	net    *userNet
+	toward stack.Direction
 }
 
 // InboundFilter decides the fate of one IPv4 packet that the kernel handed
@@ -60,7 +69,26 @@ func (d *device) deliver(b []byte) {
 	if f := d.filter.Load(); f != nil && !(*f)(b) {
 		return
 	}
+	if d.net != nil && d.net.offer(d.toward, b, func(b []byte) { inject(d.ep, b) }) {
+		return
+	}
 	inject(d.ep, b)
+}
+
+// toKernel takes, for the userspace network conditions, a packet the host
+// sends to one of the kernel's own addresses (a kernel peer): it never
+// reaches the other device, where the conditions of its direction act on
+// everything else.
+func (d *device) toKernel(b []byte) bool {
+	if d.net == nil || len(b) < header.IPv4MinimumSize {
+		return false
+	}
+	dst := netip.AddrFrom4(header.IPv4(b).DestinationAddress().As4())
+	if dst != clientKernel.Addr() && dst != serverKernel.Addr() {
+		return false
+	}
+	f := d.file
+	return d.net.offer(1-d.toward, b, func(b []byte) { f.Write(b) })
 }
 
 // New creates the lab namespace, its two TUN devices and their channel
@@ -78,10 +106,13 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tun: create lab: %w", err)
 	}
+	un := newUserNet()
 	l := &Lab{
-		client: &device{kernel: clientKernel, link: stack.Link{Addr: clientHost, Gateway: clientKernel.Addr(), Name: cfg.ClientName}},
-		server: &device{kernel: serverKernel, link: stack.Link{Addr: serverHost, Gateway: serverKernel.Addr(), Name: cfg.ServerName}},
+		client: &device{kernel: clientKernel, link: stack.Link{Addr: clientHost, Gateway: clientKernel.Addr(), Name: cfg.ClientName}, net: un, toward: stack.ServerToClient},
+		server: &device{kernel: serverKernel, link: stack.Link{Addr: serverHost, Gateway: serverKernel.Addr(), Name: cfg.ServerName}, net: un, toward: stack.ClientToServer},
+		un:     un,
 	}
+	l.userspaceNet.Store(cfg.UserspaceNet)
 	l.ns, err = newNamespace(func(h *netlink.Handle) error {
 		// Forward between the devices; accept whatever source addresses the
 		// hosts use. These sysctls are per namespace: the host's stay as
@@ -125,8 +156,10 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 		d.link.Endpoint = d.ep
 		l.wg.Add(2)
 		go func() { defer l.wg.Done(); l.fail(d, "read", p.fromTUN(d.file, d.deliver)) }()
-		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep)) }()
+		go func() { defer l.wg.Done(); l.fail(d, "write", p.toTUN(pumpCtx, d.file, d.ep, d.toKernel)) }()
 	}
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); un.run(pumpCtx) }()
 	if err := ctx.Err(); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("tun: create lab: %w", err)

@@ -22,8 +22,10 @@ type pump interface {
 	fromTUN(dev *os.File, deliver func(pkt []byte)) error
 
 	// toTUN writes the packets that gVisor queues on ep to dev until ctx is
-	// done or ep or dev is closed, which return nil.
-	toTUN(ctx context.Context, dev *os.File, ep *channel.Endpoint) error
+	// done or ep or dev is closed, which return nil. take, if not nil,
+	// sees each packet first and may take it (returning true), to write it
+	// later itself; it must not keep the slice.
+	toTUN(ctx context.Context, dev *os.File, ep *channel.Endpoint, take func(pkt []byte) bool) error
 }
 
 // ipPump moves one bare IPv4 packet per read and write (IFF_NO_PI).
@@ -59,13 +61,18 @@ func inject(ep *channel.Endpoint, b []byte) {
 	pkt.DecRef()
 }
 
-func (ipPump) toTUN(ctx context.Context, dev *os.File, ep *channel.Endpoint) error {
+func (ipPump) toTUN(ctx context.Context, dev *os.File, ep *channel.Endpoint, take func(pkt []byte) bool) error {
 	for {
 		pkt := ep.ReadContext(ctx)
 		if pkt == nil { // ctx done or ep closed
 			return nil
 		}
 		v := pkt.ToView()
+		if take != nil && take(v.AsSlice()) {
+			v.Release()
+			pkt.DecRef()
+			continue
+		}
 		_, err := dev.Write(v.AsSlice())
 		v.Release()
 		pkt.DecRef()

@@ -64,3 +64,17 @@ func (*VethPair) Close() error { return nil }
 
 // Leftovers is not supported off Linux.
 func Leftovers() ([]string, error) { return nil, ErrUnsupported }
+
+// SetConditions returns ErrUnsupported.
+func (*Lab) SetConditions(stack.Direction, stack.Conditions) error { return ErrUnsupported }
+
+// InjectSegment returns ErrUnsupported.
+func (*Lab) InjectSegment(string, []byte) error { return ErrUnsupported }
+
+// Doer runs a function inside a network namespace.
+type Doer interface {
+	Do(f func() error) error
+}
+
+// SendRaw returns ErrUnsupported.
+func SendRaw(Doer, []byte) error { return ErrUnsupported }

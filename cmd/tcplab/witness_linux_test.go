@@ -98,7 +98,7 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 		c.Close()
 		t.Fatalf("stack.NewLab: %v", err)
 	}
-	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
+	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w, Inject: w}
 	cl, sv := w.Links()
 	hosts := []witness.Host{
 		{Name: "client", Addr: cl.Addr.Addr(), Device: cl.Name},
@@ -177,6 +177,7 @@ func TestIntegrationWitness(t *testing.T) {
 			for _, name := range scenario.Names() {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
+					needNetemFor(t, name)
 					run := runWitnessed(t, name, a)
 					if run.dropped != 0 {
 						t.Fatalf("the capture dropped %d packets: no witness", run.dropped)

@@ -83,5 +83,6 @@ func newCheck(env *Env) *cobra.Command {
 		},
 	}
 	f.add(cmd)
+	f.addNetFlag(cmd)
 	return cmd
 }

@@ -163,6 +163,8 @@ type runFlags struct {
 	seed     uint64
 	capture  string   // run only: see addCaptureFlag
 	prog     *execRun // exec only: the program and its side
+	netSpec  string   // run and check: see addNetFlag
+	net      *scenario.Net
 	// inputs are the scenario files of the run, which no output may
 	// overwrite.
 	inputs []string
@@ -185,7 +187,25 @@ func (f *runFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.kernel, "kernel", "", "put a real Linux kernel socket on this side: client or server (TUN wire only)")
 }
 
+// addNetFlag adds --net, network conditions for the whole run.
+func (f *runFlags) addNetFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.netSpec, "net", "", `network conditions for the whole run, as after "net" in a scenario: e.g. "loss 5%", "delay 100ms jitter 10ms", "client->server loss 20%" (see tcplab syntax); the kernel's netem on the TUN wire, a seeded model on the memory wire (--seed)`)
+}
+
 func (f *runFlags) validate() error {
+	if f.netSpec != "" {
+		n, err := scenario.ParseNet(f.netSpec)
+		if err != nil {
+			return usageError{err}
+		}
+		if err := n.Apply(stack.Conditions{}).Validate(); err != nil {
+			return usageError{fmt.Errorf("--net %q: %w", f.netSpec, err)}
+		}
+		if f.wire == "memory" && f.realtime {
+			return usageError{fmt.Errorf("--net on the memory wire needs virtual time: drop --realtime")}
+		}
+		f.net = n
+	}
 	if f.wire != "tun" && f.wire != "memory" {
 		return usageError{fmt.Errorf("--wire %q: want tun or memory", f.wire)}
 	}

@@ -66,6 +66,7 @@ func newRun(env *Env) *cobra.Command {
 	}
 	f.add(cmd)
 	f.addCaptureFlag(cmd)
+	f.addNetFlag(cmd)
 	return cmd
 }
 
@@ -125,6 +126,24 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		}
 	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
+	if c, ok := lab.Wire.(stack.Conditioner); ok {
+		sl.Net = c
+		if lab.Wire.Kind() == "tun" {
+			sl.Net = tunNet{c: c, rec: lab.Trace}
+		}
+		if n, ok := lab.Wire.(interface {
+			SetNetNotes(func(host, text string))
+		}); ok {
+			rec := lab.Trace
+			n.SetNetNotes(func(host, text string) {
+				rec.Emit(trace.Event{Host: host, Kind: trace.Note, Text: text})
+			})
+		}
+	}
+	if in, ok := lab.Wire.(stack.Injector); ok {
+		sl.Inject = in
+	}
+	opt.Net = f.net
 	var kp stack.Peer // the kernel peer, if any
 	kernel := f.kernel
 	if kernel == "" {
@@ -153,6 +172,13 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			return nil, nil, fmt.Errorf("the kernel peer cannot inject faults on the wire")
 		}
 		sl.Faults = kernelFaults{lab: lab, kernel: kernel, kf: kf}
+		if sl.Net != nil {
+			kn := kernelNet{c: sl.Net, kernel: kernel}
+			if u, ok := lab.Wire.(interface{ NetInUserspace() bool }); ok {
+				kn.userspace = u.NetInUserspace
+			}
+			sl.Net = kn
+		}
 		if kernel == "client" {
 			sl.Client = kp
 		} else {
@@ -353,4 +379,52 @@ func (k kernelFaults) Drop(host string, n int, match func(flags string) bool, wh
 		return k.kf.Drop(host, n, match, what)
 	}
 	return k.lab.Drop(host, n, match, what)
+}
+
+// kernelNet guards the network conditions of a run with a kernel peer:
+// netem shapes what leaves a TUN device toward a gVisor host, which
+// covers what the kernel sends, but not what it receives (that enters the
+// kernel on the other device's ingress, where no qdisc is installed). The
+// userspace conditions of the TUN wire (kernels without netem) cover both.
+type kernelNet struct {
+	c         stack.Conditioner
+	kernel    string
+	userspace func() bool // nil: never
+}
+
+func (k kernelNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
+	if dir.To() == k.kernel && !c.IsZero() {
+		if k.userspace != nil {
+			if err := k.c.SetConditions(dir, c); err != nil || k.userspace() {
+				return err
+			}
+			k.c.SetConditions(dir, stack.Conditions{}) // netem: it would act on nothing
+		}
+		return fmt.Errorf("net %s: conditions toward a kernel peer are not supported yet (they act where the kernel hands packets to a gVisor host's TUN device; the kernel receives from the other device); only %s->%s can be conditioned", dir, k.kernel, dir.From())
+	}
+	return k.c.SetConditions(dir, c)
+}
+
+// tunNet notes, when conditions are set on the TUN wire, who applies them:
+// the kernel's netem, which does not say what it does to which segment (a
+// trace without "lost" notes there is not a trace without losses), or,
+// on a kernel without netem, tcplab in userspace, which notes each fate.
+type tunNet struct {
+	c   stack.Conditioner
+	rec *trace.Recorder
+}
+
+func (s tunNet) SetConditions(dir stack.Direction, c stack.Conditions) error {
+	if err := s.c.SetConditions(dir, c); err != nil {
+		return err
+	}
+	if c.IsZero() {
+		return nil
+	}
+	text := fmt.Sprintf("net %s: the kernel's netem on %s's TUN device applies this; it does not say which segments it loses, delays, reorders, duplicates or corrupts", dir, dir.To())
+	if u, ok := s.c.(interface{ NetInUserspace() bool }); ok && u.NetInUserspace() {
+		text = fmt.Sprintf("net %s: this kernel has no netem: tcplab applies this itself, in userspace, to the packets on their way between the TUN devices and the kernel, and notes what it does to each", dir)
+	}
+	s.rec.Emit(trace.Event{Host: dir.From(), Kind: trace.Note, Text: text})
+	return nil
 }

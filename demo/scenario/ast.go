@@ -3,6 +3,8 @@ package scenario
 import (
 	"fmt"
 	"time"
+
+	"github.com/tcplab/tcplab/stack"
 )
 
 // Pos is a place in a scenario file.
@@ -120,4 +122,76 @@ type Expect struct {
 	Queue string // snd rcv
 	Bytes int
 	On    string
+}
+
+// Net sets the network conditions of one or both directions of the wire
+// ("net [client->server|server->client] loss 5% delay 100ms ..." or "net
+// clear"). The parameters it names replace those in effect; the others
+// stay (Clear resets them all first).
+type Net struct {
+	base
+	// Dirs are the directions it applies to: both unless the statement
+	// names one.
+	Dirs []stack.Direction
+	// Clear resets the direction's conditions before Set applies.
+	Clear bool
+	// Cond holds the values of the parameters named in Fields ("loss",
+	// "delay", "jitter", "reorder", "duplicate", "corrupt", "rate").
+	Cond   stack.Conditions
+	Fields []string
+}
+
+// Apply returns cur with n's parameters applied.
+func (n *Net) Apply(cur stack.Conditions) stack.Conditions {
+	if n.Clear {
+		cur = stack.Conditions{}
+	}
+	for _, f := range n.Fields {
+		switch f {
+		case "loss":
+			cur.Loss = n.Cond.Loss
+		case "delay":
+			cur.Delay = n.Cond.Delay
+		case "jitter":
+			cur.Jitter = n.Cond.Jitter
+		case "reorder":
+			cur.Reorder = n.Cond.Reorder
+		case "duplicate":
+			cur.Duplicate = n.Cond.Duplicate
+		case "corrupt":
+			cur.Corrupt = n.Cond.Corrupt
+		case "rate":
+			cur.Rate = n.Cond.Rate
+		}
+	}
+	return cur
+}
+
+// UsesNet reports whether s has a "net" step (network conditions): such a
+// scenario needs a wire that implements stack.Conditioner.
+func (s *Script) UsesNet() bool {
+	for _, st := range s.Steps {
+		if _, ok := st.(*Net); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Inject delivers a crafted segment to Host as if its peer had sent it on
+// one of Host's connections ("inject server R seq 1000").
+type Inject struct {
+	base
+	Host  string // the receiver
+	Flags string // tcpdump notation
+	// Seq, Ack and Win, when their Has flag is set; otherwise the
+	// defaults: the next sequence number Host expects, the next one it
+	// will send (with an ACK flag; 0 without), and window 65535.
+	Seq, Ack       int64
+	Win            int
+	HasSeq, HasAck bool
+	HasWin         bool
+	Data           []byte
+	On             string // Host's socket ("" = its latest)
+	Abs            bool   // Seq and Ack are absolute, not relative to the ISNs
 }

@@ -33,6 +33,9 @@ const (
 	// MaxDuration bounds every duration: sleep, wait quiet, config
 	// timewait and finwait2.
 	MaxDuration = 24 * time.Hour
+	// MaxInjectData bounds the payload of "inject ... data": one segment
+	// of a 1500-byte MTU.
+	MaxInjectData = 1460
 	// MaxLine bounds the length of one line of a scenario: 1 MiB.
 	MaxLine = 1 << 20
 	// MaxScript bounds the length of a whole scenario, 4 MiB, and

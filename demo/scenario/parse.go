@@ -24,7 +24,8 @@ func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 // suggest the nearest one.
 var (
 	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep"}
-	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire"}
+	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire", "net", "inject"}
+	netParams = []string{"loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "clear"}
 	hosts     = []string{"client", "server"}
 	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
 	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
@@ -257,6 +258,18 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 			}
 		}
 		return w, p.end()
+	case "inject":
+		in, err := p.inject(start)
+		if err != nil {
+			return nil, err
+		}
+		return in, p.end()
+	case "net":
+		n, err := p.net(start)
+		if err != nil {
+			return nil, err
+		}
+		return n, p.end()
 	case "note":
 		n := &Note{}
 		n.set(start, p.text)

@@ -1,9 +1,12 @@
 package scenario
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/stack"
 )
 
 func TestParseEveryConstruct(t *testing.T) {
@@ -108,7 +111,7 @@ expect server buffer rcv 3
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
-		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire), found "clinet"; did you mean "client"?`},
+		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net, inject), found "clinet"; did you mean "client"?`},
 		{"server listen", `x.lab:1:14: expected a port (a number 1-65535)`},
 		{"server listen 70000", `x.lab:1:15: port 70000 out of range: want 1-65535`},
 		{"client connect 9527", `x.lab:1:16: expected where to connect as HOST:PORT (e.g. server:9527), found "9527"`},
@@ -200,6 +203,9 @@ func FuzzParse(f *testing.F) {
 		"expect client sent F count -1",
 		"server read expect -1 bytes",
 		"server listen 1 as a\nserver accept as a",
+		"net client->server loss 99.9% delay 10s jitter 10s reorder 1e2% duplicate 0x1% corrupt 1e-300% rate 100gbit",
+		"net rate 18446744073709551615bit",
+		"inject server R. seq -2147483648 ack 4294967295 win 65535 data \"x\" on c abs",
 	} {
 		f.Add(src)
 	}
@@ -236,6 +242,18 @@ func FuzzParse(f *testing.F) {
 			case *Wire:
 				if st.Count < 1 || st.Count > MaxCount {
 					t.Fatalf("%s: count %d", st, st.Count)
+				}
+			case *Net:
+				// Each value is within its range (a jitter or reorder
+				// without a delay is refused when the step runs).
+				c := st.Apply(stack.Conditions{})
+				c.Jitter, c.Reorder = 0, 0
+				if err := c.Validate(); err != nil {
+					t.Fatalf("%s: accepted %+v: %v", st, c, err)
+				}
+			case *Inject:
+				if st.Win < 0 || st.Win > 65535 || len(st.Data) > MaxInjectData || st.Seq < math.MinInt32 || st.Seq > math.MaxUint32 {
+					t.Fatalf("%s: out of limits: %+v", st, st)
 				}
 			}
 		}

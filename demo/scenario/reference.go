@@ -22,6 +22,26 @@ Time, faults, settings:
   wire hold | wire release | wire drop HOST FLAGS [count N]
   config timewait D | config finwait2 D | config kernel client|server
 
+Injection (a crafted segment delivered to HOST as if its peer had sent it):
+  inject HOST FLAGS [seq N] [ack N] [win N] [data "text"] [on NAME] [abs]
+  e.g. inject server R seq 1000        (in-window, not RCV.NXT: a challenge ACK)
+  seq/ack relative as tcpdump prints them (abs: absolute); defaults: seq RCV.NXT,
+  ack SND.NXT (with "."), win 65535. Memory wire: onto HOST's link; TUN: a raw
+  socket in the lab namespace (a kernel peer receives a real packet).
+
+Network conditions (netem's model; both directions unless one is named; each line
+changes only what it names, "clear" first resets):
+  net [client->server|server->client] [clear] loss P% | delay D [jitter D] |
+      reorder P% | duplicate P% | corrupt P% | rate R
+  e.g. net loss 5%        net client->server delay 100ms jitter 10ms
+       net server->client rate 1mbit duplicate 1%        net clear
+  --net "SPEC" (run, check) sets them for the whole run. TUN wire: the kernel's
+  netem on the receiving host's TUN device, not toward a kernel peer (without
+  sch_netem: the same model in userspace, toward a kernel peer too). Memory
+  wire: the model in virtual time, drawn from --seed. The trace notes each
+  segment lost, reordered, duplicated, corrupted or delayed beyond D (netem
+  does not tell).
+
 Expectations, after a call:
   ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes
 and on their own line (checked against the trace so far):
@@ -38,7 +58,10 @@ Limits (out of range is an error naming the limit): write N 0-1 TiB (made as it
 is written, 1 MiB per write call); read N 1-16 MiB; ports 1-65535; backlog
 0-65535; count N 0-1000000 (wire drop: 1-1000000); expect N bytes and buffer N
 0-1 TiB; linger 0-86400 s; sndbuf/rcvbuf 1-256 MiB; durations 0-24h; a line
-1 MiB; a scenario 4 MiB and 100000 steps, at least one. Flags name each letter
+1 MiB; a scenario 4 MiB and 100000 steps, at least one; inject: seq/ack -2147483648-4294967295,
+win 0-65535, data at most 1460 bytes; net: percentages
+0-100%, delay and jitter 0-10s (jitter and reorder need a delay), rate 1kbit-100gbit
+(units bit, kbit, mbit, gbit). Flags name each letter
 once; an "as" name is given once per host. "-" as the file reads standard input.
 
 Start from a built-in one: tcplab show close > my.lab; tcplab run my.lab --wire memory

@@ -21,6 +21,12 @@ type Lab struct {
 	Trace          *trace.Recorder
 	// Faults injects faults for "wire" steps; nil makes them fail.
 	Faults Faults
+	// Net imposes the network conditions of "net" steps (and of
+	// Options.Net); nil makes them fail.
+	Net stack.Conditioner
+	// Inject delivers the segments of "inject" steps; nil makes them
+	// fail.
+	Inject stack.Injector
 }
 
 // Faults injects faults on the wire (stack.Lab implements it).
@@ -52,6 +58,10 @@ type Options struct {
 	Settle func(ctx context.Context)
 	// Step, if set, is called before each step runs (progress output).
 	Step func(s Step)
+	// Net, if set, are network conditions for the whole run (--net),
+	// applied before the first step; the script's "net" steps change
+	// them from there.
+	Net *Net
 }
 
 // Failure is an expectation that did not hold, or a step that could not
@@ -113,6 +123,7 @@ type runner struct {
 	latest  map[string]string                        // host → latest socket name
 	latestL map[string]string                        // host → latest listener name
 	settled int                                      // trace length at the last settle
+	net     [2]stack.Conditions                      // the conditions in effect, by direction
 }
 
 // Run executes s on lab, step by step, and returns the expectations that
@@ -143,6 +154,12 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		lns:     map[string]map[string]stack.ListenSocket{"client": {}, "server": {}},
 		latest:  map[string]string{},
 		latestL: map[string]string{},
+	}
+	if opt.Net != nil {
+		if err := r.setNet(opt.Net); err != nil {
+			r.stop(opt.Net, err.Error())
+			return r.res
+		}
 	}
 	for _, st := range s.Steps {
 		if ctx.Err() != nil {
@@ -230,6 +247,10 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	case *Note:
 		r.note("client", s.Text)
 		return nil
+	case *Net:
+		return r.setNet(s)
+	case *Inject:
+		return r.inject(s)
 	case *Wire:
 		if r.lab.Faults == nil {
 			return fmt.Errorf("this lab cannot inject faults")
@@ -262,6 +283,26 @@ func (r *runner) step(ctx context.Context, st Step) error {
 		return r.call(ctx, s)
 	}
 	return fmt.Errorf("unknown step %T", st)
+}
+
+// setNet applies a net step to the conditions in effect, notes the result
+// for each direction it names, and imposes it on the wire.
+func (r *runner) setNet(n *Net) error {
+	if r.lab.Net == nil {
+		return fmt.Errorf("this wire cannot impose network conditions")
+	}
+	for _, d := range n.Dirs {
+		c := n.Apply(r.net[d])
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("net %s: %v", d, err)
+		}
+		r.note(d.From(), fmt.Sprintf("net %s: %s", d, c))
+		if err := r.lab.Net.SetConditions(d, c); err != nil {
+			return err
+		}
+		r.net[d] = c
+	}
+	return nil
 }
 
 // sock finds the socket a call uses.

@@ -19,6 +19,9 @@ type SimConfig struct {
 	// quiet; 0 means memwire's default. Slow environments (-race) want
 	// more.
 	QuietWindow time.Duration
+	// Net, if set, are network conditions for the whole run (see
+	// Options.Net).
+	Net *Net
 }
 
 // Simulate runs s on a fresh memory-wire lab in virtual time and returns
@@ -34,8 +37,8 @@ func Simulate(ctx context.Context, s *Script, cfg SimConfig) (*Result, []trace.E
 		return nil, nil, err
 	}
 	defer lab.Close()
-	res := Run(ctx, s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab},
-		Options{Sleep: w.Sleep, Settle: w.Settle})
+	res := Run(ctx, s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w, Inject: w},
+		Options{Sleep: w.Sleep, Settle: w.Settle, Net: cfg.Net})
 	return res, lab.Trace.Events(), nil
 }
 

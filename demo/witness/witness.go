@@ -12,7 +12,10 @@
 // and the trace has no segment the wire lacks, except the ones it records
 // as dropped by fault injection ("wire drop" in a scenario: a segment event
 // followed by the sender's note "fault injection: dropped [F.] ..."), which
-// never reach the wire. Given the trace's start on the wall clock
+// never reach the wire; and except the segments tcplab injected into a
+// kernel host (an "inject: ..." note of the receiver, then its "in"
+// segment): the raw socket that sends them reaches a local socket without
+// crossing a TUN device. Given the trace's start on the wall clock
 // (Config.Start), it also checks times: a segment is recorded as sent before
 // the wire carried it, and as received after.
 //
@@ -191,6 +194,9 @@ func Compare(cfg Config, events []trace.Event, wire []Packet) Result {
 
 	// The trace's segments, minus the ones fault injection dropped.
 	dropped := droppedEvents(events)
+	for i := range injectedEvents(events, byName) {
+		dropped[i] = true
+	}
 	drops := map[key]int{}
 	for _, e := range events {
 		if e.Kind != trace.Segment {
@@ -209,9 +215,20 @@ func Compare(cfg Config, events []trace.Event, wire []Packet) Result {
 		evs[k] = append(evs[k], e)
 	}
 
-	// The wire's packets, attributed to streams.
+	// The wire's packets, attributed to streams; a kernel host did not
+	// send the segments tcplab forged in its name.
+	forged := forgedSegments(events)
+	labDevice := map[string]bool{}
+	for _, h := range hosts {
+		if h.Device != "" {
+			labDevice[h.Device] = true
+		}
+	}
 	for _, p := range wire {
 		s, d := byAddr[p.Src.Addr()], byAddr[p.Dst.Addr()]
+		if d != nil && forged[forgery{d.Name, p.Flags, p.Seq}] && !labDevice[p.IfName] {
+			continue // a forged segment for a kernel host, on loopback
+		}
 		if s == nil || d == nil {
 			res.Mismatches = append(res.Mismatches, Mismatch{Kind: Unattributed, Packet: &p,
 				Text: fmt.Sprintf("wire: packet between addresses the lab does not have: %s", packetString(p))})
@@ -225,7 +242,7 @@ func Compare(cfg Config, events []trace.Event, wire []Packet) Result {
 			}
 		case p.ToDevice && d.Device == p.IfName:
 			pkts[key{d.Name, "in"}] = append(pkts[key{d.Name, "in"}], p)
-			if s.Device == "" {
+			if s.Device == "" && !forged[forgery{d.Name, p.Flags, p.Seq}] {
 				pkts[key{s.Name, "out"}] = append(pkts[key{s.Name, "out"}], p)
 			}
 		default:
@@ -268,6 +285,76 @@ func droppedEvents(events []trace.Event) map[int]bool {
 				out[e.Index] = true
 				break
 			}
+		}
+	}
+	return out
+}
+
+// injectNote is the prefix of the note demo/scenario records before it
+// injects a segment; "Flags [" and the flags follow.
+const injectNote = "inject: "
+
+// injectedEvents returns the indexes of the "in" segment events that an
+// inject note announced and that crossed no TUN device: the receiver is a
+// kernel host (no device: the raw socket reaches it on loopback), or the
+// forged sender is (tun.Lab.InjectSegment puts such a segment straight on
+// the receiver's link). For each note, the next "in" segment of its host
+// with the note's flags.
+func injectedEvents(events []trace.Event, hosts map[string]*Host) map[int]bool {
+	out := map[int]bool{}
+	for i, n := range events {
+		if n.Kind != trace.Note || !strings.HasPrefix(n.Text, injectNote) {
+			continue
+		}
+		h := hosts[n.Host]
+		if h == nil {
+			continue
+		}
+		kernelSide := h.Device == ""
+		for _, o := range hosts {
+			if o.Name != n.Host && o.Device == "" {
+				kernelSide = true
+			}
+		}
+		if !kernelSide {
+			continue
+		}
+		_, rest, ok := strings.Cut(n.Text, "Flags [")
+		flags, _, ok2 := strings.Cut(rest, "]")
+		if !ok || !ok2 {
+			continue
+		}
+		for _, e := range events[i+1:] {
+			if e.Kind == trace.Segment && e.Host == n.Host && e.Dir == "in" && e.Flags == flags && !out[e.Index] {
+				out[e.Index] = true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// forgery is a segment tcplab injected: its receiver, flags and absolute
+// sequence number.
+type forgery struct {
+	to, flags string
+	seq       uint32
+}
+
+// forgedSegments reads the inject notes of a trace ("... Flags [R], ...
+// absolute seq N ack M)").
+func forgedSegments(events []trace.Event) map[forgery]bool {
+	out := map[forgery]bool{}
+	for _, n := range events {
+		if n.Kind != trace.Note || !strings.HasPrefix(n.Text, injectNote) {
+			continue
+		}
+		_, rest, ok := strings.Cut(n.Text, "Flags [")
+		flags, _, ok2 := strings.Cut(rest, "]")
+		_, abs, ok3 := strings.Cut(n.Text, "absolute seq ")
+		var seq uint32
+		if _, err := fmt.Sscanf(abs, "%d", &seq); ok && ok2 && ok3 && err == nil {
+			out[forgery{n.Host, flags, seq}] = true
 		}
 	}
 	return out

@@ -23,8 +23,9 @@ type LabConfig struct {
 	Wire Config
 	// RealTime runs on the wall clock instead of virtual time.
 	RealTime bool
-	// Seed seeds both hosts' randomness (ISNs, ephemeral ports), so that
-	// two runs with the same seed produce the same trace. 0 means 1.
+	// Seed seeds both hosts' randomness (ISNs, ephemeral ports) and, unless
+	// Wire.Seed is set, the wire's network conditions, so that two runs
+	// with the same seed produce the same trace. 0 means 1.
 	Seed uint64
 }
 
@@ -44,6 +45,12 @@ func NewLab(cfg LabConfig) (*stack.Lab, *Wire, error) {
 		hc.Recorder = trace.NewRecorder(clk)
 		rec := hc.Recorder
 		cfg.Wire.Activity = rec.Len
+		cfg.Wire.Note = func(host, text string) {
+			rec.Emit(trace.Event{Host: host, Kind: trace.Note, Text: text})
+		}
+		if cfg.Wire.Seed == 0 {
+			cfg.Wire.Seed = cfg.Seed
+		}
 		cfg.Wire.OnQuiet = func() {
 			if lab := labp.Load(); lab != nil {
 				lab.Client.Sample()

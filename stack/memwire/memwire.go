@@ -13,6 +13,15 @@
 // stacks react to each. Runs with the same seed then produce the same trace,
 // and a 60 s TIME-WAIT takes milliseconds.
 //
+// # Network conditions
+//
+// In virtual time, SetConditions imposes netem's model (stack.Conditions)
+// on each direction: loss, delay with jitter, reordering, duplication,
+// corruption and a rate limit, drawn from Config.Seed in the order packets
+// are sent, so a lossy run repeats byte for byte; Config.Note records what
+// happened to each packet. InjectSegment puts a crafted packet on a host's
+// link.
+//
 // # Cost
 //
 // Each packet is copied once (flattened out of the sender's packet buffer
@@ -71,6 +80,13 @@ type Config struct {
 	// would be 0 and timers computed from RTTs (tail-loss probes) would
 	// fire at once.
 	Latency time.Duration
+	// Seed seeds the random draws of network conditions (SetConditions),
+	// so that a run with loss or jitter repeats exactly; 0 means 1.
+	Seed uint64
+	// Note, if set, records what the network conditions did to a packet
+	// (lost, delayed, reordered, duplicated, corrupted) as a note of the
+	// sending host; NewLab wires it to the trace.
+	Note func(host, text string)
 }
 
 // Addresses of the hosts on the in-memory wire: one shared /24.
@@ -93,6 +109,9 @@ type Wire struct {
 	queue    []packet
 	moved    int // packets queued or delivered so far (activity)
 	inflight bool
+	// Network conditions (virtual time only): what each direction does
+	// to its packets, the packets scheduled for delivery, by due time.
+	net      netState
 	kick     chan struct{}
 	sleeping atomic.Int32 // Sleeps in progress: they move the clock
 }
@@ -101,6 +120,9 @@ type packet struct {
 	b          []byte
 	fromClient bool
 	at         time.Time // virtual time it was sent
+	due        time.Time // virtual time it arrives (set when scheduled)
+	n          uint64    // scheduling order, breaks ties of due
+	injected   bool      // crafted (InjectSegment): no network conditions
 }
 
 var _ stack.Wire = (*Wire)(nil)
@@ -127,6 +149,7 @@ func New(cfg Config) *Wire {
 		cancel: cancel,
 		kick:   make(chan struct{}, 1),
 	}
+	w.net.init(cfg.Seed)
 	w.wg.Add(2)
 	go w.pump(ctx, w.client, true)
 	go w.pump(ctx, w.server, false)
@@ -176,13 +199,16 @@ func (w *Wire) deliver(p packet) {
 	np.DecRef()
 }
 
-// deliverer moves queued packets one at a time in virtual time, letting
-// the receiver finish reacting to each before the next.
+// deliverer moves packets one at a time in virtual time, letting the
+// receiver finish reacting to each before the next. Sent packets are
+// scheduled (given a due time by the direction's conditions) once the lab
+// is quiet, in the order they were sent; the earliest due is delivered
+// next, after the timers due before it.
 func (w *Wire) deliverer(ctx context.Context) {
 	defer w.wg.Done()
 	for {
 		w.mu.Lock()
-		if len(w.queue) == 0 {
+		if len(w.queue) == 0 && len(w.net.sched) == 0 {
 			w.inflight = false
 			w.mu.Unlock()
 			if w.advance(ctx) {
@@ -201,18 +227,28 @@ func (w *Wire) deliverer(ctx context.Context) {
 		// its result) before the receiver reacts: it keeps the order of
 		// the trace the same from run to run.
 		w.waitQuiet(ctx, false)
-		w.mu.Lock()
-		p := w.queue[0]
-		w.mu.Unlock()
-		// The packet spends the wire's latency in flight; timers due
-		// meanwhile fire first, each followed by the lab's reaction.
-		c, due := w.cfg.Clock, p.at.Add(w.cfg.Latency)
-		for c.FireNext(due) {
-			w.waitQuiet(ctx, false)
+		if ctx.Err() != nil {
+			return
 		}
-		c.Set(due)
+		w.schedule()
 		w.mu.Lock()
-		w.queue = w.queue[1:]
+		if len(w.net.sched) == 0 {
+			w.mu.Unlock()
+			continue // all lost
+		}
+		p := w.net.sched[0]
+		w.mu.Unlock()
+		// The packet spends its time in flight; timers due meanwhile fire
+		// first, each followed by the lab's reaction (which may send a
+		// packet due earlier: look again).
+		c := w.cfg.Clock
+		if c.FireNext(p.due) {
+			w.waitQuiet(ctx, false)
+			continue
+		}
+		c.Set(p.due)
+		w.mu.Lock()
+		w.net.sched = w.net.sched[1:]
 		w.moved++
 		w.mu.Unlock()
 		w.deliver(p)
@@ -292,7 +328,7 @@ func (w *Wire) waitQuiet(ctx context.Context, empty bool) {
 		busy := w.cfg.Clock.Busy()
 		if empty {
 			w.mu.Lock()
-			busy = busy || len(w.queue) > 0 || w.inflight
+			busy = busy || len(w.queue) > 0 || len(w.net.sched) > 0 || w.inflight
 			w.mu.Unlock()
 		}
 		if a != last || busy {

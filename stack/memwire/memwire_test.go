@@ -2,6 +2,7 @@ package memwire_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,19 @@ func TestRealTimeWire(t *testing.T) {
 	buf := make([]byte, 8)
 	if n, err := s.Read(ctx, buf); err != nil || string(buf[:n]) != "ping" {
 		t.Errorf("Read = %q, %v", buf[:n], err)
+	}
+}
+
+// TestSetConditionsNeedsVirtualTime checks that a real-time wire refuses
+// conditions (it has no clock to delay on) and that bad values are refused
+// with their range.
+func TestSetConditionsNeedsVirtualTime(t *testing.T) {
+	w := memwire.New(memwire.Config{})
+	defer w.Close()
+	if err := w.SetConditions(stack.ClientToServer, stack.Conditions{Loss: 1}); err == nil || !strings.Contains(err.Error(), "virtual time") {
+		t.Errorf("SetConditions in real time = %v, want an error about virtual time", err)
+	}
+	if err := w.SetConditions(stack.ClientToServer, stack.Conditions{Loss: 200}); err == nil || !strings.Contains(err.Error(), "0%-100%") {
+		t.Errorf("SetConditions(loss 200%%) = %v, want the range", err)
 	}
 }

@@ -70,6 +70,9 @@ func newKernelLab(t testing.TB, side string, s *scenario.Script) *kernelLab {
 // scenarioLab is the lab as the scenario runner drives it.
 func (k *kernelLab) scenarioLab() scenario.Lab {
 	sl := scenario.Lab{Client: k.lab.Client.Peer(), Server: k.lab.Server.Peer(), Trace: k.lab.Trace, Faults: k.lab}
+	if in, ok := k.lab.Wire.(stack.Injector); ok {
+		sl.Inject = in
+	}
 	if k.peer.Name() == "client" {
 		sl.Client = k.peer
 	} else {
@@ -85,6 +88,9 @@ var kernelDifferences = map[string]map[string]string{
 	"close/client": {
 		`expect client sent R. reason ~ "after close()"`: "Linux answers data for an orphan with [R] (no ACK flag), gVisor with [R.]",
 		`expect client sent R. count 1`:                  "the same RST, without the ACK flag",
+	},
+	"rst-in-time-wait/client": {
+		`expect client final TIME-WAIT`: "Linux's tcp_rfc1337 is 0 by default: a RST ends TIME-WAIT at once; gVisor follows RFC 1337",
 	},
 	"shutdown-rd/server": {
 		`expect server sent R. reason ~ "after close()"`: "Linux answers data for an orphan with [R] (no ACK flag)",
@@ -102,6 +108,9 @@ var kernelDifferences = map[string]map[string]string{
 func judged(s *scenario.Script) (bool, string) {
 	if s.TimeWait != 0 || s.FinWait2 != 0 {
 		return false, "config timewait/finwait2 set gVisor's timers only; Linux keeps 60 s"
+	}
+	if s.UsesNet() {
+		return false, "net conditions are netem on the gVisor hosts' devices: not what the kernel receives, and absent from kernels without sch_netem"
 	}
 	for _, st := range s.Steps {
 		if _, ok := st.(*scenario.Wire); ok {
