@@ -473,7 +473,12 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 		if p.adopt && e.NewState == "LISTEN" {
 			l = p.adoptListenerLocked(key.localPort)
 		}
+		id := p.listening[key.localPort] // listen(2) under way
 		p.mu.Unlock()
+		if l == nil && id != "" {
+			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.State, Conn: id, From: e.OldState, To: e.NewState}, e.Time)
+			return
+		}
 		if l != nil {
 			if p.adopt && e.NewState == "CLOSED" {
 				l.mu.Lock()

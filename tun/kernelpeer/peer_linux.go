@@ -56,6 +56,7 @@ type Peer struct {
 	conns     map[connKey]*Socket
 	socks     []*Socket
 	listeners map[uint16]*Listener
+	listening map[uint16]string // ports whose listen(2) is under way: the listener's name
 	lns       []*Listener
 	nconn     int
 	nlisten   int
@@ -95,6 +96,7 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		lab: lab, side: side, rec: rec,
 		conns:     map[connKey]*Socket{},
 		listeners: map[uint16]*Listener{},
+		listening: map[uint16]string{},
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		adopt:     cfg.Adopt,
@@ -309,7 +311,15 @@ func (p *Peer) Listen(port uint16, backlog int) (stack.ListenSocket, error) {
 	p.mu.Lock()
 	p.nlisten++
 	id := fmt.Sprintf("l%d", p.nlisten)
+	// The kernel's CLOSED -> LISTEN may reach the observer before the
+	// listener is registered below: it finds its name here.
+	p.listening[port] = id
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.listening, port)
+		p.mu.Unlock()
+	}()
 	done := p.call(id, "listen", strconv.Itoa(int(port)))
 	fd, err := p.socket()
 	if err == nil {
