@@ -125,6 +125,11 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			out = render.NewAsync(bugs.catch(func(e trace.Event) { j.Write(e) }))
 		}
 	}
+	if out != nil {
+		// Before the kernel peer: its first note (observed with eBPF,
+		// or only sampled) belongs to the live output too.
+		lab.Trace.Subscribe(out.Push)
+	}
 	sl := scenario.Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab}
 	if c, ok := lab.Wire.(stack.Conditioner); ok {
 		sl.Net = c
@@ -197,9 +202,6 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			return fmt.Sprintf("%s %v", p.Name(), p.Addr())
 		}
 		fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (%s, %s)\n", s.Name, lab.Wire.Kind(), who(sl.Client), who(sl.Server))
-	}
-	if out != nil {
-		lab.Trace.Subscribe(out.Push)
 	}
 	var res *scenario.Result
 	if f.prog != nil {
