@@ -102,16 +102,27 @@ func TestExecHalfClose(t *testing.T) {
 	} else {
 		t.Log("the program's calls are not traced on this machine")
 	}
+	// On a loaded machine the server's FIN may be retransmitted before
+	// the kernel's ACK reaches it (RTO 200 ms); the duplicate ACK then
+	// finds the connection gone and gets a RST. That is TCP, not a fault:
+	// the story below leaves retransmissions out.
+	retransmitted := 0
+	for len(sf) > 1 && strings.HasPrefix(sf[len(sf)-1].Reason, "retransmitted FIN") {
+		sf = sf[:len(sf)-1]
+		retransmitted++
+	}
 	if len(sf) != 1 || !strings.Contains(sf[0].Reason, "close()") {
 		t.Errorf("server FINs %+v: want one, from close()", sf)
 	}
-	if r := append(sent(evs, "client", "R"), sent(evs, "server", "R")...); len(r) != 0 {
+	if r := append(sent(evs, "client", "R"), sent(evs, "server", "R")...); len(r) != 0 && retransmitted == 0 {
 		t.Errorf("RSTs %+v: want none", r)
+	} else if len(r) != 0 {
+		t.Logf("the server's FIN was retransmitted %d times; RSTs answering the late ACKs: %+v", retransmitted, r)
 	}
 	var order []string
 	for _, e := range evs {
 		switch {
-		case e.Kind == "segment" && e.Dir == "out" && (strings.Contains(e.Flags, "F") || e.Len > 0):
+		case e.Kind == "segment" && e.Dir == "out" && (strings.Contains(e.Flags, "F") || e.Len > 0) && !strings.HasPrefix(e.Reason, "retransmitted"):
 			order = append(order, e.Host+":"+e.Flags)
 		case e.Kind == "state" && e.Host == "client" && e.To == "TIME-WAIT":
 			order = append(order, "client:TIME-WAIT")
