@@ -55,27 +55,15 @@ func Craft(s Segment) []byte {
 // ParseFlags turns tcpdump flag letters (S F P R U E W and . for ACK, as
 // in "R." or "FP.") into header flags; ok is false for any other letter.
 func ParseFlags(s string) (f header.TCPFlags, ok bool) {
-	for _, r := range s {
-		switch r {
-		case 'S':
-			f |= header.TCPFlagSyn
-		case 'F':
-			f |= header.TCPFlagFin
-		case 'P':
-			f |= header.TCPFlagPsh
-		case 'R':
-			f |= header.TCPFlagRst
-		case 'U':
-			f |= header.TCPFlagUrg
-		case 'E':
-			f |= header.TCPFlagEce
-		case 'W':
-			f |= header.TCPFlagCwr
-		case '.':
-			f |= header.TCPFlagAck
-		default:
-			return 0, false
+next:
+	for i := 0; i < len(s); i++ {
+		for _, x := range flagLetters {
+			if s[i] == x.c {
+				f |= x.f
+				continue next
+			}
 		}
+		return 0, false
 	}
 	return f, true
 }

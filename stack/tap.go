@@ -32,11 +32,8 @@ func (s *segment) Flags() string { return FlagString(s.flags) }
 // that order, then "." for ACK; "." alone for a bare ACK.
 func FlagString(f header.TCPFlags) string {
 	var b strings.Builder
-	for _, x := range []struct {
-		f header.TCPFlags
-		c byte
-	}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}} {
-		if f&x.f != 0 {
+	for _, x := range flagLetters {
+		if f&x.f != 0 && x.c != '.' {
 			b.WriteByte(x.c)
 		}
 	}
@@ -48,6 +45,13 @@ func FlagString(f header.TCPFlags) string {
 	}
 	return b.String()
 }
+
+// flagLetters are tcpdump's letters for TCP flags, in its order; ACK's is
+// written last, as ".".
+var flagLetters = [...]struct {
+	f header.TCPFlags
+	c byte
+}{{header.TCPFlagSyn, 'S'}, {header.TCPFlagFin, 'F'}, {header.TCPFlagPsh, 'P'}, {header.TCPFlagRst, 'R'}, {header.TCPFlagUrg, 'U'}, {header.TCPFlagEce, 'E'}, {header.TCPFlagCwr, 'W'}, {header.TCPFlagAck, '.'}}
 
 // parseSegment parses the first bytes of an IPv4 packet. It returns false
 // for anything that is not a complete IPv4/TCP header.

@@ -13,25 +13,9 @@ import (
 // timeWaitLab returns a virtual-time lab whose client is in TIME-WAIT.
 func timeWaitLab(t testing.TB) (*stack.Lab, *memwire.Wire, *stack.Conn) {
 	t.Helper()
-	lab, w, err := memwire.NewLab(memwire.LabConfig{Wire: memwire.Config{QuietWindow: 5 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab, w, c, s := virtualPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := lab.Server.Listen(80, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := lab.Client.Dial(ctx, lab.ServerAddr(80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c.Close()
 	w.Settle(ctx)
 	s.Close()

@@ -11,7 +11,7 @@ import (
 
 // virtualPair returns a virtual-time lab with one established connection:
 // client side and server side.
-func virtualPair(t *testing.T) (*stack.Lab, *memwire.Wire, *stack.Conn, *stack.Conn) {
+func virtualPair(t testing.TB) (*stack.Lab, *memwire.Wire, *stack.Conn, *stack.Conn) {
 	t.Helper()
 	lab, w, err := memwire.NewLab(memwire.LabConfig{Wire: memwire.Config{QuietWindow: 5 * time.Millisecond}})
 	if err != nil {
