@@ -579,7 +579,21 @@ func TestDropReasons(t *testing.T) {
 			t.Errorf("no Received seq %d", c.seq)
 			continue
 		}
-		drop, ok := find(evs, func(e Event) bool { return e.Kind == Dropped && e.Skb == rcvd.Skb })
+		// The kernel reuses a freed sk_buff at once: the drop of this
+		// packet is the first one of its skb after its arrival.
+		var drop Event
+		ok = false
+		after := false
+		for _, e := range evs {
+			if e.Kind == Received && e.Skb == rcvd.Skb && e.Seq == rcvd.Seq && e.Mono == rcvd.Mono {
+				after = true
+				continue
+			}
+			if after && e.Kind == Dropped && e.Skb == rcvd.Skb {
+				drop, ok = e, true
+				break
+			}
+		}
 		if !ok {
 			t.Errorf("no Dropped for %v", rcvd)
 			continue
