@@ -72,6 +72,11 @@ type Config struct {
 	// events). When the reader falls behind, the kernel drops events and
 	// Observer.Lost counts them.
 	RingBytes int
+	// PayloadBytes is the size of each CPU's perf buffer for payloads the
+	// kernel keeps in page fragments (every sent data segment's), rounded
+	// up to a power of two and at least a page; 0 means 256 KiB (about
+	// 2,000 samples). A payload it has no room for is counted by Lost.
+	PayloadBytes int
 	// EventBuffer is the capacity of the Events channel; 0 means 4096.
 	EventBuffer int
 	// MaxDelay bounds how long an event waits in the kernel's ring before

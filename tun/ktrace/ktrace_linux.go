@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -31,7 +30,6 @@ type Observer struct {
 	rd     *ringbuf.Reader
 	prd    *perf.Reader        // payloads in page fragments
 	paged  map[pagedKey][]byte // payloads read ahead of their events
-	plost  atomic.Uint64       // payload samples the perf buffers lost
 	events chan Event
 	poll   time.Duration // Config.MaxDelay
 	done   chan struct{} // closed by Close: the reader stops delivering
@@ -165,7 +163,8 @@ func Open(cfg Config) (*Observer, error) {
 	}
 	// The payload buffers are only drained on demand (pagedPayload), so
 	// the kernel need not wake anyone: a watermark of half the buffer.
-	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, 256<<10, perf.ReaderOptions{Watermark: 128 << 10}); err != nil {
+	pbytes := int(ringSize(orDefault(cfg.PayloadBytes, 256<<10)))
+	if o.prd, err = perf.NewReaderWithOptions(o.objs.Payloads, pbytes, perf.ReaderOptions{Watermark: pbytes / 2}); err != nil {
 		o.abort()
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
@@ -252,8 +251,10 @@ func enumValue(m map[uint64]string, name string) (uint64, bool) {
 func (o *Observer) Events() <-chan Event { return o.events }
 
 // Lost returns how many events the kernel could not write because the ring
-// buffer was full, plus how many payloads in page fragments were lost (their
-// events arrive without Payload). It costs one map lookup.
+// buffer was full, plus how many payloads in page fragments the perf buffer
+// had no room for (their events arrive without Payload). Both are counted by
+// the programs when the write fails, so the count is current. It costs one
+// map lookup.
 func (o *Observer) Lost() (uint64, error) {
 	select {
 	case <-o.done:
@@ -264,7 +265,7 @@ func (o *Observer) Lost() (uint64, error) {
 	if err := o.objs.Lost.Lookup(uint32(0), &per); err != nil {
 		return 0, fmt.Errorf("ktrace: read lost counter: %w", err)
 	}
-	n := o.plost.Load()
+	var n uint64
 	for _, v := range per {
 		n += v
 	}
@@ -421,7 +422,9 @@ func (o *Observer) pagedPayload(k pagedKey) []byte {
 			break // drained (deadline) or closed
 		}
 		if rec.LostSamples > 0 {
-			o.plost.Add(rec.LostSamples)
+			// Already counted by the program whose bpf_skb_output
+			// failed (see Lost); the perf ring's count is only a
+			// later echo of it.
 			continue
 		}
 		b := rec.RawSample

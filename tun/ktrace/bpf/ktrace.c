@@ -374,6 +374,11 @@ static __always_inline int fill_pkt(struct event *e, const struct sk_buff *skb, 
 		__u32 *c = bpf_map_lookup_elem(&since_wake, &k);
 		if (c)
 			*c += 1;
+	} else {
+		// The perf buffer was full: the event goes out without its
+		// payload, and Lost says so at once (the perf ring's own count
+		// reaches the reader only when it next drains the buffer).
+		count_lost();
 	}
 	return 1;
 }
