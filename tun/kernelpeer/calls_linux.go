@@ -152,6 +152,9 @@ func (p *Peer) onCall(c calltrace.Call) {
 		return
 	}
 	s, id := p.callSocket(c)
+	if id == "" && p.leg != LegAll {
+		return // a relay's call on a socket of the other leg's peer
+	}
 	if c.Entry {
 		if s != nil {
 			s.mu.Lock()
@@ -173,7 +176,7 @@ func (p *Peer) onCall(c calltrace.Call) {
 			arg = ""
 		}
 	}
-	ev := trace.Event{Host: p.side, Kind: trace.Call, Conn: id, Call: name, Arg: arg, Ret: int(c.Ret),
+	ev := trace.Event{Host: p.name, Kind: trace.Call, Conn: id, Call: name, Arg: arg, Ret: int(c.Ret),
 		Text: fmt.Sprintf("pid %d fd %d, observed with syscall tracepoints", c.Pid, c.Fd)}
 	if c.Name == "accept" || c.Name == "accept4" {
 		ev.Text = fmt.Sprintf("pid %d fd %d (new fd %d), observed with syscall tracepoints", c.Pid, c.Fd, c.Ret)

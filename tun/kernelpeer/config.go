@@ -1,6 +1,10 @@
 package kernelpeer
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
 // Config tunes a Peer. The zero value observes the kernel with eBPF where
 // the machine allows it.
@@ -17,6 +21,52 @@ type Config struct {
 	// as for the peer's own; the program's calls are not (the reasons of
 	// its FINs say which call is inferred).
 	Adopt bool
+	// Name is the Host of every event the peer records; "" means the
+	// side it plays. A relay's two peers (tcplab exec --side middle)
+	// record under one name, e.g. "relay".
+	Name string
+	// IDs numbers the connections and listeners the peer records; peers
+	// that share a Name share one, so that their ids do not collide. Nil:
+	// the peer's own.
+	IDs *IDs
+	// Leg makes the peer one of the two that record a relay run inside
+	// the namespace (with Adopt): LegAccept follows the relay's listener
+	// and the connections it accepts on the peer's address, LegConnect
+	// only the connections the relay makes from the peer's address (it
+	// adopts no listener). Either records only the program's calls on its
+	// own sockets, so that no call is recorded twice. Zero: the peer
+	// follows everything on its address and records every call.
+	Leg Leg
+}
+
+// Leg says which of a relay's sockets a peer follows (Config.Leg).
+type Leg int
+
+// The legs of a relay.
+const (
+	LegAll     Leg = iota // not a relay: everything on the peer's address
+	LegAccept             // the listener and the connections it accepts
+	LegConnect            // the connections the program makes
+)
+
+// IDs hands out connection ids ("c1", "c2", ...) and listener ids ("l1",
+// ...) to the peers that share it (Config.IDs). The zero value is ready; it
+// is safe for concurrent use. Cost: a mutex per id.
+type IDs struct {
+	mu           sync.Mutex
+	conn, listen int
+}
+
+// next returns the next id of prefix "c" or "l".
+func (n *IDs) next(prefix string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v := &n.conn
+	if prefix == "l" {
+		v = &n.listen
+	}
+	*v++
+	return fmt.Sprintf("%s%d", prefix, *v)
 }
 
 // errSampling is why a Peer samples when Config.Sample asks it to.

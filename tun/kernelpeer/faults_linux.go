@@ -54,7 +54,7 @@ func (p *Peer) Release(host string) error {
 		if ip := header.IPv4(pkt); ip.IsValid(len(pkt)) && len(pkt) >= int(ip.HeaderLength())+header.TCPMinimumSize {
 			flags = stack.FlagString(header.TCP(pkt[ip.HeaderLength():]).Flags())
 		}
-		p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("fault injection: held [%s] released onto the wire", flags)})
+		p.rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: fmt.Sprintf("fault injection: held [%s] released onto the wire", flags)})
 		if err := p.lab.Inject(p.other, pkt); err != nil {
 			return fmt.Errorf("kernelpeer: release: %w", err)
 		}
@@ -108,14 +108,14 @@ func (p *Peer) filter(pkt []byte) bool {
 		if d.left > 0 && d.match(flags) {
 			d.left--
 			f.mu.Unlock()
-			p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("fault injection: dropped [%s] (%s) on the wire", flags, d.what)})
+			p.rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: fmt.Sprintf("fault injection: dropped [%s] (%s) on the wire", flags, d.what)})
 			return false
 		}
 	}
 	if f.holding {
 		f.held = append(f.held, append([]byte(nil), pkt...))
 		f.mu.Unlock()
-		p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("fault injection: [%s] held on the wire", flags)})
+		p.rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: fmt.Sprintf("fault injection: [%s] held on the wire", flags)})
 		return false
 	}
 	f.mu.Unlock()

@@ -207,8 +207,11 @@ func (p *Peer) onKernel(e ktrace.Event) {
 	}
 	if p.adopt && e.Kind == ktrace.State && e.Local.Addr().IsUnspecified() && (!e.Remote.Addr().IsValid() || e.Remote.Addr().IsUnspecified()) {
 		// A program's listener bound to 0.0.0.0: it listens on our
-		// address too.
-		p.onState(e, connKey{localPort: e.Local.Port()})
+		// address too (unless another peer follows the relay's
+		// listener).
+		if p.leg != LegConnect {
+			p.onState(e, connKey{localPort: e.Local.Port()})
+		}
 		return
 	}
 	if !p.mine(e) {
@@ -294,7 +297,7 @@ func (p *Peer) onKernel(e ktrace.Event) {
 			return
 		}
 		if e.Originated {
-			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("the kernel dropped its own [%s] before the wire (kernel: %s)", e.Flags, e.Reason)}, e.Time)
+			p.rec.EmitAt(trace.Event{Host: p.name, Kind: trace.Note, Text: fmt.Sprintf("the kernel dropped its own [%s] before the wire (kernel: %s)", e.Flags, e.Reason)}, e.Time)
 		}
 	}
 }
@@ -417,7 +420,7 @@ func (p *Peer) segmentEvent(e ktrace.Event, dir string, s *Socket) trace.Event {
 		src, dst = e.Remote, e.Local
 	}
 	ev := trace.Event{
-		Host: p.side, Kind: trace.Segment, Dir: dir,
+		Host: p.name, Kind: trace.Segment, Dir: dir,
 		Src: src.String(), Dst: dst.String(), Flags: e.Flags,
 		Seq: e.Seq, Ack: e.Ack, Win: e.Win, Len: e.Len, Payload: e.Payload,
 	}
@@ -470,13 +473,13 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 		// A listening socket.
 		p.mu.Lock()
 		l := p.listeners[key.localPort]
-		if p.adopt && e.NewState == "LISTEN" {
+		if p.adopt && p.leg != LegConnect && e.NewState == "LISTEN" {
 			l = p.adoptListenerLocked(key.localPort)
 		}
 		id := p.listening[key.localPort] // listen(2) under way
 		p.mu.Unlock()
 		if l == nil && id != "" {
-			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.State, Conn: id, From: e.OldState, To: e.NewState}, e.Time)
+			p.rec.EmitAt(trace.Event{Host: p.name, Kind: trace.State, Conn: id, From: e.OldState, To: e.NewState}, e.Time)
 			return
 		}
 		if l != nil {
@@ -485,7 +488,7 @@ func (p *Peer) onState(e ktrace.Event, key connKey) {
 				l.closed = true
 				l.mu.Unlock()
 			}
-			p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.State, Conn: l.id, From: e.OldState, To: e.NewState}, e.Time)
+			p.rec.EmitAt(trace.Event{Host: p.name, Kind: trace.State, Conn: l.id, From: e.OldState, To: e.NewState}, e.Time)
 		}
 		return
 	}

@@ -52,3 +52,8 @@ func NewConfig(*tun.Lab, string, *trace.Recorder, Config) (*Peer, error) { retur
 func NewProgramPeer(stack.Wire, string, *trace.Recorder) (stack.Peer, func() error, error) {
 	return nil, nil, errUnsupported
 }
+
+// NewRelayPeers fails: the kernel peer needs Linux.
+func NewRelayPeers(stack.Wire, string, *trace.Recorder) (stack.Peer, stack.Peer, func() error, error) {
+	return nil, nil, nil, errUnsupported
+}

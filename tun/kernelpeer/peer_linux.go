@@ -39,7 +39,8 @@ var _ stack.Peer = (*Peer)(nil)
 // socket used from one thread.
 type Peer struct {
 	lab    *tun.Lab
-	side   string     // "client" or "server": Host of every event
+	side   string     // "client" or "server"
+	name   string     // Host of every event: Config.Name, or side
 	other  string     // the gVisor host on the other end
 	addr   netip.Addr // the kernel's address on the other host's link
 	pfx    string     // addr + ":", to pick the segments that concern us
@@ -58,8 +59,8 @@ type Peer struct {
 	listeners map[uint16]*Listener
 	listening map[uint16]string // ports whose listen(2) is under way: the listener's name
 	lns       []*Listener
-	nconn     int
-	nlisten   int
+	ids       *IDs
+	leg       Leg
 
 	wake chan struct{} // the mirror saw a segment: sample soon
 
@@ -100,6 +101,15 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		adopt:     cfg.Adopt,
+		name:      cfg.Name,
+		ids:       cfg.IDs,
+		leg:       cfg.Leg,
+	}
+	if p.name == "" {
+		p.name = side
+	}
+	if p.ids == nil {
+		p.ids = &IDs{}
 	}
 	switch side {
 	case "client":
@@ -131,16 +141,16 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 		err = p.startObserver()
 	}
 	if err != nil {
-		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side SAMPLED, not observed: " + err.Error() +
+		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side SAMPLED, not observed: " + err.Error() +
 			"; its segments are the other host's as seen there, states and queues come from sock_diag every 5 ms, reasons are inferred"})
 		rec.Mirror(p.onEmit)
 	} else {
-		rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
+		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
 		if cfg.Adopt {
 			if err := p.startCalls(); err != nil {
-				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
+				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
 			} else {
-				rec.Emit(trace.Event{Host: side, Kind: trace.Note, Text: "the program's socket calls observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
+				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
 			}
 		}
 		rec.SetDelay(recorderDelay)
@@ -186,8 +196,35 @@ func NewProgramPeer(w stack.Wire, side string, rec *trace.Recorder) (stack.Peer,
 	return p, p.Close, nil
 }
 
-// Name returns the side the kernel plays: "client" or "server".
-func (p *Peer) Name() string { return p.side }
+// NewRelayPeers records a relay run inside the lab namespace (tcplab exec
+// --side middle) under the host name name, with two adopting peers that
+// share their ids: accept (LegAccept) on the kernel's address on the
+// client's link (198.18.1.1), where the relay listens and the gVisor client
+// connects, and connect (LegConnect) on its address on the server's link
+// (198.18.2.1), from which the kernel routes the relay's connections to the
+// gVisor server. release closes both. Cost: twice NewProgramPeer's (two
+// observers, two call tracers).
+func NewRelayPeers(w stack.Wire, name string, rec *trace.Recorder) (accept, connect stack.Peer, release func() error, err error) {
+	lab, ok := w.(*tun.Lab)
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("kernelpeer: a relay needs the TUN wire")
+	}
+	ids := &IDs{}
+	a, err := NewConfig(lab, "server", rec, Config{Adopt: true, Name: name, IDs: ids, Leg: LegAccept})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := NewConfig(lab, "client", rec, Config{Adopt: true, Name: name, IDs: ids, Leg: LegConnect})
+	if err != nil {
+		a.Close()
+		return nil, nil, nil, err
+	}
+	return a, c, func() error { return errors.Join(c.Close(), a.Close()) }, nil
+}
+
+// Name returns the host name the peer records under: Config.Name, or the
+// side the kernel plays ("client" or "server").
+func (p *Peer) Name() string { return p.name }
 
 // Addr returns the kernel's address on the link to the other host: the
 // address its sockets bind to and the one the other host connects to.
@@ -309,8 +346,7 @@ func (p *Peer) Listen(port uint16, backlog int) (stack.ListenSocket, error) {
 		backlog = 128
 	}
 	p.mu.Lock()
-	p.nlisten++
-	id := fmt.Sprintf("l%d", p.nlisten)
+	id := p.ids.next("l")
 	// The kernel's CLOSED -> LISTEN may reach the observer before the
 	// listener is registered below: it finds its name here.
 	p.listening[port] = id
@@ -347,7 +383,7 @@ func (p *Peer) Listen(port uint16, backlog int) (stack.ListenSocket, error) {
 	p.mu.Unlock()
 	done(0, nil, nil)
 	if p.obs == nil {
-		p.rec.Emit(trace.Event{Host: p.side, Kind: trace.State, Conn: id, From: "CLOSED", To: "LISTEN"})
+		p.rec.Emit(trace.Event{Host: p.name, Kind: trace.State, Conn: id, From: "CLOSED", To: "LISTEN"})
 	}
 	return l, nil
 }
@@ -403,8 +439,7 @@ func (p *Peer) Dial(ctx context.Context, addr netip.AddrPort, localPort uint16) 
 }
 
 func (p *Peer) newConnLocked(key connKey, state string) *Socket {
-	p.nconn++
-	s := &Socket{p: p, id: fmt.Sprintf("c%d", p.nconn), key: key, state: state}
+	s := &Socket{p: p, id: p.ids.next("c"), key: key, state: state}
 	p.conns[key] = s
 	p.socks = append(p.socks, s)
 	return s
@@ -413,7 +448,7 @@ func (p *Peer) newConnLocked(key connKey, state string) *Socket {
 // call records a call that cannot wait for the peer: it takes its place in
 // the trace now and gets its result from the returned function.
 func (p *Peer) call(conn, name, arg string) func(ret int, err error, data []byte) {
-	pend := p.rec.Begin(trace.Event{Host: p.side, Kind: trace.Call, Conn: conn, Call: name, Arg: arg})
+	pend := p.rec.Begin(trace.Event{Host: p.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg})
 	return func(ret int, err error, data []byte) {
 		pend.End(func(e *trace.Event) {
 			e.Ret, e.Err, e.Data = ret, stack.ErrName(err), trace.Preview(data)
@@ -423,7 +458,7 @@ func (p *Peer) call(conn, name, arg string) func(ret int, err error, data []byte
 
 // blockingCall records a call that may wait for the peer, once it returned.
 func (p *Peer) blockingCall(conn, name, arg string, ret int, err error, data []byte) {
-	p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: stack.ErrName(err), Data: trace.Preview(data)})
+	p.rec.Emit(trace.Event{Host: p.name, Kind: trace.Call, Conn: conn, Call: name, Arg: arg, Ret: ret, Err: stack.ErrName(err), Data: trace.Preview(data)})
 }
 
 // onEmit is the recorder's mirror hook: it runs under the recorder's lock
@@ -453,7 +488,7 @@ func (p *Peer) onEmit(e trace.Event) (before, after []trace.Event) {
 	g := seg{flags: e.Flags, seq: e.Seq, ack: e.Ack, len: e.Len}
 	s := p.lookup(local.Port(), remote, out, e.Flags)
 	ev := e
-	ev.Index, ev.T, ev.Host, ev.Conn, ev.Reason, ev.Text = 0, 0, p.side, "", "", ""
+	ev.Index, ev.T, ev.Host, ev.Conn, ev.Reason, ev.Text = 0, 0, p.name, "", "", ""
 	ev.Dir = "in"
 	if out {
 		ev.Dir = "out"
@@ -550,8 +585,7 @@ func (p *Peer) adoptListenerLocked(port uint16) *Listener {
 	if l := p.listeners[port]; l != nil && !l.isClosed() {
 		return l
 	}
-	p.nlisten++
-	l := &Listener{p: p, id: fmt.Sprintf("l%d", p.nlisten), port: port}
+	l := &Listener{p: p, id: p.ids.next("l"), port: port}
 	p.listeners[port] = l
 	p.lns = append(p.lns, l)
 	return l

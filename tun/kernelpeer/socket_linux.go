@@ -612,7 +612,7 @@ func (s *Socket) setStateLockedAt(st, text string, at time.Time) {
 		from = "CLOSED"
 	}
 	s.prev, s.state = s.state, st
-	s.pending = append(s.pending, timedEvent{trace.Event{Host: s.p.side, Kind: trace.State, Conn: s.id, From: from, To: st, Text: text}, at})
+	s.pending = append(s.pending, timedEvent{trace.Event{Host: s.p.name, Kind: trace.State, Conn: s.id, From: from, To: st, Text: text}, at})
 }
 
 // setBuffersLocked changes the queue levels and queues their event.
@@ -621,7 +621,7 @@ func (s *Socket) setBuffersLocked(snd, rcv int) {
 		return
 	}
 	s.snd, s.rcv = snd, rcv
-	s.pending = append(s.pending, timedEvent{e: trace.Event{Host: s.p.side, Kind: trace.Buffer, Conn: s.id, SndQueued: snd, RcvQueued: rcv}})
+	s.pending = append(s.pending, timedEvent{e: trace.Event{Host: s.p.name, Kind: trace.Buffer, Conn: s.id, SndQueued: snd, RcvQueued: rcv}})
 }
 
 // derivePassive reports SYN-RECEIVED when the SYN-ACK of a passive open
@@ -822,7 +822,7 @@ func (l *Listener) Close() error {
 	}
 	done(retOf(err), err, nil)
 	if err == nil && l.p.obs == nil {
-		l.p.rec.Emit(trace.Event{Host: l.p.side, Kind: trace.State, Conn: l.id, From: "LISTEN", To: "CLOSED"})
+		l.p.rec.Emit(trace.Event{Host: l.p.name, Kind: trace.State, Conn: l.id, From: "LISTEN", To: "CLOSED"})
 	}
 	return err
 }

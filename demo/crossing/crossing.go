@@ -1,0 +1,246 @@
+// Package crossing says how each FIN and RST crossed a relay (tcplab exec
+// --side middle): for every FIN or RST the relay received on one leg, what
+// it sent on the other leg next, and after how long.
+//
+// A verdict pairs two observed events of the trace by time: the relay's
+// arrival of a FIN or RST from one host, and the first FIN or RST the relay
+// sent afterwards toward the host on its other leg. That pairing is
+// tcplab's inference, not something a stack reported: the relay's code may
+// have sent the second segment for another reason. Verdicts say so
+// (Inferred), and cite both events.
+//
+// The legs are the relay's connections; a connection's other end is named
+// by its address, from the segments the other hosts sent. With several
+// connections on a leg, a FIN or RST is paired with the connection toward
+// the other host that the relay opened last before the FIN or RST arrived
+// (the first one after it when there is none before). Cost: one pass over
+// the events, linear in their number.
+package crossing
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tcplab/tcplab/stack/trace"
+)
+
+// Inferred is the mark every verdict carries: it pairs two observed events
+// by time.
+const Inferred = "inferred: pairs the relay's observed arrival with the next FIN or RST it sent on the other leg"
+
+// Options tune Verdicts. The zero value suits a run in which tcplab did not
+// stop the relay.
+type Options struct {
+	// Stopped is when tcplab ended the relay program (SIGTERM), as a trace
+	// time; zero when it did not. What the relay sent afterwards is said
+	// to be the stop's doing.
+	Stopped time.Duration
+}
+
+// Verdict is how one FIN or RST crossed the relay.
+type Verdict struct {
+	// From is the host whose FIN or RST the relay received, To the host
+	// on the relay's other leg (its address when no segment names it;
+	// "" when the relay had no connection toward another host).
+	From, To string
+	// Flag is what the relay received: "FIN" or "RST".
+	Flag string
+	// In is the relay's arrival of it.
+	In trace.Event
+	// Out is the first FIN or RST the relay sent toward To after In,
+	// nil when it sent none.
+	Out *trace.Event
+	// Before is the first FIN or RST the relay sent toward To before In
+	// arrived, nil when it sent none.
+	Before *trace.Event
+	// State is the last state of the relay's connection toward To, ""
+	// when no state of it was recorded.
+	State string
+	// Text is the verdict in words, e.g. "client's FIN passed on to
+	// server after 3.1 ms".
+	Text string
+}
+
+// leg is one of the relay's connections.
+type leg struct {
+	conn  string
+	peer  string        // the host at its other end
+	first time.Duration // its first event
+	sent  []trace.Event // the relay's FINs and RSTs on it, in order
+	state string        // its last state
+}
+
+// Verdicts returns one verdict per FIN and RST the relay (events of host
+// relay) received and accepted, in the order they arrived. Only the first
+// FIN and the first RST of each connection count: retransmissions are the
+// same FIN. It needs the relay's segment events, both directions.
+func Verdicts(events []trace.Event, relay string, opt Options) []Verdict {
+	names := map[netip.Addr]string{}
+	for _, e := range events {
+		if e.Kind == trace.Segment && e.Dir == "out" && e.Host != relay {
+			if a, err := netip.ParseAddrPort(e.Src); err == nil {
+				names[a.Addr()] = e.Host
+			}
+		}
+	}
+	nameOf := func(addr string) string {
+		a, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return addr
+		}
+		if n, ok := names[a.Addr()]; ok {
+			return n
+		}
+		return a.Addr().String()
+	}
+	legs := map[string]*leg{}
+	var order []*leg
+	var arrivals []trace.Event
+	seen := map[string]bool{} // conn + flag already counted
+	for _, e := range events {
+		if e.Host != relay || e.Conn == "" || !strings.HasPrefix(e.Conn, "c") {
+			continue
+		}
+		l := legs[e.Conn]
+		if l == nil {
+			l = &leg{conn: e.Conn, first: e.T}
+			legs[e.Conn] = l
+			order = append(order, l)
+		}
+		switch e.Kind {
+		case trace.State:
+			l.state = e.To
+		case trace.Segment:
+			remote := e.Dst
+			if e.Dir == "in" {
+				remote = e.Src
+			}
+			if l.peer == "" {
+				l.peer = nameOf(remote)
+			}
+			flag := flagOf(e.Flags)
+			if flag == "" || e.Refused() {
+				continue
+			}
+			if e.Dir == "out" {
+				l.sent = append(l.sent, e)
+				continue
+			}
+			if k := e.Conn + flag; !seen[k] {
+				seen[k] = true
+				arrivals = append(arrivals, e)
+			}
+		}
+	}
+	var out []Verdict
+	for _, in := range arrivals {
+		from := legs[in.Conn]
+		v := Verdict{From: from.peer, Flag: flagOf(in.Flags), In: in}
+		if other := otherLeg(order, from, in.T); other != nil {
+			v.To, v.State = other.peer, other.state
+			for i := range other.sent {
+				s := other.sent[i]
+				if s.T < in.T || (s.T == in.T && s.Index < in.Index) {
+					if v.Before == nil {
+						v.Before = &other.sent[i]
+					}
+					continue
+				}
+				v.Out = &other.sent[i]
+				break
+			}
+		}
+		v.Text = v.words(opt)
+		out = append(out, v)
+	}
+	return out
+}
+
+// otherLeg returns the relay's connection toward another host than from's
+// to pair an arrival at t with: the last opened before t, else the first
+// opened after.
+func otherLeg(order []*leg, from *leg, t time.Duration) *leg {
+	var before, after []*leg
+	for _, l := range order {
+		if l == from || l.peer == "" || l.peer == from.peer {
+			continue
+		}
+		if l.first <= t {
+			before = append(before, l)
+		} else {
+			after = append(after, l)
+		}
+	}
+	if len(before) > 0 {
+		sort.SliceStable(before, func(i, j int) bool { return before[i].first < before[j].first })
+		return before[len(before)-1]
+	}
+	if len(after) > 0 {
+		return after[0]
+	}
+	return nil
+}
+
+// flagOf names the teardown flag of a segment: "RST", "FIN" or "".
+func flagOf(flags string) string {
+	switch {
+	case strings.Contains(flags, "R"):
+		return "RST"
+	case strings.Contains(flags, "F"):
+		return "FIN"
+	}
+	return ""
+}
+
+// words writes the verdict as a sentence.
+func (v Verdict) words(opt Options) string {
+	what := fmt.Sprintf("%s's %s", v.From, v.Flag)
+	if v.To == "" {
+		return what + " never passed on: the relay had no connection toward another host"
+	}
+	var b strings.Builder
+	b.WriteString(what)
+	switch {
+	case v.Before != nil:
+		fmt.Fprintf(&b, " arrived after the relay had already sent a %s toward %s (%s earlier): nothing left to pass on",
+			flagOf(v.Before.Flags), v.To, Duration(v.In.T-v.Before.T))
+		if v.Out != nil {
+			fmt.Fprintf(&b, "; the relay sent a %s toward %s %s after it", flagOf(v.Out.Flags), v.To, Duration(v.Out.T-v.In.T))
+		}
+	case v.Out == nil:
+		fmt.Fprintf(&b, " never passed on to %s", v.To)
+		if v.State != "" {
+			fmt.Fprintf(&b, " (the relay's connection toward %s was still %s when the run ended)", v.To, v.State)
+		} else {
+			b.WriteString(" (the relay sent no FIN or RST toward it before the run ended)")
+		}
+	case flagOf(v.Out.Flags) == v.Flag:
+		fmt.Fprintf(&b, " passed on to %s after %s", v.To, Duration(v.Out.T-v.In.T))
+	default:
+		fmt.Fprintf(&b, " turned into a %s toward %s after %s", flagOf(v.Out.Flags), v.To, Duration(v.Out.T-v.In.T))
+	}
+	if v.Out != nil && v.Out.Reason != "" && flagOf(v.Out.Flags) == "RST" {
+		fmt.Fprintf(&b, " (the relay's RST: %s)", v.Out.Reason)
+	}
+	if v.Out != nil && opt.Stopped > 0 && v.Out.T >= opt.Stopped {
+		fmt.Fprintf(&b, ", only once tcplab stopped the relay (SIGTERM at %.3fs)", opt.Stopped.Seconds())
+	}
+	return b.String()
+}
+
+// Duration writes d for a verdict: "0.42 ms", "3.1 ms", "503 ms", "1.50 s".
+func Duration(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 10:
+		return fmt.Sprintf("%.1f ms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
