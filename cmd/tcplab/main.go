@@ -21,7 +21,7 @@ import (
 func main() {
 	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.Env{
 		NewTUN: newTUN, NewKernelPeer: kernelpeer.NewPeer, StartCapture: startCapture,
-		Program: &cli.ProgramEnv{NewPeer: kernelpeer.NewProgramPeer, Start: startProgram, WaitListening: waitListening},
+		Program: &cli.ProgramEnv{NewPeer: kernelpeer.NewProgramPeer, NewRelay: kernelpeer.NewRelayPeers, Start: startProgram, WaitListening: waitListening},
 	}))
 }
 

@@ -27,6 +27,12 @@ type ProgramEnv struct {
 	// wire's namespace as side ("client" or "server"), observed as the
 	// Linux kernel (kernelpeer.NewProgramPeer).
 	NewPeer func(w stack.Wire, side string, rec *trace.Recorder) (stack.Peer, func() error, error)
+	// NewRelay records the sockets of a relay program running inside the
+	// wire's namespace (--side middle) under the host name name: accept
+	// observes the kernel's address on the client's link, connect its
+	// address on the server's link (kernelpeer.NewRelayPeers). Nil means
+	// --side middle is not available.
+	NewRelay func(w stack.Wire, name string, rec *trace.Recorder) (accept, connect stack.Peer, release func() error, err error)
 	// Start starts cmd inside the wire's namespace; the program dies with
 	// tcplab, even when tcplab is killed.
 	Start func(w stack.Wire, cmd *exec.Cmd) (Process, error)
@@ -77,13 +83,19 @@ var builtinPeers = map[string]string{
 type execRun struct {
 	side    string // the side the program plays
 	builtin string // a built-in peer, or "" for a scenario
-	port    uint16 // the built-in peer's port
+	port    uint16 // the built-in peer's port; side middle: the relay's
 	argv    []string
 	path    string // argv[0] resolved
 	out     io.Writer
 	stdout  io.Writer // the program's standard output
 	stderr  io.Writer // tcplab's notes
 	stdin   *os.File
+
+	// Side middle: the server's port the relay connects to, the relay's
+	// observers, and more variables for the program.
+	peerPort uint16
+	relay    *relay
+	env      []string
 
 	proc      Process
 	startOnce sync.Once
@@ -98,8 +110,8 @@ func newExec(env *Env) *cobra.Command {
 	var side, out string
 	var port uint16
 	cmd := &cobra.Command{
-		Use:   "exec [flags] [--side client|server] [SCENARIO] -- CMD [ARGS...]",
-		Short: "run your own program inside the lab as the client or the server, traced as the Linux kernel it uses",
+		Use:   "exec [flags] [--side client|server|middle] [SCENARIO] -- CMD [ARGS...]",
+		Short: "run your own program inside the lab as the client, the server or a relay between them, traced as the Linux kernel it uses",
 		Long: `exec runs CMD inside the lab's network namespace, where its sockets are the Linux
 kernel's, and puts a scripted gVisor host on the other side. Everything the kernel does
 for the program is observed (segments, states, the kernel's reasons for RSTs) and shown
@@ -119,13 +131,31 @@ link, with the port of the scenario's "client connect server:PORT"); the scenari
 client connects once the port accepts. When the scenario ends the program is stopped
 (SIGTERM).
 
+--side middle: CMD is a relay or proxy between the scenario's gVisor client and
+gVisor server, both scripted by SCENARIO (which must listen on the server and
+connect the client). The kernel routes between two TUN links, one to each gVisor
+host, and the relay's sockets are the kernel's:
+  client 198.18.1.2 --tcl-client-- 198.18.1.1 [relay] 198.18.2.1 --tcl-server-- 198.18.2.2 server
+CMD must listen on $TCPLAB_LISTEN (198.18.1.1 with the port of the scenario's "client
+connect server:PORT"; the client's connect goes there instead of to the server, once
+the port accepts) and connect to $TCPLAB_PEER (198.18.2.2 with the port of "server
+listen PORT"). Both legs are traced, the relay's two sockets observed like any
+kernel socket (host "relay"), its calls from syscall tracepoints. At the end a
+verdict per FIN and RST says how it crossed the relay (passed on after N ms, turned
+into a RST, never passed on), inferred by pairing what the relay received on one leg
+with what it sent next on the other. When the scenario ends the relay is stopped
+(SIGTERM). The variables are the program's: quote them from your shell, e.g.
+  -- sh -c 'exec socat TCP-LISTEN:7000,reuseaddr TCP:$TCPLAB_PEER'
+--format ladder and --svg draw two hosts: use text or json.
+
 Expectations ("expect client sent R. reason ~ \"unread\"") work on the program's side.
 The expectations at the end of a scenario are checked after the program has exited.
 The exit code is the program's when every expectation held, 1 when one failed, 127
 when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 		Example: `  sudo tcplab exec -- python3 examples/halfclose.py          # the article's server
   sudo tcplab exec echo --explain -- python3 examples/close_unread.py
-  sudo tcplab exec --side server my.lab -- ./myserver --port 8080`,
+  sudo tcplab exec --side server my.lab -- ./myserver --port 8080
+  sudo tcplab exec --side middle examples/relay.lab -- sh -c 'exec socat -t 5 TCP-LISTEN:7000,reuseaddr TCP:$TCPLAB_PEER'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			if dash < 0 || dash == len(args) {
@@ -134,8 +164,14 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 			if dash > 1 {
 				return usageError{fmt.Errorf("exec takes at most one scenario before --, got %d: %s", dash, strings.Join(args[:dash], " "))}
 			}
-			if side != "client" && side != "server" {
-				return usageError{fmt.Errorf("--side %q: want client or server", side)}
+			if side != "client" && side != "server" && side != "middle" {
+				return usageError{fmt.Errorf("--side %q: want client, server or middle", side)}
+			}
+			if f.kernel != "" && side == "middle" {
+				return usageError{errors.New("--side middle puts your program between two gVisor hosts as the relay; --kernel does not apply (the relay's sockets are the kernel's)")}
+			}
+			if side == "middle" && (f.format == "ladder" || f.svg != "") {
+				return usageError{errors.New("--side middle has three hosts (client, relay, server); the ladder and --svg draw two: use --format text or json")}
 			}
 			if f.kernel != "" {
 				return usageError{errors.New("exec puts your program on one side; --kernel does not apply")}
@@ -216,7 +252,7 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 	}
 	f.add(cmd)
 	f.addCaptureFlag(cmd)
-	cmd.Flags().StringVar(&side, "side", "client", "the side your program plays: client (it connects to $TCPLAB_PEER) or server (it listens on $TCPLAB_LISTEN)")
+	cmd.Flags().StringVar(&side, "side", "client", "the side your program plays: client (it connects to $TCPLAB_PEER), server (it listens on $TCPLAB_LISTEN) or middle (a relay: it listens on $TCPLAB_LISTEN and connects to $TCPLAB_PEER)")
 	cmd.Flags().StringVar(&out, "out", "", "write the trace to this file instead of standard error")
 	cmd.Flags().Uint16Var(&port, "port", execPort, "the port a built-in peer listens on")
 	return cmd
@@ -237,12 +273,15 @@ func (x *execRun) script(name string, env *Env) (*scenario.Script, error) {
 	if name == "" && x.side == "client" {
 		name = "article"
 	}
+	if name == "" && x.side == "middle" {
+		return nil, usageError{errors.New("exec --side middle needs a scenario with a client and a server (server listen PORT, client connect server:PORT): the relay goes between them")}
+	}
 	if name == "" {
 		return nil, usageError{errors.New("exec --side server needs a scenario whose client connects to the program (client connect server:PORT)")}
 	}
 	if _, ok := builtinPeers[name]; ok {
 		if x.side != "client" {
-			return nil, usageError{fmt.Errorf("the built-in peer %s is a server: use it with --side client", name)}
+			return nil, usageError{fmt.Errorf("the built-in peer %s is a server: use it with --side client (--side middle needs a scenario with both hosts)", name)}
 		}
 		x.builtin = name
 		return &scenario.Script{Name: name}, nil
@@ -253,6 +292,12 @@ func (x *execRun) script(name string, env *Env) (*scenario.Script, error) {
 	}
 	if s.Kernel != "" {
 		return nil, usageError{fmt.Errorf("scenario %s sets config kernel: with exec, your program is the Linux side", s.Name)}
+	}
+	if x.side == "middle" {
+		if err := x.scriptMiddle(s); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	connects := false
 	for _, st := range s.Steps {
@@ -279,7 +324,7 @@ func (x *execRun) start(w stack.Wire, penv *ProgramEnv, key string, addr netip.A
 	x.startOnce.Do(func() {
 		cmd := exec.Command(x.path, x.argv[1:]...)
 		cmd.Args[0] = x.argv[0]
-		cmd.Env = append(os.Environ(), key+"="+addr.String())
+		cmd.Env = append(append(os.Environ(), key+"="+addr.String()), x.env...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = x.stdin, x.stdout, x.stderr
 		p, err := penv.Start(w, cmd)
 		if err != nil {
@@ -287,7 +332,7 @@ func (x *execRun) start(w stack.Wire, penv *ProgramEnv, key string, addr netip.A
 			return
 		}
 		x.proc = p
-		fmt.Fprintf(x.stderr, "# program %s (pid %d) runs in the lab namespace with %s=%v\n", strings.Join(x.argv, " "), p.Pid(), key, addr)
+		fmt.Fprintf(x.stderr, "# program %s (pid %d) runs in the lab namespace with %s\n", strings.Join(x.argv, " "), p.Pid(), strings.Join(append([]string{key + "=" + addr.String()}, x.env...), " "))
 	})
 	return x.startErr
 }
@@ -302,13 +347,17 @@ func (x *execRun) say(events []trace.Event, interrupted bool) {
 	if x.code == 0 || x.stopped || interrupted {
 		return
 	}
+	host := x.side
+	if x.side == "middle" {
+		host = relayHost
+	}
 	for _, e := range events {
-		if e.Host == x.side && e.Kind == trace.Segment {
+		if e.Host == host && e.Kind == trace.Segment {
 			return
 		}
 	}
 	what := "connected to $TCPLAB_PEER"
-	if x.side == "server" {
+	if x.side != "client" {
 		what = "accepted a connection on $TCPLAB_LISTEN"
 	}
 	fmt.Fprintf(x.stderr, "tcplab: the program never %s: it failed on its own (its messages, if any, are above)\n", what)
@@ -401,10 +450,17 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 		}
 	} else {
 		listen := netip.AddrPortFrom(sl.Server.Addr(), x.port)
+		var to netip.Addr
+		if x.relay != nil {
+			var peer netip.AddrPort
+			listen, peer = x.relay.addrs(x, sl)
+			to = listen.Addr()
+			x.env = []string{"TCPLAB_PEER=" + peer.String()}
+		}
 		if err := x.start(lab.Wire, penv, "TCPLAB_LISTEN", listen); err != nil {
 			return stopped("start the program", err)
 		}
-		hook := &dialHook{Peer: sl.Client, wait: func(ctx context.Context) error {
+		hook := &dialHook{Peer: sl.Client, to: to, wait: func(ctx context.Context) error {
 			return x.waitListening(ctx, lab.Wire, penv, listen, opt.StepTimeout)
 		}}
 		sl.Client = hook
@@ -415,6 +471,9 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 			default:
 				quiet(ctx, lab.Trace, 100*time.Millisecond)
 				x.stopped = true
+				if x.relay != nil {
+					x.relay.stopAt = lab.Trace.Emit(trace.Event{Host: relayHost, Kind: trace.Note, Text: "the scenario has ended and the relay still runs: tcplab stops it (SIGTERM)"})
+				}
 				x.proc.Stop(programStopWait)
 			}
 		}
@@ -639,6 +698,7 @@ func (h *listenHook) Listen(port uint16, backlog int) (stack.ListenSocket, error
 type dialHook struct {
 	stack.Peer
 	wait func(ctx context.Context) error
+	to   netip.Addr // if valid, where every dial goes instead (the relay)
 	once sync.Once
 	err  error
 }
@@ -647,6 +707,9 @@ func (h *dialHook) Dial(ctx context.Context, addr netip.AddrPort, localPort uint
 	h.once.Do(func() { h.err = h.wait(ctx) })
 	if h.err != nil {
 		return nil, h.err
+	}
+	if h.to.IsValid() {
+		addr = netip.AddrPortFrom(h.to, addr.Port())
 	}
 	return h.Peer.Dial(ctx, addr, localPort)
 }

@@ -23,7 +23,7 @@ func TestExecUsageErrors(t *testing.T) {
 		{[]string{"exec", "echo", "python3"}, 2, "exec needs the program after --"},
 		{[]string{"exec", "echo", "--"}, 2, "exec needs the program after --"},
 		{[]string{"exec", "echo", "sink", "--", "true"}, 2, "at most one scenario before --, got 2"},
-		{[]string{"exec", "--side", "middle", "--", "true"}, 2, `--side "middle": want client or server`},
+		{[]string{"exec", "--side", "relay", "--", "true"}, 2, `--side "relay": want client, server or middle`},
 		{[]string{"exec", "--wire", "memory", "--", "true"}, 2, "exec needs --wire tun"},
 		{[]string{"exec", "--kernel", "client", "--", "true"}, 2, "--kernel does not apply"},
 		{[]string{"exec", both, "--", "true"}, 2, both + `:2:1: "client connect server:9527": your program plays the client`},
@@ -58,4 +58,43 @@ func runProgramEnv(t *testing.T, args ...string) (int, string, string) {
 	var o, e strings.Builder
 	code := Main(t.Context(), args, Env{Stdout: &o, Stderr: &e, Program: &ProgramEnv{}})
 	return code, o.String(), e.String()
+}
+
+// TestExecMiddleUsageErrors: --side middle needs a scenario with both a
+// listening server and a connecting client, no --kernel, and a renderer of
+// three hosts; each mistake is named, exit 2, before a lab exists.
+func TestExecMiddleUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.lab", "server listen 9000\nclient connect server:7000\n")
+	onlyServer := write("server.lab", "server listen 9000\nserver accept\n")
+	onlyClient := write("client.lab", "client connect server:7000\n")
+	neither := write("neither.lab", "client sleep 1s\n")
+	reversed := write("reversed.lab", "client listen 9000\nserver connect client:9000\nserver listen 1\nclient connect server:7000\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"exec", "--side", "middle", "--kernel", "server", good, "--", "true"}, "--side middle puts your program between two gVisor hosts as the relay; --kernel does not apply"},
+		{[]string{"exec", "--side", "middle", "--", "true"}, "--side middle needs a scenario with a client and a server"},
+		{[]string{"exec", "--side", "middle", "echo", "--", "true"}, "the built-in peer echo is a server: use it with --side client (--side middle needs a scenario with both hosts)"},
+		{[]string{"exec", "--side", "middle", onlyServer, "--", "true"}, "never connects the client: --side middle needs a client (client connect server:PORT)"},
+		{[]string{"exec", "--side", "middle", onlyClient, "--", "true"}, "never listens on the server: --side middle needs a server (server listen PORT)"},
+		{[]string{"exec", "--side", "middle", neither, "--", "true"}, "has neither a client nor a server: --side middle needs both"},
+		{[]string{"exec", "--side", "middle", reversed, "--", "true"}, `reversed.lab:1:1: "client listen 9000": with --side middle the client connects (through the relay) and the server listens`},
+		{[]string{"exec", "--side", "middle", "--format", "ladder", good, "--", "true"}, "three hosts (client, relay, server); the ladder and --svg draw two"},
+		{[]string{"exec", "--side", "middle", "--svg", filepath.Join(dir, "x.svg"), good, "--", "true"}, "the ladder and --svg draw two"},
+		{[]string{"exec", "--side", "middle", "--wire", "memory", good, "--", "true"}, "exec needs --wire tun"},
+	} {
+		code, _, stderr := run(t, nil, tc.args...)
+		if code != ExitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("tcplab %s = exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
 }

@@ -118,7 +118,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		}
 		switch f.format {
 		case "text":
-			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
+			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf, Peers: relayPeers(f, lab)})
 			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.clear(); t.Write(e) }))
 		case "json":
 			j := render.NewJSON(env.Stdout)
@@ -155,9 +155,20 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		kernel = s.Kernel
 	}
 	newKernelPeer := env.NewKernelPeer
-	if f.prog != nil {
+	if f.prog != nil && f.prog.side != "middle" {
 		kernel = f.prog.side
 		newKernelPeer = env.Program.NewPeer
+	}
+	if f.prog != nil && f.prog.side == "middle" {
+		if lab.Wire.Kind() != "tun" {
+			return nil, nil, usageError{errors.New("exec --side middle needs --wire tun")}
+		}
+		rel, err := newRelay(env, lab)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer rel.release()
+		f.prog.relay = rel
 	}
 	if kernel != "" {
 		if newKernelPeer == nil {
@@ -201,7 +212,12 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			}
 			return fmt.Sprintf("%s %v", p.Name(), p.Addr())
 		}
-		fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (%s, %s)\n", s.Name, lab.Wire.Kind(), who(sl.Client), who(sl.Server))
+		if f.prog != nil && f.prog.relay != nil {
+			fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (%s, relay %v and %v [your program: Linux kernel], %s)\n", s.Name, lab.Wire.Kind(),
+				who(sl.Client), f.prog.relay.accept.Addr(), f.prog.relay.connect.Addr(), who(sl.Server))
+		} else {
+			fmt.Fprintf(env.Stderr, "# scenario %s on the %s wire (%s, %s)\n", s.Name, lab.Wire.Kind(), who(sl.Client), who(sl.Server))
+		}
 	}
 	var res *scenario.Result
 	if f.prog != nil {
@@ -211,6 +227,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	}
 	if sy, ok := kp.(interface{ Sync() }); ok {
 		sy.Sync() // the kernel's last events are in the trace before it is shown
+	}
+	if f.prog != nil && f.prog.relay != nil && !res.Interrupted {
+		f.prog.relay.sync()
+		f.prog.relay.verdicts(lab.Trace)
 	}
 	if out != nil {
 		out.Close() // everything streamed before the summary

@@ -2,6 +2,11 @@
 // --side middle): for every FIN or RST the relay received on one leg, what
 // it sent on the other leg next, and after how long.
 //
+// A FIN or RST the relay sent that passes nothing on (none arrived on the
+// other leg that it could answer) gets a verdict of its own: the relay
+// ended that direction itself (a timeout, a close() of its own, data after
+// close).
+//
 // A verdict pairs two observed events of the trace by time: the relay's
 // arrival of a FIN or RST from one host, and the first FIN or RST the relay
 // sent afterwards toward the host on its other leg. That pairing is
@@ -29,7 +34,7 @@ import (
 
 // Inferred is the mark every verdict carries: it pairs two observed events
 // by time.
-const Inferred = "inferred: pairs the relay's observed arrival with the next FIN or RST it sent on the other leg"
+const Inferred = "inferred: observed segments of the relay, paired by time"
 
 // Options tune Verdicts. The zero value suits a run in which tcplab did not
 // stop the relay.
@@ -56,6 +61,15 @@ type Verdict struct {
 	// Before is the first FIN or RST the relay sent toward To before In
 	// arrived, nil when it sent none.
 	Before *trace.Event
+	// Own marks a FIN or RST the relay sent that passes nothing on
+	// (Out): From is the relay, In is zero.
+	Own bool
+	// Since is, for Own, the last FIN or RST the relay received before
+	// Out, on either leg; nil when none.
+	Since *trace.Event
+	// Answer is the first RST the relay sent back toward From after In,
+	// on In's own leg, nil when it sent none.
+	Answer *trace.Event
 	// State is the last state of the relay's connection toward To, ""
 	// when no state of it was recorded.
 	State string
@@ -74,9 +88,10 @@ type leg struct {
 }
 
 // Verdicts returns one verdict per FIN and RST the relay (events of host
-// relay) received and accepted, in the order they arrived. Only the first
-// FIN and the first RST of each connection count: retransmissions are the
-// same FIN. It needs the relay's segment events, both directions.
+// relay) received and accepted, and one per FIN and RST it sent that
+// passes nothing on, in the order of their first event. Only the first FIN
+// and the first RST of each connection count, each way: retransmissions
+// are the same FIN. It needs the relay's segment events, both directions.
 func Verdicts(events []trace.Event, relay string, opt Options) []Verdict {
 	names := map[netip.Addr]string{}
 	for _, e := range events {
@@ -126,7 +141,10 @@ func Verdicts(events []trace.Event, relay string, opt Options) []Verdict {
 				continue
 			}
 			if e.Dir == "out" {
-				l.sent = append(l.sent, e)
+				if k := e.Conn + ">" + flag; !seen[k] {
+					seen[k] = true
+					l.sent = append(l.sent, e)
+				}
 				continue
 			}
 			if k := e.Conn + flag; !seen[k] {
@@ -136,27 +154,75 @@ func Verdicts(events []trace.Event, relay string, opt Options) []Verdict {
 		}
 	}
 	var out []Verdict
+	paired := map[int]bool{} // indexes of the relay's segments that pass something on
 	for _, in := range arrivals {
 		from := legs[in.Conn]
 		v := Verdict{From: from.peer, Flag: flagOf(in.Flags), In: in}
+		for i := range from.sent {
+			if s := from.sent[i]; flagOf(s.Flags) == "RST" && after(s, in) {
+				v.Answer = &from.sent[i]
+				break
+			}
+		}
 		if other := otherLeg(order, from, in.T); other != nil {
 			v.To, v.State = other.peer, other.state
 			for i := range other.sent {
 				s := other.sent[i]
-				if s.T < in.T || (s.T == in.T && s.Index < in.Index) {
+				if !after(s, in) {
 					if v.Before == nil {
 						v.Before = &other.sent[i]
 					}
 					continue
 				}
 				v.Out = &other.sent[i]
+				paired[s.Index] = true
 				break
 			}
 		}
-		v.Text = v.words(opt)
+		v.Text = v.words(opt, legs)
 		out = append(out, v)
 	}
+	for _, l := range order {
+		for i, s := range l.sent {
+			if paired[s.Index] || (v0(out, s) != nil) {
+				continue
+			}
+			v := Verdict{From: relay, To: l.peer, Flag: flagOf(s.Flags), Out: &l.sent[i], Own: true, State: l.state}
+			for j := range arrivals {
+				if after(s, arrivals[j]) {
+					v.Since = &arrivals[j]
+				}
+			}
+			v.Text = v.words(opt, legs)
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at() < out[j].at() })
 	return out
+}
+
+// v0 returns the verdict whose Answer is s, if any: a RST answering an
+// arrival on its own leg is told with that arrival.
+func v0(vs []Verdict, s trace.Event) *Verdict {
+	for i := range vs {
+		if a := vs[i].Answer; a != nil && a.Index == s.Index {
+			return &vs[i]
+		}
+	}
+	return nil
+}
+
+// at is when the verdict's first event happened.
+func (v Verdict) at() time.Duration {
+	if v.Own {
+		return v.Out.T
+	}
+	return v.In.T
+}
+
+// after reports whether s comes after in in the trace.
+func after(s, in trace.Event) bool {
+	return s.T > in.T || (s.T == in.T && s.Index > in.Index)
 }
 
 // otherLeg returns the relay's connection toward another host than from's
@@ -196,7 +262,21 @@ func flagOf(flags string) string {
 }
 
 // words writes the verdict as a sentence.
-func (v Verdict) words(opt Options) string {
+func (v Verdict) words(opt Options, legs map[string]*leg) string {
+	if v.Own {
+		text := fmt.Sprintf("the relay's own %s toward %s at %.3fs", v.Flag, v.To, v.Out.T.Seconds())
+		if v.Since != nil {
+			text += fmt.Sprintf(", %s after %s's %s reached it", Duration(v.Out.T-v.Since.T), legs[v.Since.Conn].peer, flagOf(v.Since.Flags))
+		}
+		text += ": it passes nothing on (no FIN or RST from the other leg was left to pass)"
+		if v.Out.Reason != "" {
+			text += " (its reason: " + v.Out.Reason + ")"
+		}
+		if opt.Stopped > 0 && v.Out.T >= opt.Stopped {
+			text += fmt.Sprintf(", once tcplab stopped the relay (SIGTERM at %.3fs)", opt.Stopped.Seconds())
+		}
+		return text
+	}
 	what := fmt.Sprintf("%s's %s", v.From, v.Flag)
 	if v.To == "" {
 		return what + " never passed on: the relay had no connection toward another host"
@@ -224,6 +304,12 @@ func (v Verdict) words(opt Options) string {
 	}
 	if v.Out != nil && v.Out.Reason != "" && flagOf(v.Out.Flags) == "RST" {
 		fmt.Fprintf(&b, " (the relay's RST: %s)", v.Out.Reason)
+	}
+	if a := v.Answer; a != nil {
+		fmt.Fprintf(&b, "; the relay answered it with a RST toward %s after %s", v.From, Duration(a.T-v.In.T))
+		if a.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", a.Reason)
+		}
 	}
 	if v.Out != nil && opt.Stopped > 0 && v.Out.T >= opt.Stopped {
 		fmt.Fprintf(&b, ", only once tcplab stopped the relay (SIGTERM at %.3fs)", opt.Stopped.Seconds())

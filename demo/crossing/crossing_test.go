@@ -124,13 +124,37 @@ func TestAlreadySent(t *testing.T) {
 		seg(1010, "relay", "c2", "in", srv, back, "FP."),
 		seg(1010.2, "relay", "c2", "out", back, srv, "R"),
 	)
-	vs := one(t, ev, Options{}, 2)
+	ev[len(ev)-1].Reason = "data arrived after close()"
+	ev[len(ev)-3].Reason = "close()"
+	vs := one(t, ev, Options{}, 3)
 	if !strings.HasPrefix(vs[0].Text, "client's FIN passed on to server after 0.40 ms") {
 		t.Errorf("verdict 1 = %q", vs[0].Text)
 	}
-	want := "server's FIN arrived after the relay had already sent a FIN toward client (499 ms earlier): nothing left to pass on"
-	if vs[1].Text != want {
+	want := "the relay's own FIN toward client at 0.511s, 501 ms after client's FIN reached it: it passes nothing on (no FIN or RST from the other leg was left to pass) (its reason: close())"
+	if vs[1].Text != want || !vs[1].Own {
 		t.Errorf("verdict 2 = %q, want %q", vs[1].Text, want)
+	}
+	want = "server's FIN arrived after the relay had already sent a FIN toward client (499 ms earlier): nothing left to pass on; the relay answered it with a RST toward server after 0.20 ms (data arrived after close())"
+	if vs[2].Text != want {
+		t.Errorf("verdict 3 = %q, want %q", vs[2].Text, want)
+	}
+}
+
+// TestOwnRST: the server's answer meets a relay that closed (socat -t): the
+// relay's RST toward the server passes nothing on, and says why.
+func TestOwnRST(t *testing.T) {
+	rst := seg(1010.2, "relay", "c2", "out", back, srv, "R")
+	rst.Reason = "data after close()"
+	ev := append(handshakes(),
+		seg(10.1, "relay", "c1", "in", cli, front, "F."),
+		seg(10.5, "relay", "c2", "out", back, srv, "F."),
+		seg(511, "relay", "c1", "out", front, cli, "F."),
+		seg(1010, "relay", "c2", "in", srv, back, "P."),
+		rst,
+	)
+	vs := one(t, ev, Options{}, 3)
+	if got := vs[2]; !got.Own || got.To != "server" || got.Flag != "RST" || !strings.Contains(got.Text, "the relay's own RST toward server at 1.010s, 1.00 s after client's FIN reached it") || !strings.HasSuffix(got.Text, "(its reason: data after close())") {
+		t.Errorf("verdict 3 = %+v", got)
 	}
 }
 

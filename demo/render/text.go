@@ -24,6 +24,11 @@ type TextOptions struct {
 	NoTime bool
 	// Explain adds a plain-language note under important events.
 	Explain bool
+	// Peers names the host at the other end of a segment by its IP
+	// address ("198.18.1.1" -> "relay"), for labs of more than a client
+	// and a server (tcplab exec --side middle). Addresses it lacks, and a
+	// nil map, fall back to the other of client and server.
+	Peers map[string]string
 }
 
 // Text writes events as a timeline, one line per event.
@@ -120,6 +125,21 @@ func peer(host string) string {
 	return "client"
 }
 
+// peer names the host at remote (address:port), the other end of a
+// segment of host.
+func (t *Text) peer(host, remote string) string {
+	if t.opt.Peers != nil {
+		ip := remote
+		if i := strings.LastIndexByte(remote, ':'); i >= 0 {
+			ip = remote[:i]
+		}
+		if n, ok := t.opt.Peers[ip]; ok {
+			return n
+		}
+	}
+	return peer(host)
+}
+
 func (t *Text) segment(e trace.Event) string {
 	fwd := e.Src + ">" + e.Dst
 	if strings.Contains(e.Flags, "S") && !e.Refused() {
@@ -135,9 +155,9 @@ func (t *Text) segment(e trace.Event) string {
 	}
 	var b strings.Builder
 	if e.Dir == "out" {
-		fmt.Fprintf(&b, "%s > %s ", e.Host, peer(e.Host))
+		fmt.Fprintf(&b, "%s > %s ", e.Host, t.peer(e.Host, e.Dst))
 	} else {
-		fmt.Fprintf(&b, "%s < %s ", e.Host, peer(e.Host))
+		fmt.Fprintf(&b, "%s < %s ", e.Host, t.peer(e.Host, e.Src))
 	}
 	fmt.Fprintf(&b, "Flags [%s], seq %d", e.Flags, seq)
 	if e.Len > 0 {

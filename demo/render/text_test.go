@@ -72,3 +72,27 @@ func TestExplainRefusedArrival(t *testing.T) {
 		t.Errorf("Explain(accepted arrival) = %q, want nothing", x)
 	}
 }
+
+// With Peers, a relay's segments name the host at their other end, and the
+// hosts' segments name the relay; unknown addresses fall back.
+func TestTextPeers(t *testing.T) {
+	seg := func(host, dir, src, dst string) trace.Event {
+		return trace.Event{Host: host, Kind: trace.Segment, Conn: "c1", Dir: dir, Src: src, Dst: dst, Flags: "F.", Win: 100}
+	}
+	peers := map[string]string{"198.18.1.1": "relay", "198.18.2.1": "relay", "198.18.1.2": "client", "198.18.2.2": "server"}
+	tx := NewText(nil, TextOptions{Arrivals: true, NoTime: true, Peers: peers})
+	for _, tc := range []struct {
+		e    trace.Event
+		want string
+	}{
+		{seg("client", "out", "198.18.1.2:4000", "198.18.1.1:7000"), "client > relay "},
+		{seg("relay", "in", "198.18.1.2:4000", "198.18.1.1:7000"), "relay < client "},
+		{seg("relay", "out", "198.18.2.1:5000", "198.18.2.2:9000"), "relay > server "},
+		{seg("server", "out", "198.18.2.2:9000", "198.18.2.1:5000"), "server > relay "},
+		{seg("server", "out", "198.18.2.2:9000", "198.18.9.9:5000"), "server > client "},
+	} {
+		if line := tx.Line(tc.e); !strings.Contains(line, tc.want) {
+			t.Errorf("Line(%s %s %s>%s) = %q, want %q", tc.e.Host, tc.e.Dir, tc.e.Src, tc.e.Dst, line, tc.want)
+		}
+	}
+}

@@ -140,17 +140,21 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 	if !cfg.Sample {
 		err = p.startObserver()
 	}
+	on := ""
+	if cfg.Name != "" {
+		on = " on " + p.addr.String()
+	}
 	if err != nil {
-		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side SAMPLED, not observed: " + err.Error() +
+		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side" + on + " SAMPLED, not observed: " + err.Error() +
 			"; its segments are the other host's as seen there, states and queues come from sock_diag every 5 ms, reasons are inferred"})
 		rec.Mirror(p.onEmit)
 	} else {
-		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
+		rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "kernel side" + on + " observed with eBPF tracepoints (net_dev_start_xmit, netif_receive_skb, kfree_skb, inet_sock_set_state, tcp_send_reset); TIME-WAIT from sock_diag"})
 		if cfg.Adopt {
 			if err := p.startCalls(); err != nil {
-				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
+				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls" + on + " are NOT traced: " + err.Error() + "; the causes of its FINs are inferred"})
 			} else {
-				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
+				rec.Emit(trace.Event{Host: p.name, Kind: trace.Note, Text: "the program's socket calls" + on + " observed with syscall tracepoints (sys_enter, sys_exit) limited to the lab namespace's processes"})
 			}
 		}
 		rec.SetDelay(recorderDelay)
