@@ -55,6 +55,9 @@ func TestIntegrationREADMECommands(t *testing.T) {
 	for _, c := range cmds {
 		t.Run(c, func(t *testing.T) {
 			t.Parallel() // most of the time goes to the scenarios' sleeps
+			if strings.Contains(c, "socat") {
+				needSocat(t)
+			}
 			cmd := exec.Command("sh", "-c", c)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "NO_COLOR=1")
