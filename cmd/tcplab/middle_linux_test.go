@@ -151,11 +151,15 @@ func bothLegs(t *testing.T, evs []mEvent) {
 	conns := map[string]bool{}
 	for _, e := range evs {
 		if e.Host == "relay" && e.Kind == "segment" {
-			conns[e.Conn] = true
+			peer := e.Dst
+			if e.Dir == "in" {
+				peer = e.Src
+			}
+			conns[e.Conn+" "+strings.Split(peer, ":")[0]] = true
 		}
 	}
-	if len(conns) != 2 {
-		t.Errorf("the relay's connections %v, want two (c1 from the client, c2 to the server)", conns)
+	if len(conns) != 2 || !conns["c1 198.18.1.2"] || !conns["c2 198.18.2.2"] {
+		t.Errorf("the relay's connections %v, want two: c1 with the client, c2 with the server", conns)
 	}
 }
 
@@ -185,9 +189,21 @@ func TestExecMiddleSocatHalfClose(t *testing.T) {
 	} else if !strings.Contains(fins[0].Reason, "shutdown(SHUT_WR)") {
 		t.Errorf("the relay's FIN to the server: reason %q, want socat's shutdown(SHUT_WR)", fins[0].Reason)
 	}
+	// On a loaded machine a FIN may be retransmitted before its ACK
+	// arrives (RTO 200 ms), and the late duplicate then finds the
+	// connection gone and gets a RST: TCP, not a fault of the relay.
+	retransmitted := 0
+	for _, e := range evs {
+		if e.Kind == "segment" && e.Dir == "out" && strings.HasPrefix(e.Reason, "retransmitted") {
+			retransmitted++
+		}
+	}
 	vs := verdicts(t, evs)
-	if len(vs) != 2 || !strings.HasPrefix(vs[0], "client's FIN passed on to server after ") || !strings.HasPrefix(vs[1], "server's FIN passed on to client after ") {
+	if len(vs) < 2 || !strings.HasPrefix(vs[0], "client's FIN passed on to server after ") || !strings.HasPrefix(vs[1], "server's FIN passed on to client after ") {
 		t.Fatalf("verdicts %q: want the client's FIN passed on to the server, then the server's to the client", vs)
+	}
+	if len(vs) > 2 && retransmitted == 0 {
+		t.Errorf("verdicts %q: want only the two FINs", vs)
 	}
 	// The witness: the client's FIN on tcl-client, then the relay's on
 	// tcl-server, as far apart as the verdict says.
@@ -212,8 +228,10 @@ func TestExecMiddleSocatHalfClose(t *testing.T) {
 		t.Errorf("capture: the answer never reached the client")
 	}
 	for _, p := range wire {
-		if strings.Contains(p.Flags, "R") {
+		if strings.Contains(p.Flags, "R") && retransmitted == 0 {
 			t.Errorf("capture: a RST on the wire: %v", p)
+		} else if strings.Contains(p.Flags, "R") {
+			t.Logf("%d retransmissions; a RST answering a late one: %v", retransmitted, p)
 		}
 	}
 	assertNothingLeft(t)

@@ -26,8 +26,8 @@ type Config struct {
 	// record under one name, e.g. "relay".
 	Name string
 	// IDs numbers the connections and listeners the peer records; peers
-	// that share a Name share one, so that their ids do not collide. Nil:
-	// the peer's own.
+	// that share a Name each take a lane of their own (see IDs), so that
+	// their ids do not collide. Nil: c1, c2, c3, ....
 	IDs *IDs
 	// Leg makes the peer one of the two that record a relay run inside
 	// the namespace (with Adopt): LegAccept follows the relay's listener
@@ -50,9 +50,17 @@ const (
 )
 
 // IDs hands out connection ids ("c1", "c2", ...) and listener ids ("l1",
-// ...) to the peers that share it (Config.IDs). The zero value is ready; it
-// is safe for concurrent use. Cost: a mutex per id.
+// ...) to a peer (Config.IDs). Peers that record under one Name take one
+// lane each out of Lanes, so that their ids never collide and do not depend
+// on which peer sees its first connection first: lane 0 of 2 numbers c1,
+// c3, c5, ..., lane 1 c2, c4, .... The zero value is the only lane, c1, c2,
+// c3, ...; an IDs is safe for concurrent use. Cost: a mutex per id.
 type IDs struct {
+	// Lane is the peer's lane, from 0 to Lanes-1.
+	Lane int
+	// Lanes is how many peers share the name; 0 means 1.
+	Lanes int
+
 	mu           sync.Mutex
 	conn, listen int
 }
@@ -66,7 +74,8 @@ func (n *IDs) next(prefix string) string {
 		v = &n.listen
 	}
 	*v++
-	return fmt.Sprintf("%s%d", prefix, *v)
+	lanes := max(n.Lanes, 1)
+	return fmt.Sprintf("%s%d", prefix, (*v-1)*lanes+n.Lane+1)
 }
 
 // errSampling is why a Peer samples when Config.Sample asks it to.

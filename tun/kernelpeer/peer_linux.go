@@ -201,24 +201,23 @@ func NewProgramPeer(w stack.Wire, side string, rec *trace.Recorder) (stack.Peer,
 }
 
 // NewRelayPeers records a relay run inside the lab namespace (tcplab exec
-// --side middle) under the host name name, with two adopting peers that
-// share their ids: accept (LegAccept) on the kernel's address on the
+// --side middle) under the host name name, with two adopting peers: accept (LegAccept) on the kernel's address on the
 // client's link (198.18.1.1), where the relay listens and the gVisor client
 // connects, and connect (LegConnect) on its address on the server's link
 // (198.18.2.1), from which the kernel routes the relay's connections to the
-// gVisor server. release closes both. Cost: twice NewProgramPeer's (two
+// gVisor server. Their ids alternate: the accepted connections are c1, c3,
+// ..., those the relay makes c2, c4, .... release closes both. Cost: twice NewProgramPeer's (two
 // observers, two call tracers).
 func NewRelayPeers(w stack.Wire, name string, rec *trace.Recorder) (accept, connect stack.Peer, release func() error, err error) {
 	lab, ok := w.(*tun.Lab)
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("kernelpeer: a relay needs the TUN wire")
 	}
-	ids := &IDs{}
-	a, err := NewConfig(lab, "server", rec, Config{Adopt: true, Name: name, IDs: ids, Leg: LegAccept})
+	a, err := NewConfig(lab, "server", rec, Config{Adopt: true, Name: name, IDs: &IDs{Lane: 0, Lanes: 2}, Leg: LegAccept})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := NewConfig(lab, "client", rec, Config{Adopt: true, Name: name, IDs: ids, Leg: LegConnect})
+	c, err := NewConfig(lab, "client", rec, Config{Adopt: true, Name: name, IDs: &IDs{Lane: 1, Lanes: 2}, Leg: LegConnect})
 	if err != nil {
 		a.Close()
 		return nil, nil, nil, err
