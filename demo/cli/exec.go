@@ -498,6 +498,9 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 	}
 	quiet(ctx, lab.Trace, 100*time.Millisecond)
 	x.finish()
+	if x.relay != nil {
+		x.relay.sync() // the relay's last events are in the trace before they are checked
+	}
 	if len(tail) > 0 {
 		t := *s
 		t.Steps = tail

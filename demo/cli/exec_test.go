@@ -76,6 +76,7 @@ func TestExecMiddleUsageErrors(t *testing.T) {
 	onlyServer := write("server.lab", "server listen 9000\nserver accept\n")
 	onlyClient := write("client.lab", "client connect server:7000\n")
 	neither := write("neither.lab", "client sleep 1s\n")
+	relayExp := write("relay.lab", "server listen 9000\nexpect client sent F. before relay received F.\n")
 	reversed := write("reversed.lab", "client listen 9000\nserver connect client:9000\nserver listen 1\nclient connect server:7000\n")
 	for _, tc := range []struct {
 		args []string
@@ -91,6 +92,7 @@ func TestExecMiddleUsageErrors(t *testing.T) {
 		{[]string{"exec", "--side", "middle", "--format", "ladder", good, "--", "true"}, "three hosts (client, relay, server); the ladder and --svg draw two"},
 		{[]string{"exec", "--side", "middle", "--svg", filepath.Join(dir, "x.svg"), good, "--", "true"}, "the ladder and --svg draw two"},
 		{[]string{"exec", "--side", "middle", "--wire", "memory", good, "--", "true"}, "exec needs --wire tun"},
+		{[]string{"run", "--wire", "memory", relayExp}, relayExp + `:2:30: "expect client sent F. before relay received F.": there is a relay only with tcplab exec --side middle`},
 	} {
 		code, _, stderr := run(t, nil, tc.args...)
 		if code != ExitUsage || !strings.Contains(stderr, tc.want) {

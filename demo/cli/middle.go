@@ -22,7 +22,21 @@ import (
 // sockets, one per link, both under the host name "relay".
 
 // relayHost is the host name of the relay's events.
-const relayHost = "relay"
+const relayHost = scenario.RelayHost
+
+// relayExpect returns the first expectation of s on the relay, nil if none.
+func relayExpect(s *scenario.Script) *scenario.Expect {
+	for _, st := range s.Steps {
+		e, ok := st.(*scenario.Expect)
+		for ok && e != nil {
+			if e.Host == relayHost {
+				return e
+			}
+			e = e.Before
+		}
+	}
+	return nil
+}
 
 // relay is the relay's side of a run: its two observing peers.
 type relay struct {

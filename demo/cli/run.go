@@ -74,6 +74,9 @@ func newRun(env *Env) *cobra.Command {
 // With --capture, the capture starts as soon as the lab exists and stops
 // after the lab is closed.
 func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stream bool) (_ *scenario.Result, _ []trace.Event, err error) {
+	if e := relayExpect(s); e != nil && (f.prog == nil || f.prog.side != "middle") {
+		return nil, nil, usageError{fmt.Errorf("%s: %q: there is a relay only with tcplab exec --side middle", e.Position(), e.String())}
+	}
 	lab, opt, err := newLab(ctx, env, f, s, f.pcap != "")
 	if err != nil {
 		return nil, nil, err

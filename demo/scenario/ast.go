@@ -105,6 +105,10 @@ type Note struct {
 	Text string
 }
 
+// RelayHost is the host name of a relay program's events (tcplab exec
+// --side middle); expectations may name it ("expect relay sent F.").
+const RelayHost = "relay"
+
 // Expect checks the trace so far.
 type Expect struct {
 	base

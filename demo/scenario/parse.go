@@ -492,9 +492,13 @@ func (p *lineParser) callExpect(pos Pos) (*CallExpect, error) {
 	return e, nil
 }
 
+// expectHosts are the hosts an expectation may name: the relay of tcplab
+// exec --side middle too, whose events are in the trace.
+var expectHosts = []string{"client", "server", RelayHost}
+
 // expect parses a stand-alone expectation (after "expect").
 func (p *lineParser) expect(start Pos) (*Expect, error) {
-	host, err := p.want("a host", hosts)
+	host, err := p.want("a host", expectHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -561,6 +565,9 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 		if e.On, err = p.ident("the socket"); err != nil {
 			return nil, err
 		}
+	}
+	if host == RelayHost && (e.What == "final" || e.What == "buffer" || e.On != "") {
+		return nil, p.errorf("the relay's sockets are its program's, not the scenario's: expect relay sent|received FLAGS or expect relay state STATE, without on NAME")
 	}
 	return e, nil
 }

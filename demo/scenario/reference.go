@@ -48,6 +48,7 @@ and on their own line (checked against the trace so far):
   expect HOST sent|received FLAGS [count N | never] [reason ~ "text"] [before HOST sent|received FLAGS]
   expect HOST state STATE [never]      expect HOST final STATE
   expect HOST buffer snd|rcv N         ... on NAME
+  expect relay sent|received|state ...   the relay of tcplab exec --side middle
 
 FLAGS are tcpdump's (S, S., ., P., F., R, R.): a pattern needs every flag it names
 and no SYN/FIN/RST it leaves out; "." alone is a pure ACK. STATES: SYN-SENT,
