@@ -274,7 +274,7 @@ func (x *execRun) script(name string, env *Env) (*scenario.Script, error) {
 		name = "article"
 	}
 	if name == "" && x.side == "middle" {
-		return nil, usageError{errors.New("exec --side middle needs a scenario with a client and a server (server listen PORT, client connect server:PORT): the relay goes between them")}
+		return nil, usageError{errors.New("exec --side middle needs a scenario with a client and a server (server listen PORT, client connect server:PORT), e.g. examples/relay.lab: the relay goes between them")}
 	}
 	if name == "" {
 		return nil, usageError{errors.New("exec --side server needs a scenario whose client connects to the program (client connect server:PORT)")}
