@@ -161,6 +161,22 @@ func bothLegs(t *testing.T, evs []mEvent) {
 	if len(conns) != 2 || !conns["c1 198.18.1.2"] || !conns["c2 198.18.2.2"] {
 		t.Errorf("the relay's connections %v, want two: c1 with the client, c2 with the server", conns)
 	}
+	// Each of the relay's calls is recorded once, by the leg it was made
+	// on (two observers see every call of the program).
+	calls := map[string]int{}
+	for _, e := range evs {
+		if e.Kind == "call" && e.Host == "relay" {
+			calls[e.Call+" "+e.Conn]++
+			if e.Conn == "" {
+				t.Errorf("a relay call on no connection: %+v", e)
+			}
+		}
+	}
+	if len(calls) == 0 {
+		t.Log("the relay's calls are not traced on this machine")
+	} else if calls["accept c1"]+calls["accept4 c1"] != 1 || calls["connect c2"] != 1 {
+		t.Errorf("the relay's calls %v: want one accept on c1, one connect on c2", calls)
+	}
 }
 
 var verdictMS = regexp.MustCompile(`after ([0-9.]+) (ms|s)\b`)

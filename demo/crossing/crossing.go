@@ -18,8 +18,10 @@
 // by its address, from the segments the other hosts sent. With several
 // connections on a leg, a FIN or RST is paired with the connection toward
 // the other host that the relay opened last before the FIN or RST arrived
-// (the first one after it when there is none before). Cost: one pass over
-// the events, linear in their number.
+// (the first one after it when there is none before). A segment of the
+// relay that passed one arrival on is not paired with another. Cost: a
+// pass over the events, plus a pass over the relay's few FINs and RSTs per
+// FIN or RST it received.
 package crossing
 
 import (
@@ -168,6 +170,9 @@ func Verdicts(events []trace.Event, relay string, opt Options) []Verdict {
 			v.To, v.State = other.peer, other.state
 			for i := range other.sent {
 				s := other.sent[i]
+				if paired[s.Index] {
+					continue // it passed on an earlier arrival
+				}
 				if !after(s, in) {
 					if v.Before == nil {
 						v.Before = &other.sent[i]
@@ -284,12 +289,9 @@ func (v Verdict) words(opt Options, legs map[string]*leg) string {
 	var b strings.Builder
 	b.WriteString(what)
 	switch {
-	case v.Before != nil:
+	case v.Before != nil && v.Out == nil:
 		fmt.Fprintf(&b, " arrived after the relay had already sent a %s toward %s (%s earlier): nothing left to pass on",
 			flagOf(v.Before.Flags), v.To, Duration(v.In.T-v.Before.T))
-		if v.Out != nil {
-			fmt.Fprintf(&b, "; the relay sent a %s toward %s %s after it", flagOf(v.Out.Flags), v.To, Duration(v.Out.T-v.In.T))
-		}
 	case v.Out == nil:
 		fmt.Fprintf(&b, " never passed on to %s", v.To)
 		if v.State != "" {
@@ -304,6 +306,9 @@ func (v Verdict) words(opt Options, legs map[string]*leg) string {
 	}
 	if v.Out != nil && v.Out.Reason != "" && flagOf(v.Out.Flags) == "RST" {
 		fmt.Fprintf(&b, " (the relay's RST: %s)", v.Out.Reason)
+	}
+	if v.Out != nil && v.Before != nil {
+		fmt.Fprintf(&b, " (the relay had already sent a %s toward %s %s before it arrived)", flagOf(v.Before.Flags), v.To, Duration(v.In.T-v.Before.T))
 	}
 	if a := v.Answer; a != nil {
 		fmt.Fprintf(&b, "; the relay answered it with a RST toward %s after %s", v.From, Duration(a.T-v.In.T))

@@ -201,3 +201,55 @@ func TestNoOtherLeg(t *testing.T) {
 		t.Errorf("Verdicts(nil) = %+v", vs)
 	}
 }
+
+// TestFINThenRST: the client's FIN and then its RST, on one leg. The FIN
+// crosses as a FIN; the RST is passed on by the relay's RST: a segment that
+// passed one arrival on is not paired with another.
+func TestFINThenRST(t *testing.T) {
+	ev := append(handshakes(),
+		seg(10, "relay", "c1", "in", cli, front, "F."),
+		seg(11, "relay", "c2", "out", back, srv, "F."),
+		seg(20, "relay", "c1", "in", cli, front, "R"),
+		seg(25, "relay", "c2", "out", back, srv, "R."),
+	)
+	vs := one(t, ev, Options{}, 2)
+	if got, want := vs[0].Text, "client's FIN passed on to server after 1.0 ms"; got != want {
+		t.Errorf("verdict 1 = %q, want %q", got, want)
+	}
+	if got, want := vs[1].Text, "client's RST passed on to server after 5.0 ms"; got != want {
+		t.Errorf("verdict 2 = %q, want %q", got, want)
+	}
+
+	// Both arrive before the relay does anything: the FIN pairs with the
+	// relay's FIN, the RST with its RST.
+	ev = append(handshakes(),
+		seg(10, "relay", "c1", "in", cli, front, "F."),
+		seg(12, "relay", "c1", "in", cli, front, "R"),
+		seg(30, "relay", "c2", "out", back, srv, "F."),
+		seg(40, "relay", "c2", "out", back, srv, "R."),
+	)
+	vs = one(t, ev, Options{}, 2)
+	if got, want := vs[0].Text, "client's FIN passed on to server after 20 ms"; got != want {
+		t.Errorf("verdict 1 = %q, want %q", got, want)
+	}
+	if got, want := vs[1].Text, "client's RST passed on to server after 28 ms"; got != want {
+		t.Errorf("verdict 2 = %q, want %q", got, want)
+	}
+}
+
+// TestBeforeThenOut: the relay had ended a direction on its own (FIN) when
+// the other host's FIN arrives, and later resets: the verdict says both.
+func TestBeforeThenOut(t *testing.T) {
+	ev := append(handshakes(),
+		seg(10, "relay", "c1", "out", front, cli, "F."),
+		seg(20, "relay", "c2", "in", srv, back, "F."),
+		seg(50, "relay", "c1", "out", front, cli, "R."),
+	)
+	vs := one(t, ev, Options{}, 2)
+	if !vs[0].Own || vs[0].Out.T != 10*time.Millisecond {
+		t.Errorf("verdict 1 = %+v: want the relay's own FIN toward the client", vs[0])
+	}
+	if got, want := vs[1].Text, "server's FIN turned into a RST toward client after 30 ms (the relay had already sent a FIN toward client 10 ms before it arrived)"; got != want {
+		t.Errorf("verdict 2 = %q, want %q", got, want)
+	}
+}
