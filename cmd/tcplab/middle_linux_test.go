@@ -75,7 +75,7 @@ func execMiddle(t *testing.T, bin, socatArgs string) ([]mEvent, []capture.WirePa
 			tcp = append(tcp, p)
 		}
 	}
-	for _, want := range []string{"TCPLAB_LISTEN=198.18.1.1:7000 TCPLAB_PEER=198.18.2.2:9000", "# program sh exited with status 0"} {
+	for _, want := range []string{"TCPLAB_LISTEN=198.18.1.1:7000 TCPLAB_PEER=198.18.2.2:9000", "# program sh exited with status 0", "# relay verdict: client's FIN passed on to server after "} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

@@ -236,6 +236,9 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 				return err
 			}
 			x.say(events, res.Interrupted)
+			if x.relay != nil && out != "" {
+				x.relay.tell(env.Stderr) // the trace is in the file; the verdicts here too
+			}
 			if res.Interrupted && x.builtin != "" {
 				fmt.Fprintf(env.Stderr, "# %s: interrupted\n", x.builtin)
 				return interrupted{}

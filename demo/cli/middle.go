@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 
 	"github.com/tcplab/tcplab/demo/crossing"
@@ -43,6 +44,7 @@ type relay struct {
 	accept, connect stack.Peer
 	release         func() error
 	stopAt          trace.Event // the note of tcplab stopping it; zero if it did not
+	lines           []string    // the verdicts' notes
 }
 
 // scriptMiddle checks that s drives both gVisor hosts, the client
@@ -119,16 +121,27 @@ func relayPeers(f *runFlags, lab *stack.Lab) map[string]string {
 func (r *relay) verdicts(rec *trace.Recorder) {
 	vs := crossing.Verdicts(rec.Events(), relayHost, crossing.Options{Stopped: r.stopAt.T})
 	if len(vs) == 0 {
-		rec.Emit(trace.Event{Host: relayHost, Kind: trace.Note, Text: "verdict: no FIN or RST reached or left the relay"})
+		r.lines = append(r.lines, "verdict: no FIN or RST reached or left the relay")
+		rec.Emit(trace.Event{Host: relayHost, Kind: trace.Note, Text: r.lines[0]})
 	}
 	for _, v := range vs {
 		conn := v.In.Conn
 		if v.Own {
 			conn = v.Out.Conn
 		}
-		rec.Emit(trace.Event{Host: relayHost, Kind: trace.Note, Conn: conn, Text: "verdict: " + v.Text + " [" + crossing.Inferred + "]"})
+		text := "verdict: " + v.Text + " [" + crossing.Inferred + "]"
+		r.lines = append(r.lines, text)
+		rec.Emit(trace.Event{Host: relayHost, Kind: trace.Note, Conn: conn, Text: text})
 	}
 	rec.Flush()
+}
+
+// tell writes the verdicts to w, one "# verdict: ..." line each (when the
+// trace went to a file).
+func (r *relay) tell(w io.Writer) {
+	for _, l := range r.lines {
+		fmt.Fprintf(w, "# relay %s\n", l)
+	}
 }
 
 // addrs returns where the relay must listen and the server it must reach.
