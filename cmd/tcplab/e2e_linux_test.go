@@ -163,8 +163,13 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 				if nsID == "" {
 					t.Fatalf("never saw the lab namespace line")
 				}
-				time.Sleep(200 * time.Millisecond) // mid-run: the server is "working"
-				progs = programsOf(t, cmd.Process.Pid)
+				// Mid-run: the server is "working" for 5 s. Wait until the
+				// observer's programs are loaded (slow on a loaded machine);
+				// a run that never loads them fails below.
+				for deadline := time.Now().Add(4 * time.Second); len(progs) == 0 && time.Now().Before(deadline); {
+					time.Sleep(50 * time.Millisecond)
+					progs = programsOf(t, cmd.Process.Pid)
+				}
 				cmd.Process.Signal(tc.sig)
 			}
 			go func() {
