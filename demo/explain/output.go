@@ -226,6 +226,9 @@ func (c *Conn) segText(r rec) string {
 	if r.re {
 		b.WriteString(" (retransmission)")
 	}
+	if r.probe {
+		b.WriteString(" (keepalive probe)")
+	}
 	if r.missed {
 		b.WriteString(" (the capture lacks the bytes before it)")
 	}
