@@ -144,4 +144,3 @@ func TestPatternDiffer(t *testing.T) {
 		}
 	}
 }
-
