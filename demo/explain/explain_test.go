@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -469,6 +470,8 @@ func FuzzExplain(f *testing.F) {
 		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{})
 		out.Reset()
 		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{Format: "json", OnlyResets: true})
+		out.Reset()
+		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{Format: "ladder", SVG: io.Discard})
 	})
 }
 
@@ -570,5 +573,32 @@ func TestKeepaliveAndIdleEvidence(t *testing.T) {
 	cs, _ = analyze(t, pcapOf(t, linkEthernet, idleFIN))
 	if f := cs[0].Findings[0]; f.Class != ClassClose || !strings.Contains(f.Why, "idle timeout") {
 		t.Errorf("FIN after 75 s: %s (%s), want close() for an idle timeout", f.Class, f.Why)
+	}
+}
+
+// The ladder and the SVG of a capture are demo/render's, drawn from
+// Conn.Events: an arrow per packet, the inferred reason under the FIN and
+// the RST, the teardown as a note; --conn selects what they draw.
+func TestLadderAndSVG(t *testing.T) {
+	data := pcapOf(t, linkEthernet, closeConv, refusedConv)
+	var out, svg bytes.Buffer
+	if _, err := Run("x.pcap", bytes.NewReader(data), &out, Options{Format: "ladder", Conn: "1", SVG: &svg}); err != nil {
+		t.Fatal(err)
+	}
+	lad := out.String()
+	for _, want := range []string{"── F. seq 4 ack 1 ──", "inferred [high]: data arrived in FIN-WAIT-2 after close()", "# conn 1: half-close then reset (Zeek RSTO)", "# summary of x.pcap"} {
+		if !strings.Contains(lad, want) {
+			t.Errorf("ladder lacks %q:\n%s", want, lad)
+		}
+	}
+	if n := strings.Count(lad, "──▶│") + strings.Count(lad, "│◀──"); n != len(closeConv.pkts) {
+		t.Errorf("ladder has %d arrows, want %d (one per packet of conn 1):\n%s", n, len(closeConv.pkts), lad)
+	}
+	if strings.Contains(lad, "conn 2") {
+		t.Errorf("--conn 1 drew conn 2:\n%s", lad)
+	}
+	s := svg.String()
+	if !strings.HasPrefix(s, "<?xml") && !strings.HasPrefix(s, "<svg") || !strings.Contains(s, "data arrived in FIN-WAIT-2") || !strings.Contains(s, "tcplab explain x.pcap") {
+		t.Errorf("SVG:\n%.600s", s)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tcplab/tcplab/demo/render"
+	"github.com/tcplab/tcplab/stack/trace"
 )
 
 // Summary counts what a capture held.
@@ -102,7 +105,9 @@ func Analyze(name string, r io.Reader, keep bool, done func(*Conn)) (Summary, er
 // Options select what Run writes. The zero value writes the text timeline
 // of every connection and the summary.
 type Options struct {
-	// Format is "text" (the default) or "json" (JSON lines: a
+	// Format is "text" (the default), "ladder" (tcplab's sequence
+	// diagram of the selected connections, drawn by demo/render from
+	// Conn.Events, then the summary) or "json" (JSON lines: a
 	// "segment" line per packet, sequence numbers relative to each
 	// side's ISN; a "finding" line after each FIN and RST, with the
 	// packet's absolute numbers as on the wire; a "conn" line per
@@ -117,6 +122,11 @@ type Options struct {
 	// SummaryOnly leaves out the connections: the summary table only
 	// (and no packet is kept, for big captures).
 	SummaryOnly bool
+	// SVG, if set, receives the SVG ladder of the selected connections
+	// (demo/render's, from Conn.Events), whatever the Format.
+	SVG io.Writer
+	// Color colours the ladder (see render.ColorWanted).
+	Color bool
 }
 
 // filter is a parsed Options.Conn.
@@ -171,6 +181,7 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 		flt = filter{n: n, a: a, b: b}
 	}
 	var werr error
+	var events []trace.Event // for the ladder and the SVG
 	matched := 0
 	enc := json.NewEncoder(w)
 	sum, err := Analyze(name, r, !opt.SummaryOnly, func(c *Conn) {
@@ -182,6 +193,12 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			return
 		}
 		matched++
+		if opt.Format == "ladder" || opt.SVG != nil {
+			events = append(events, c.Events()...)
+		}
+		if opt.Format == "ladder" {
+			return
+		}
 		if opt.Format == "json" {
 			werr = writeConnJSON(enc, c, t0, opt.OnlyResets)
 		} else {
@@ -193,6 +210,18 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	}
 	if err == nil && opt.Conn != "" && matched == 0 {
 		err = fmt.Errorf("explain: %s: no connection %s (the capture has %d)", name, opt.Conn, sum.Conns)
+	}
+	if len(events) > 0 {
+		sort.SliceStable(events, func(i, j int) bool { return events[i].T < events[j].T })
+		for i := range events {
+			events[i].Index = i
+		}
+		if opt.Format == "ladder" && werr == nil {
+			werr = render.Ladder(w, events, render.LadderOptions{Color: opt.Color})
+		}
+		if opt.SVG != nil && werr == nil {
+			werr = render.SVG(opt.SVG, events, render.SVGOptions{Title: "tcplab explain " + name})
+		}
 	}
 	if opt.Format == "json" {
 		if e := enc.Encode(struct {
