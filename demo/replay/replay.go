@@ -91,6 +91,7 @@ type builder struct {
 	maxWin  [2]uint32
 	slack   [2]uint32 // one unit of the side's window scale
 	zeroWin [2]bool
+	eof     [2]bool // it read to EOF
 	finDone [2]bool
 	shut    [2]bool
 	closed  [2]bool
@@ -136,8 +137,21 @@ func (b *builder) readN(t time.Duration, h int, n int64, why string) {
 	if n <= 0 {
 		return
 	}
+	// The read ends the reader's write, and the peer's: what the peer
+	// sends after it is a new write, after the read in the scenario (a
+	// write that waited for the read would otherwise block before it).
 	b.endWrite(h)
+	b.endWrite(1 - h)
+	all := n == b.arrived[h]-b.read[h]
 	b.read[h] += n
+	if all && b.finDone[1-h] && !b.eof[h] {
+		// Everything up to the peer's FIN: read to EOF, so that the
+		// replay drains what a stack with other buffer sizes still holds
+		// back (one read returns only what has arrived).
+		b.eof[h] = true
+		b.add(t, roles[h], "read all", why+"; to the peer's FIN")
+		return
+	}
 	// One read returns at most 16 MiB (the language's limit); bigger
 	// backlogs take several.
 	for n > 0 {
@@ -318,6 +332,14 @@ func (b *builder) segment(s explain.Segment) {
 	if s.FIN() && !b.finDone[h] {
 		b.finDone[h] = true
 		b.endWrite(h)
+		defer func() {
+			// The peer had read all the capture shows: it reads on to
+			// EOF once this FIN is sent.
+			if !b.closed[p] && !b.rst[p] && !b.eof[p] && b.arrived[p] == b.read[p] && b.arrived[p] > 0 {
+				b.eof[p] = true
+				b.add(s.T, roles[p], "read all", fmt.Sprintf("it had read all %d bytes (its windows); after #%d FIN it reads to EOF", b.arrived[p], s.N))
+			}
+		}()
 		f := s.Finding
 		if f != nil && f.Class == explain.ClassShutWR {
 			b.add(s.T, s.From, "shutdown wr", fmt.Sprintf("#%d FIN: %s [%s]", s.N, f.Class, f.Confidence))
