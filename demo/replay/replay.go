@@ -20,7 +20,11 @@
 //     update: the application took bytes out of the receive buffer); a
 //     zero window says the application stopped reading; before a close()
 //     that sent FIN the side must have read everything (close() with
-//     unread data sends RST);
+//     unread data sends RST); a side that had read everything reads on to
+//     EOF once the peer's FIN is out (one read returns only what has
+//     arrived, and a stack with other buffer sizes holds more back); a
+//     read ends the writes on both sides, so that a write that waited for
+//     it comes after it;
 //   - shutdown(SHUT_WR) or close() from each FIN's cause as package explain
 //     reads it; close() with unread data, SO_LINGER 0, or a stand-in
 //     SO_LINGER 0 for an abort whose real cause a scenario cannot make

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,54 @@ func TestReplayReproducesTeardown(t *testing.T) {
 				t.Errorf("no FIN or RST in the capture of %s", name)
 			}
 		})
+	}
+}
+
+// A bulk transfer in two writes with reads between, then the close
+// experiment's teardown: the replay has several writes and reads, and the
+// same teardown.
+func TestReplayBulk(t *testing.T) {
+	src := `# bulk: two big writes, reads between, a close, a late answer.
+server listen 8080
+client connect server:8080
+server accept
+client write 60000
+server read 32768
+server read 32768
+client write 40000
+client close
+server read all
+server write 1000
+`
+	s, err := scenario.Parse("bulk.lab", strings.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, events, err := scenario.Simulate(context.Background(), s, scenario.SimConfig{KeepPackets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := pcapng.Write(&b, events, pcapng.Options{Only: "client"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := conns(t, "bulk", b.Bytes())
+	r, got := replayed(t, "bulk", cs[0])
+	if d := Differ(r.Pattern, got); d != "" || strings.Join(got, ", ") != "client FIN, client RST" {
+		t.Errorf("teardown %q, capture %q: %s\n%s", got, r.Pattern, d, r.Lab)
+	}
+	var wrote, reads int
+	for _, l := range strings.Split(r.Lab, "\n") {
+		var n int
+		if _, err := fmt.Sscanf(l, "client write %d", &n); err == nil {
+			wrote += n
+		}
+		if strings.HasPrefix(l, "server read") {
+			reads++
+		}
+	}
+	if wrote != 100000 || reads < 2 {
+		t.Errorf("the replay writes %d bytes (want 100000) and reads %d times (want 2 or more):\n%s", wrote, reads, r.Lab)
 	}
 }
 
