@@ -116,7 +116,10 @@ line.`,
 // keeping the packets of the connection conn selects only, and builds its
 // replay.
 func buildReplay(path, conn string, env *Env) (*replay.Replay, error) {
-	n, a, b, _ := explain.ParseConn(conn)
+	match, err := explain.ConnFilter(conn)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	var in io.Reader
 	name := path
 	if path == "-" {
@@ -130,12 +133,8 @@ func buildReplay(path, conn string, env *Env) (*replay.Replay, error) {
 		in = f
 	}
 	var found *explain.Conn
-	sum, err := explain.Analyze(name, in, true, func(c *explain.Conn) {
-		if found != nil {
-			return
-		}
-		x, y := c.Client(), c.Server()
-		if (n != 0 && c.N == n) || (n == 0 && ((x == a && y == b) || (x == b && y == a))) {
+	sum, err := explain.AnalyzeSome(name, in, match, func(c *explain.Conn) {
+		if found == nil && match(c) {
 			found = c
 		}
 	})

@@ -27,6 +27,10 @@ type Analyzer struct {
 	Done func(*Conn)
 	// KeepPackets keeps every packet of a connection for the timeline.
 	KeepPackets bool
+	// Keep, if set, decides per connection, when its first packet is
+	// seen, whether its packets are kept (instead of KeepPackets): a
+	// filter such as --conn keeps only what it will show.
+	Keep func(*Conn) bool
 
 	conns   map[tuple]*Conn
 	next    int
@@ -54,9 +58,13 @@ func (a *Analyzer) Add(p Packet) {
 		a.next++
 		c = newConn(a.next, p)
 		c.Origin = a.origin
+		c.keep = a.KeepPackets
+		if a.Keep != nil {
+			c.keep = a.Keep(c)
+		}
 		a.conns[k] = c
 	}
-	c.add(p, a.KeepPackets)
+	c.add(p, c.keep)
 	a.sinceGC++
 	if a.sinceGC >= 1<<14 && len(a.conns) > 64 {
 		a.sinceGC = 0

@@ -185,6 +185,7 @@ type Conn struct {
 	Findings []*Finding
 
 	recs      []rec // kept when the timeline is wanted
+	keep      bool  // keep its packets in recs
 	recent    [8]dupSeen
 	nrecent   int
 	midSYN    bool // no SYN: the capture started mid-stream

@@ -602,3 +602,25 @@ func TestLadderAndSVG(t *testing.T) {
 		t.Errorf("SVG:\n%.600s", s)
 	}
 }
+
+// AnalyzeSome keeps the packets of the connections a --conn filter
+// selects, and only theirs.
+func TestAnalyzeSomeKeepsOnlySelected(t *testing.T) {
+	match, err := ConnFilter("2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []int
+	_, err = AnalyzeSome("x.pcap", bytes.NewReader(pcapOf(t, linkEthernet, closeConv, shutdownConv, refusedConv)), match, func(c *Conn) {
+		kept = append(kept, len(c.Segments()))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 3 || kept[0] != 0 || kept[1] != len(shutdownConv.pkts) || kept[2] != 0 {
+		t.Errorf("packets kept per connection %v, want [0 %d 0]", kept, len(shutdownConv.pkts))
+	}
+	if _, err := ConnFilter("x-y"); err == nil {
+		t.Error("ConnFilter(x-y) accepted")
+	}
+}

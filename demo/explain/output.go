@@ -68,13 +68,21 @@ func (s *Summary) add(c *Conn) {
 // pass over the file; memory for the connections still open (and, with
 // keep, their packets).
 func Analyze(name string, r io.Reader, keep bool, done func(*Conn)) (Summary, error) {
+	return AnalyzeSome(name, r, func(*Conn) bool { return keep }, done)
+}
+
+// AnalyzeSome is Analyze keeping the packets of the connections keep
+// selects when their first packet is seen (see Analyzer.Keep): a filter
+// on a big capture keeps only what it shows. Its Conn has its number and
+// addresses then, nothing more.
+func AnalyzeSome(name string, r io.Reader, keep func(*Conn) bool, done func(*Conn)) (Summary, error) {
 	sum := Summary{File: name}
 	rd, err := NewReader(name, r)
 	if err != nil {
 		return sum, err
 	}
 	defer rd.Close()
-	a := Analyzer{KeepPackets: keep, Done: func(c *Conn) {
+	a := Analyzer{Keep: keep, Done: func(c *Conn) {
 		sum.add(c)
 		if done != nil {
 			done(c)
@@ -157,6 +165,17 @@ func ParseConn(s string) (n int, a, b netip.AddrPort, err error) {
 	return 0, a, b, fmt.Errorf("--conn %q: want a connection number or ADDR:PORT-ADDR:PORT (e.g. 10.0.0.1:40000-10.0.0.2:80)", s)
 }
 
+// ConnFilter returns the test a --conn value (see ParseConn) makes of a
+// connection; it needs only the connection's number and addresses, so it
+// can choose at the first packet what to keep (AnalyzeSome).
+func ConnFilter(s string) (func(*Conn) bool, error) {
+	n, a, b, err := ParseConn(s)
+	if err != nil {
+		return nil, err
+	}
+	return filter{n: n, a: a, b: b}.match, nil
+}
+
 func (f filter) match(c *Conn) bool {
 	if f.n != 0 {
 		return c.N == f.n
@@ -184,7 +203,8 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	var events []trace.Event // for the ladder and the SVG
 	matched := 0
 	enc := json.NewEncoder(w)
-	sum, err := Analyze(name, r, !opt.SummaryOnly, func(c *Conn) {
+	keep := func(c *Conn) bool { return !opt.SummaryOnly && flt.match(c) }
+	sum, err := AnalyzeSome(name, r, keep, func(c *Conn) {
 		t0 := c.Origin
 		if opt.SummaryOnly || !flt.match(c) || werr != nil {
 			return
