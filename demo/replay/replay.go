@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/demo/explain"
+	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -193,6 +194,11 @@ func Build(c *explain.Conn, opt Options) (*Replay, error) {
 		}
 	}
 	port := c.Server().Port()
+	if port == 0 {
+		// Port 0 cannot be listened on; any other does.
+		port = 9527
+		b.notes = append(b.notes, "the server's port is 0 in the capture: 9527 instead")
+	}
 
 	// SO_LINGER 0 is set when the socket is made: find the sides whose
 	// RST calls for it first.
@@ -256,10 +262,18 @@ func Build(c *explain.Conn, opt Options) (*Replay, error) {
 			b.closed[h] = true
 		}
 	}
+	if len(b.steps) > maxSteps {
+		b.notes = append(b.notes, fmt.Sprintf("the connection makes %d steps; the scenario stops after %d (the language allows %d)", len(b.steps), maxSteps, scenario.MaxSteps))
+		b.steps = b.steps[:maxSteps]
+	}
 	r.Notes = b.notes
 	r.Lab = render(name, c, opt, r, b)
 	return r, nil
 }
+
+// maxSteps bounds a replay's steps, below the language's limit with room
+// for sleeps and expectations.
+const maxSteps = scenario.MaxSteps / 3
 
 // lingerStandIn reports whether a RST is replayed as close() with SO_LINGER
 // 0: its cause is SO_LINGER 0, or an abort a scenario cannot make
@@ -430,7 +444,7 @@ func render(name string, c *explain.Conn, opt Options, r *Replay, b *builder) st
 	width = min(max(width, 24), 44)
 	for _, s := range steps {
 		if s.t-at >= opt.MinSleep && s.host != "" {
-			d := (s.t - at).Round(time.Millisecond)
+			d := min((s.t - at).Round(time.Millisecond), scenario.MaxDuration)
 			fmt.Fprintf(&w, "%-*s # the capture is quiet for %s\n", width, s.host+" sleep "+fmtDur(d), fmtDur(d))
 		}
 		if s.host != "" {

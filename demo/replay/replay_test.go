@@ -193,3 +193,23 @@ func TestPatternDiffer(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReplay feeds replay arbitrary captures: every connection explain
+// finds either cannot be replayed (an error) or becomes a scenario that
+// parses. Its seeds are in testdata/fuzz/FuzzReplay: the client's view of
+// the close, linger-zero and connect-refused runs on the memory wire
+// (tcplab run NAME --wire memory --pcap F --pcap-view client), kept as
+// files so that a fuzz worker does not run a lab to start.
+func FuzzReplay(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		explain.Analyze("fuzz.pcap", bytes.NewReader(data), true, func(c *explain.Conn) {
+			r, err := Build(c, Options{})
+			if err != nil {
+				return
+			}
+			if _, err := scenario.Parse("fuzz.lab", strings.NewReader(r.Lab)); err != nil {
+				t.Fatalf("conn %d: the replay does not parse: %v\n%s", c.N, err, r.Lab)
+			}
+		})
+	})
+}
