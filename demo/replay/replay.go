@@ -96,7 +96,8 @@ type builder struct {
 	maxWin  [2]uint32
 	slack   [2]uint32 // one unit of the side's window scale
 	zeroWin [2]bool
-	eof     [2]bool // it read to EOF
+	eof     [2]bool   // it read to EOF
+	next    [2]uint32 // the sequence number after the side's data so far
 	finDone [2]bool
 	shut    [2]bool
 	closed  [2]bool
@@ -185,7 +186,7 @@ func Build(c *explain.Conn, opt Options) (*Replay, error) {
 		name = fmt.Sprintf("replay-conn%d", c.N)
 	}
 	r := &Replay{Conn: c.N, Pattern: CapturePattern(c)}
-	b := &builder{write: [2]int{-1, -1}}
+	b := &builder{write: [2]int{-1, -1}, next: [2]uint32{1, 1}}
 	cs, ss := c.WScale()
 	for i, sc := range []int{cs, ss} {
 		b.slack[i] = 1
@@ -324,8 +325,16 @@ func (b *builder) segment(s explain.Segment) {
 		b.win[h], b.winSet[h] = w, true
 		b.maxWin[h] = max(b.maxWin[h], w)
 	}
-	// Data.
-	if s.Len > 0 && !s.Retrans {
+	// Data: the sequence space beyond what the side had sent, including
+	// a gap the capture lacks before it (sent, not captured); a
+	// retransmission adds only what is new in it.
+	end := s.Seq + uint32(s.Len)
+	if s.Len > 0 && int32(end-b.next[h]) > 0 {
+		n := int(end - b.next[h])
+		if gap := int32(s.Seq - b.next[h]); gap > 0 {
+			b.add(s.T, "", "", fmt.Sprintf("#%d: the capture lacks %d bytes %s sent before it; the write below counts them", s.N, gap, s.From))
+		}
+		b.next[h] = end
 		cont := false
 		if b.write[h] >= 0 {
 			ld := b.lastData[h]
@@ -337,15 +346,15 @@ func (b *builder) segment(s explain.Segment) {
 		b.mss[h] = max(b.mss[h], s.Len)
 		if cont {
 			st := &b.steps[b.write[h]]
-			b.wrote[h] += int64(s.Len)
+			b.wrote[h] += int64(n)
 			st.line = fmt.Sprintf("write %d", b.wrote[h])
 			st.why = fmt.Sprintf("#%d-#%d (new data)", b.writeFirst[h], s.N)
 		} else {
-			b.write[h] = b.add(s.T, s.From, fmt.Sprintf("write %d", s.Len), fmt.Sprintf("#%d (new data)", s.N))
-			b.wrote[h], b.writeFirst[h] = int64(s.Len), s.N
+			b.write[h] = b.add(s.T, s.From, fmt.Sprintf("write %d", n), fmt.Sprintf("#%d (new data)", s.N))
+			b.wrote[h], b.writeFirst[h] = int64(n), s.N
 		}
 		b.lastData[h] = s
-		b.arrived[p] += int64(s.Len)
+		b.arrived[p] += int64(n)
 	}
 	if s.FIN() && !b.finDone[h] {
 		b.finDone[h] = true
