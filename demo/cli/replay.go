@@ -195,6 +195,16 @@ func runReplays(ctx context.Context, env *Env, f *replayFlags, s *scenario.Scrip
 		verdict := "reproduces: " + patternText(got)
 		if d := replay.Differ(r.Pattern, got); d != "" {
 			verdict = "differs: " + d + " (this run: " + patternText(got) + ")"
+			// The reason of this run's first FIN or RST the capture does
+			// not have where it has it.
+			for i, k := range got {
+				if i >= len(r.Pattern) || r.Pattern[i] != k {
+					if why := replay.Reason(events, k); why != "" {
+						verdict += "; its " + k + ": " + why
+					}
+					break
+				}
+			}
 			if i == 0 {
 				failed = errSilent
 			}

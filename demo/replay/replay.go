@@ -550,6 +550,18 @@ func Pattern(events []trace.Event) []string {
 	return out
 }
 
+// Reason returns the reason of the first segment a trace's Pattern names
+// key ("client RST"), "" when there is none.
+func Reason(events []trace.Event, key string) string {
+	host, kind, _ := strings.Cut(key, " ")
+	for _, e := range events {
+		if e.Kind == trace.Segment && e.Dir == "out" && e.Host == host && kind != "" && strings.Contains(e.Flags, kind[:1]) {
+			return e.Reason
+		}
+	}
+	return ""
+}
+
 // Differ says where pattern got differs from want, or "" when they are
 // the same: the first position where they part.
 func Differ(want, got []string) string {

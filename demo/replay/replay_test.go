@@ -177,6 +177,23 @@ func TestReplayGolden(t *testing.T) {
 	}
 }
 
+// A trace's pattern and the reasons of its FINs and RSTs.
+func TestPatternOfTrace(t *testing.T) {
+	_, events, err := scenario.SimulateBuiltin(context.Background(), "close", scenario.SimConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Pattern(events), ", "); got != "client FIN, client RST" {
+		t.Errorf("Pattern = %s", got)
+	}
+	if r := Reason(events, "client RST"); !strings.Contains(r, "after close()") {
+		t.Errorf("Reason(client RST) = %q", r)
+	}
+	if r := Reason(events, "server FIN"); r != "" {
+		t.Errorf("Reason(server FIN) = %q, want none", r)
+	}
+}
+
 // The patterns and their difference.
 func TestPatternDiffer(t *testing.T) {
 	for _, tc := range []struct {
