@@ -172,7 +172,8 @@ func (b *builder) endWrite(h int) { b.write[h] = -1 }
 
 // Build turns connection c (analyzed with its packets kept) into a
 // scenario. It fails when the capture shows nothing a scenario could
-// start from (a SYN nobody answered).
+// start from (a SYN nobody answered). Cost: linear in the connection's
+// packets; the scenario's text is a few dozen bytes per step.
 func Build(c *explain.Conn, opt Options) (*Replay, error) {
 	segs := c.Segments()
 	if len(segs) == 0 {
@@ -513,7 +514,7 @@ func expectations(pat []string) []string {
 
 // CapturePattern returns the capture's teardown of c: the first FIN and the
 // first RST of each side, in the order they appear, as "client FIN",
-// "server RST".
+// "server RST". Cost: one pass over c's findings.
 func CapturePattern(c *explain.Conn) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -528,7 +529,8 @@ func CapturePattern(c *explain.Conn) []string {
 }
 
 // Pattern returns a trace's teardown in the same form as CapturePattern:
-// the first FIN and first RST each host sent, in order.
+// the first FIN and first RST each host sent, in order. Cost: one pass
+// over the events.
 func Pattern(events []trace.Event) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -551,7 +553,8 @@ func Pattern(events []trace.Event) []string {
 }
 
 // Reason returns the reason of the first segment a trace's Pattern names
-// key ("client RST"), "" when there is none.
+// key ("client RST"), "" when there is none. Cost: one pass over the
+// events at most.
 func Reason(events []trace.Event, key string) string {
 	host, kind, _ := strings.Cut(key, " ")
 	for _, e := range events {
@@ -563,7 +566,8 @@ func Reason(events []trace.Event, key string) string {
 }
 
 // Differ says where pattern got differs from want, or "" when they are
-// the same: the first position where they part.
+// the same: the first position where they part. Cost: linear in the
+// patterns' length.
 func Differ(want, got []string) string {
 	for i := 0; i < max(len(want), len(got)); i++ {
 		switch {
