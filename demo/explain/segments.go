@@ -30,19 +30,26 @@ type Segment struct {
 	// Retrans marks a retransmission (its sequence space was sent before);
 	// Missed a segment the capture lacks sequence space before.
 	Retrans, Missed bool
-	// Src and Dst are the addresses, "198.18.1.2:44521"; SrcPort and
-	// DstPort the ports.
+	// Src and Dst are the addresses, "198.18.1.2:44521".
 	Src, Dst string
 	// Finding is the explanation of the FIN or RST this packet is, nil
 	// for other packets.
 	Finding *Finding
 }
 
-// FIN, RST, SYN, PSH and ACK report the segment's flags.
+// FIN reports whether the segment carries FIN.
 func (s Segment) FIN() bool { return s.Bits&flagFIN != 0 }
+
+// RST reports whether the segment carries RST.
 func (s Segment) RST() bool { return s.Bits&flagRST != 0 }
+
+// SYN reports whether the segment carries SYN.
 func (s Segment) SYN() bool { return s.Bits&flagSYN != 0 }
+
+// PSH reports whether the segment carries PSH.
 func (s Segment) PSH() bool { return s.Bits&flagPSH != 0 }
+
+// ACK reports whether the segment carries ACK.
 func (s Segment) ACK() bool { return s.Bits&flagACK != 0 }
 
 // Segments returns the connection's packets in capture order, with the
