@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,7 +32,7 @@ type replayFlags struct {
 func newReplay(env *Env) *cobra.Command {
 	var f replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay FILE --conn N|ADDR:PORT-ADDR:PORT",
+		Use:   "replay FILE [--conn N|ADDR:PORT-ADDR:PORT]",
 		Short: "turn a captured connection into a .lab scenario and run it: does the teardown reproduce?",
 		Long: `replay reads a capture (as explain does) and writes a .lab scenario that does what
 the capture shows the connection's applications did: who connected, who wrote how many
@@ -58,11 +57,10 @@ line.`,
   sudo tcplab replay capture.pcap --conn 3 --wire tun      # gVisor over TUN, then the kernel on each side`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.conn == "" {
-				return usageError{errors.New("--conn is required: the connection's number (as explain numbers them) or ADDR:PORT-ADDR:PORT")}
-			}
-			if _, _, _, err := explain.ParseConn(f.conn); err != nil {
-				return usageError{err}
+			if f.conn != "" {
+				if _, _, _, err := explain.ParseConn(f.conn); err != nil {
+					return usageError{err}
+				}
 			}
 			if f.wire != "memory" && f.wire != "tun" {
 				return usageError{fmt.Errorf("--wire %q: want memory or tun", f.wire)}
@@ -103,7 +101,7 @@ line.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.conn, "conn", "", "the connection: its number as explain gives it, or ADDR:PORT-ADDR:PORT (the first on that 4-tuple)")
+	fl.StringVar(&f.conn, "conn", "", "the connection: its number as explain gives it, or ADDR:PORT-ADDR:PORT (the first on that 4-tuple); may be left out when the capture has one connection")
 	fl.StringVarP(&f.out, "output", "o", "", "write the .lab scenario to this file (default: standard output)")
 	fl.BoolVar(&f.writeOnly, "write-only", false, "write the scenario, do not run it")
 	fl.StringVar(&f.wire, "wire", "memory", "the wire of the gVisor run: memory (no root) or tun")
@@ -116,6 +114,10 @@ line.`,
 // keeping the packets of the connection conn selects only, and builds its
 // replay.
 func buildReplay(path, conn string, env *Env) (*replay.Replay, error) {
+	only := conn == "" // the capture's only connection: it is number 1
+	if only {
+		conn = "1"
+	}
 	match, err := explain.ConnFilter(conn)
 	if err != nil {
 		return nil, usageError{err}
@@ -140,6 +142,9 @@ func buildReplay(path, conn string, env *Env) (*replay.Replay, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if only && sum.Conns != 1 {
+		return nil, usageError{fmt.Errorf("replay: %s has %d connections: choose one with --conn N or --conn ADDR:PORT-ADDR:PORT (tcplab explain %s shows them numbered)", name, sum.Conns, path)}
 	}
 	if found == nil {
 		return nil, fmt.Errorf("replay: %s: no connection %s (the capture has %d)", name, conn, sum.Conns)

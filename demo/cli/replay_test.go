@@ -43,12 +43,21 @@ func TestReplayCommand(t *testing.T) {
 	if code, out, stderr := run(t, nil, "run", lab, "--wire", "memory"); code != 0 {
 		t.Errorf("run %s: exit %d: %s\n%s", lab, code, stderr, out)
 	}
+	// Without --conn, the capture's only connection; a capture of two
+	// asks which.
+	if code, out, stderr := run(t, nil, "replay", p, "--write-only"); code != 0 || !strings.HasPrefix(out, "# replay-conn1: ") {
+		t.Errorf("replay without --conn: exit %d: %s\n%s", code, stderr, out)
+	}
+	p2 := filepath.Join(dir, "relay.pcapng")
+	if code, _, stderr := run(t, nil, "run", "half-close-relay", "--wire", "memory", "--format", "json", "--pcap", p2); code != 0 {
+		t.Fatalf("run half-close-relay: exit %d: %s", code, stderr)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"replay", p}, 2, "--conn is required"},
+		{[]string{"replay", p2}, 2, "has 2 connections: choose one with --conn"},
 		{[]string{"replay", p, "--conn", "x"}, 2, `--conn "x": want a connection number`},
 		{[]string{"replay", p, "--conn", "4"}, 1, "no connection 4 (the capture has 1)"},
 		{[]string{"replay", p, "--conn", "1", "--wire", "veth"}, 2, `--wire "veth": want memory or tun`},
