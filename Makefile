@@ -46,7 +46,8 @@ FUZZERS := \
 	./demo/scenario:FuzzDuration \
 	./stack:FuzzParseSegment \
 	./demo/pcapng:FuzzRoundTrip \
-	./demo/explain:FuzzExplain
+	./demo/explain:FuzzExplain \
+	./demo/replay:FuzzReplay
 ## Go 1.26's fuzz coordinator can fail a target with a bare "context
 ## deadline exceeded" at the -fuzztime boundary on a busy machine
 ## (go.dev/issue/75804, fixed in Go 1.27): such a run, with no failing input
@@ -79,11 +80,16 @@ fuzz-check:
 ## host sending to a kernel socket with the kernel sampled or observed by
 ## eBPF, against kernel sockets over veth, at MTU 1500 and 65000 (needs root; about 2 min
 ## on 2 cores; BENCHCOUNT=3 averages three runs). Raw output in bench.out,
-## table on stdout.
+## table on stdout. Then explain's summary of a synthetic capture of
+## EXPLAIN_CONNS connections (100,000: about 1.1 GB, written to a temporary
+## directory first) on two cores: seconds, peak heap and peak RSS, raw in
+## bench-explain.out.
 BENCHTIME  ?= 1024x
+EXPLAIN_CONNS ?= 100000
 BENCHCOUNT ?= 1
 bench:
 	$(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/ | tee bench.out | $(GO) run ./cmd/benchtable
+	GOMAXPROCS=2 EXPLAIN_BENCH_CONNS=$(EXPLAIN_CONNS) EXPLAIN_BENCH_SEGS=7 $(GO) test -run '^$$' -bench BenchmarkExplain -benchtime 1x -timeout 20m ./demo/explain | tee bench-explain.out
 
 ## bpf: recompile the eBPF programs of tun/ktrace (bpf/ktrace.c) and
 ## tun/calltrace (bpf/calltrace.c) and regenerate the committed .go/.o with bpf2go (needs clang, libbpf-dev:

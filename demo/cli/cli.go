@@ -1,6 +1,6 @@
 // Package cli provides tcplab's command line: run, check, list, show,
-// syntax, chat, diff and explain (cli.go: Main and the flags every run takes;
-// run.go, check.go, catalog.go, chat.go, diff.go, explain.go: the commands; output.go:
+// syntax, chat, diff, explain and replay (cli.go: Main and the flags every run takes;
+// run.go, check.go, catalog.go, chat.go, diff.go, explain.go, replay.go: the commands; output.go:
 // SVG and pcapng files; capture.go: run --capture). It builds labs on the wire the user picks and
 // renders their traces. It does not create TUN devices or kernel sockets
 // itself: the caller (cmd/tcplab) passes constructors in Env, so that demo
@@ -268,7 +268,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExec(env), newExplain(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExec(env), newExplain(env), newReplay(env))
 	return root
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -8,12 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcplab/tcplab/demo/explain"
+	"github.com/tcplab/tcplab/demo/render"
 )
 
 // newExplain is `tcplab explain FILE`: why each FIN and RST of a capture
 // was sent (package explain). It needs no root and runs no lab.
 func newExplain(env *Env) *cobra.Command {
 	var opt explain.Options
+	var svgPath string
 	cmd := &cobra.Command{
 		Use:   "explain FILE|-",
 		Short: "say why each FIN and RST in a capture (pcap, pcapng, gzip'd) was sent",
@@ -35,15 +38,22 @@ the peer sends data). Needs no root.
   tcplab explain trace.pcap --conn 3               # connection 3 (numbered by first packet)
   tcplab explain trace.pcap --conn 10.0.0.1:40000-10.0.0.2:80
   tcplab explain trace.pcap --format json          # JSON lines: segments, findings, conns, summary
+  tcplab explain trace.pcap --conn 3 --format ladder --svg conn3.svg  # the ladder, in the terminal and as SVG
   tcplab explain huge.pcap --summary               # the summary table only
   tcpdump -w - -i eth0 tcp | tcplab explain -      # a live capture from standard input (reasons at the end)
   sudo tcplab run close --capture c.pcapng && tcplab explain c.pcapng`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch opt.Format {
-			case "text", "json":
+			case "text", "json", "ladder":
 			default:
-				return usageError{fmt.Errorf("--format %q: want text or json", opt.Format)}
+				return usageError{fmt.Errorf("--format %q: want text, json or ladder", opt.Format)}
+			}
+			if svgPath != "" && opt.SummaryOnly {
+				return usageError{fmt.Errorf("--svg draws connections; --summary leaves them out")}
+			}
+			if err := checkOutput("--svg", svgPath, args); err != nil {
+				return err
 			}
 			if opt.Conn != "" {
 				if _, _, _, err := explain.ParseConn(opt.Conn); err != nil {
@@ -65,12 +75,23 @@ the peer sends data). Needs no root.
 				defer f.Close()
 				in = f
 			}
+			var svgBuf bytes.Buffer
+			if svgPath != "" {
+				opt.SVG = &svgBuf
+			}
+			opt.Color = opt.Format == "ladder" && isStdout(cmd.OutOrStdout()) && render.ColorWanted(os.Stdout)
 			_, err := explain.Run(name, in, cmd.OutOrStdout(), opt)
+			if svgPath != "" && svgBuf.Len() > 0 {
+				if werr := os.WriteFile(svgPath, svgBuf.Bytes(), 0o644); werr != nil && err == nil {
+					err = fmt.Errorf("explain: write --svg: %w", werr)
+				}
+			}
 			return err
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opt.Format, "format", "text", "output: text (timeline with the reason under each FIN and RST) or json (JSON lines)")
+	fl.StringVar(&opt.Format, "format", "text", "output: text (timeline with the reason under each FIN and RST), json (JSON lines) or ladder (sequence diagram)")
+	fl.StringVar(&svgPath, "svg", "", "also write the ladder of the selected connections as SVG to this file")
 	fl.StringVar(&opt.Conn, "conn", "", "only this connection: its number, or ADDR:PORT-ADDR:PORT")
 	var only string
 	fl.StringVar(&only, "only", "", "only resets: connections with a RST, and only the RSTs' reasons")

@@ -49,7 +49,7 @@ func TestExplainCommand(t *testing.T) {
 	}{
 		{[]string{"explain", junk}, 1, "explain: " + junk + ": not a capture"},
 		{[]string{"explain", filepath.Join(dir, "missing.pcap")}, 1, "no such file or directory"},
-		{[]string{"explain", p, "--format", "xml"}, 2, `--format "xml": want text or json`},
+		{[]string{"explain", p, "--format", "xml"}, 2, `--format "xml": want text, json or ladder`},
 		{[]string{"explain", p, "--conn", "a-b"}, 2, `--conn "a-b": want a connection number or ADDR:PORT-ADDR:PORT`},
 		{[]string{"explain", p, "--only", "fins"}, 2, `--only "fins": want resets`},
 		{[]string{"explain", p, "--conn", "7"}, 1, "no connection 7 (the capture has 1)"},

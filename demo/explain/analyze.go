@@ -27,6 +27,10 @@ type Analyzer struct {
 	Done func(*Conn)
 	// KeepPackets keeps every packet of a connection for the timeline.
 	KeepPackets bool
+	// Keep, if set, decides per connection, when its first packet is
+	// seen, whether its packets are kept (instead of KeepPackets): a
+	// filter such as --conn keeps only what it will show.
+	Keep func(*Conn) bool
 
 	conns   map[tuple]*Conn
 	next    int
@@ -54,9 +58,13 @@ func (a *Analyzer) Add(p Packet) {
 		a.next++
 		c = newConn(a.next, p)
 		c.Origin = a.origin
+		c.keep = a.KeepPackets
+		if a.Keep != nil {
+			c.keep = a.Keep(c)
+		}
 		a.conns[k] = c
 	}
-	c.add(p, a.KeepPackets)
+	c.add(p, c.keep)
 	a.sinceGC++
 	if a.sinceGC >= 1<<14 && len(a.conns) > 64 {
 		a.sinceGC = 0
@@ -135,6 +143,10 @@ func (c *Conn) add(p Packet, keep bool) {
 	}
 	s, o := &c.side[from], &c.side[1-from]
 	c.Packets++
+	c.gap = 0
+	if c.Packets > 1 {
+		c.gap = p.Time.Sub(c.Last)
+	}
 	c.Last = p.Time
 	r := rec{n: p.N, t: p.Time, from: from, flags: p.Flags, seq: p.Seq, ack: p.Ack, win: p.Win, len: p.Len}
 	if keep {
@@ -215,7 +227,18 @@ func (c *Conn) add(p Packet, keep bool) {
 		}
 		s.setState("SYN-RECEIVED")
 	}
-	if p.Len > 0 || (fin && !syn) {
+	// A keepalive probe: nothing in flight, the peer's window open, and a
+	// segment of 0 or 1 byte one below the next sequence number.
+	probe := ack && !syn && !fin && p.Len <= 1 && s.nxtSet && p.Seq == s.nxt-1 &&
+		o.ackSet && o.ack == s.nxt && o.win > 0 && c.estab != 0
+	if probe {
+		if s.probes == 0 || o.lastPkt > s.lastProbe {
+			s.probes, s.firstProbe, s.probeGap = 0, p.N, c.gap
+		}
+		s.probes++
+		s.lastProbe = p.N
+		r.probe = true
+	} else if p.Len > 0 || (fin && !syn) {
 		start := p.Seq
 		if syn {
 			start++
@@ -329,6 +352,7 @@ func (c *Conn) add(p Packet, keep bool) {
 		} else if !s.fin {
 			f := c.finding(from, p, "FIN")
 			s.fin, s.finSeq, s.finPkt, s.finTime, s.finAck, s.finF = true, seq, p.N, p.Time, p.Ack, f
+			s.finGap = c.gap
 			f.afterPeerFin = s.state == "CLOSE-WAIT"
 			switch s.state {
 			case "CLOSE-WAIT":

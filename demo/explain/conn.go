@@ -63,6 +63,12 @@ type side struct {
 	idRun   int    // how many of its non-RST packets in a row had IDs a small step apart
 	idBroke bool   // its IDs did not follow one counter
 
+	probes     int           // keepalive probes in its latest run the peer has not answered
+	firstProbe int           // the first of that run
+	lastProbe  int           // its latest keepalive probe
+	probeGap   time.Duration // the silence before the first probe of the run
+	finGap     time.Duration // the silence before its first FIN
+
 	ackedAfterFin []int // its packets that ACKed new data after its own FIN
 	state         string
 	prevState     string
@@ -140,6 +146,7 @@ type rec struct {
 	len      int
 	re       bool // a retransmission
 	missed   bool // the capture lacks sequence space before it
+	probe    bool // a keepalive probe
 }
 
 // dupKey identifies a packet's copy: two copies of one packet captured at
@@ -178,6 +185,7 @@ type Conn struct {
 	Findings []*Finding
 
 	recs      []rec // kept when the timeline is wanted
+	keep      bool  // keep its packets in recs
 	recent    [8]dupSeen
 	nrecent   int
 	midSYN    bool // no SYN: the capture started mid-stream
@@ -185,9 +193,10 @@ type Conn struct {
 	estab     int  // packet that completed the handshake, 0 if none
 	estabTime time.Time
 	lastIn    [2]int
-	synRST    bool // the SYN was answered by RST
-	ended     bool // both sides CLOSED or in TIME-WAIT
-	firstRS   int  // the first RST's sender + 1, 0 for none
+	synRST    bool          // the SYN was answered by RST
+	ended     bool          // both sides CLOSED or in TIME-WAIT
+	firstRS   int           // the first RST's sender + 1, 0 for none
+	gap       time.Duration // the silence before the packet being added
 }
 
 // Client returns the address of the side that sent the SYN.

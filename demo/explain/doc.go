@@ -16,7 +16,14 @@
 // observed: the wire cannot show a socket call, only its consequences, and
 // where two calls look alike on the wire (close() and shutdown(SHUT_WR)
 // until the peer sends data) the finding says so and gives the
-// alternatives. Rules: see Conn.explainRST and Conn.explainFIN.
+// alternatives. Rules: see Conn.explainRST and Conn.explainFIN; they
+// include keepalive probes (a segment of 0 or 1 byte one below the next
+// sequence number, nothing in flight) that went unanswered, and idle
+// timeouts (a RST or FIN after a long silence).
+//
+// Conn.Segments and Conn.Events hand a connection's packets on: to
+// tcplab replay (package demo/replay), and as trace events to
+// demo/render's ladder and SVG (Options.Format "ladder", Options.SVG).
 //
 // Two copies of one packet (a capture on two interfaces, or tcpdump -i any
 // on a router, which sees the forwarded copy one TTL lower) count once.
@@ -25,6 +32,7 @@
 //
 // One pass over the file, one packet in memory at a time; per open
 // connection a few hundred bytes, plus 40 bytes per packet when the
-// timeline is wanted (Options.SummaryOnly keeps none). Connections that
+// timeline is wanted (Options.SummaryOnly keeps none; Options.Conn keeps
+// only the selected connection's, see AnalyzeSome). Connections that
 // ended are handed on and forgotten after 30 s of capture time.
 package explain

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -228,6 +229,17 @@ var (
 		{fromServer: true, flags: fA, seq: 11, ack: 101, win: 228, id: 7003},
 		{fromServer: true, flags: fRA, seq: 11, ack: 101, id: 31337},
 	}}
+	// keepaliveConv: after two hours of silence the client probes three
+	// times, 75 s apart, with seq one below its next; nobody answers; it
+	// resets.
+	keepaliveConv = conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+		wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 3},
+		wpkt{fromServer: true, flags: fA, seq: 1, ack: 4, win: 228},
+		wpkt{flags: fA, seq: 3, ack: 1, win: 228, dt: 7200 * time.Second},
+		wpkt{flags: fA, seq: 3, ack: 1, win: 228, dt: 75 * time.Second},
+		wpkt{flags: fA, seq: 3, ack: 1, win: 228, dt: 75 * time.Second},
+		wpkt{flags: fRA, seq: 4, ack: 1, dt: 75 * time.Second},
+	)}
 	lostFINConv = conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
 		wpkt{flags: fFA, seq: 1, ack: 1, win: 228},
 		wpkt{flags: fFA, seq: 1, ack: 1, win: 228, dt: 200 * time.Millisecond},
@@ -279,6 +291,19 @@ func TestRules(t *testing.T) {
 			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 100, dt: 800 * time.Millisecond},
 			wpkt{flags: fRA, seq: 101, ack: 1, dt: 1600 * time.Millisecond},
 		)}, []string{"RST client timeout medium"}, TeardownAbortive, "RSTO"},
+		{"keepalive", keepaliveConv, []string{"RST client keepalive timeout medium"}, TeardownAbortive, "RSTO"},
+		{"idle", conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 3},
+			wpkt{fromServer: true, flags: fPA, seq: 1, ack: 4, win: 228, len: 5},
+			wpkt{flags: fA, seq: 4, ack: 6, win: 228},
+			wpkt{fromServer: true, flags: fRA, seq: 6, ack: 4, dt: 350 * time.Second},
+		)}, []string{"RST server idle timeout medium"}, TeardownAbortive, "RSTR"},
+		{"probe finds it gone", conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+			wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 3},
+			wpkt{fromServer: true, flags: fA, seq: 1, ack: 4, win: 228},
+			wpkt{flags: fA, seq: 3, ack: 1, win: 228, dt: 7200 * time.Second},
+			wpkt{fromServer: true, flags: fR, seq: 1},
+		)}, []string{"RST server connection gone medium"}, TeardownAbortive, "RSTR"},
 		{"lost FIN", lostFINConv, []string{"FIN client close() low", "FIN client retransmitted FIN high"}, TeardownUnansweredF, "S2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -445,6 +470,8 @@ func FuzzExplain(f *testing.F) {
 		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{})
 		out.Reset()
 		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{Format: "json", OnlyResets: true})
+		out.Reset()
+		Run("fuzz.pcap", bytes.NewReader(data), &out, Options{Format: "ladder", SVG: io.Discard})
 	})
 }
 
@@ -514,5 +541,86 @@ func TestPacketsLongerThanSnapLen(t *testing.T) {
 	cs, _ := analyze(t, data)
 	if len(cs) != 1 || len(cs[0].Findings) != 2 {
 		t.Fatalf("got %d connections", len(cs))
+	}
+}
+
+// A keepalive probe is marked in the timeline and the RST after the
+// unanswered ones cites them; a FIN after a long silence says idle.
+func TestKeepaliveAndIdleEvidence(t *testing.T) {
+	cs, _ := analyze(t, pcapOf(t, linkEthernet, keepaliveConv))
+	f := cs[0].Findings[0]
+	if got, want := refs(f.Evidence), "#6, #8"; got != want || !strings.Contains(f.Why, "3 keepalive probe(s)") {
+		t.Errorf("evidence %s (%s), want %s and 3 probes", got, f.Why, want)
+	}
+	var out bytes.Buffer
+	if _, err := Run("k.pcap", bytes.NewReader(pcapOf(t, linkEthernet, keepaliveConv)), &out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "(keepalive probe)"); n != 3 {
+		t.Errorf("%d packets marked as keepalive probes, want 3:\n%s", n, out.String())
+	}
+	if l := cs[0].Ledgers()[0]; l.Retransmitted != 0 {
+		t.Errorf("keepalive probes counted as retransmissions: %+v", l)
+	}
+	idleFIN := conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+		wpkt{flags: fPA, seq: 1, ack: 1, win: 228, len: 3},
+		wpkt{fromServer: true, flags: fPA, seq: 1, ack: 4, win: 228, len: 5},
+		wpkt{flags: fA, seq: 4, ack: 6, win: 228},
+		wpkt{fromServer: true, flags: fFA, seq: 6, ack: 4, win: 228, dt: 75 * time.Second},
+		wpkt{flags: fFA, seq: 4, ack: 7, win: 228},
+		wpkt{fromServer: true, flags: fA, seq: 7, ack: 5, win: 228},
+	)}
+	cs, _ = analyze(t, pcapOf(t, linkEthernet, idleFIN))
+	if f := cs[0].Findings[0]; f.Class != ClassClose || !strings.Contains(f.Why, "idle timeout") {
+		t.Errorf("FIN after 75 s: %s (%s), want close() for an idle timeout", f.Class, f.Why)
+	}
+}
+
+// The ladder and the SVG of a capture are demo/render's, drawn from
+// Conn.Events: an arrow per packet, the inferred reason under the FIN and
+// the RST, the teardown as a note; --conn selects what they draw.
+func TestLadderAndSVG(t *testing.T) {
+	data := pcapOf(t, linkEthernet, closeConv, refusedConv)
+	var out, svg bytes.Buffer
+	if _, err := Run("x.pcap", bytes.NewReader(data), &out, Options{Format: "ladder", Conn: "1", SVG: &svg}); err != nil {
+		t.Fatal(err)
+	}
+	lad := out.String()
+	for _, want := range []string{"── F. seq 4 ack 1 ──", "inferred [high]: data arrived in FIN-WAIT-2 after close()", "# conn 1: half-close then reset (Zeek RSTO)", "# summary of x.pcap"} {
+		if !strings.Contains(lad, want) {
+			t.Errorf("ladder lacks %q:\n%s", want, lad)
+		}
+	}
+	if n := strings.Count(lad, "──▶│") + strings.Count(lad, "│◀──"); n != len(closeConv.pkts) {
+		t.Errorf("ladder has %d arrows, want %d (one per packet of conn 1):\n%s", n, len(closeConv.pkts), lad)
+	}
+	if strings.Contains(lad, "conn 2") {
+		t.Errorf("--conn 1 drew conn 2:\n%s", lad)
+	}
+	s := svg.String()
+	if !strings.HasPrefix(s, "<?xml") && !strings.HasPrefix(s, "<svg") || !strings.Contains(s, "data arrived in FIN-WAIT-2") || !strings.Contains(s, "tcplab explain x.pcap") {
+		t.Errorf("SVG:\n%.600s", s)
+	}
+}
+
+// AnalyzeSome keeps the packets of the connections a --conn filter
+// selects, and only theirs.
+func TestAnalyzeSomeKeepsOnlySelected(t *testing.T) {
+	match, err := ConnFilter("2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []int
+	_, err = AnalyzeSome("x.pcap", bytes.NewReader(pcapOf(t, linkEthernet, closeConv, shutdownConv, refusedConv)), match, func(c *Conn) {
+		kept = append(kept, len(c.Segments()))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 3 || kept[0] != 0 || kept[1] != len(shutdownConv.pkts) || kept[2] != 0 {
+		t.Errorf("packets kept per connection %v, want [0 %d 0]", kept, len(shutdownConv.pkts))
+	}
+	if _, err := ConnFilter("x-y"); err == nil {
+		t.Error("ConnFilter(x-y) accepted")
 	}
 }

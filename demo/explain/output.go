@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tcplab/tcplab/demo/render"
+	"github.com/tcplab/tcplab/stack/trace"
 )
 
 // Summary counts what a capture held.
@@ -65,13 +68,21 @@ func (s *Summary) add(c *Conn) {
 // pass over the file; memory for the connections still open (and, with
 // keep, their packets).
 func Analyze(name string, r io.Reader, keep bool, done func(*Conn)) (Summary, error) {
+	return AnalyzeSome(name, r, func(*Conn) bool { return keep }, done)
+}
+
+// AnalyzeSome is Analyze keeping the packets of the connections keep
+// selects when their first packet is seen (see Analyzer.Keep): a filter
+// on a big capture keeps only what it shows. Its Conn has its number and
+// addresses then, nothing more.
+func AnalyzeSome(name string, r io.Reader, keep func(*Conn) bool, done func(*Conn)) (Summary, error) {
 	sum := Summary{File: name}
 	rd, err := NewReader(name, r)
 	if err != nil {
 		return sum, err
 	}
 	defer rd.Close()
-	a := Analyzer{KeepPackets: keep, Done: func(c *Conn) {
+	a := Analyzer{Keep: keep, Done: func(c *Conn) {
 		sum.add(c)
 		if done != nil {
 			done(c)
@@ -102,7 +113,9 @@ func Analyze(name string, r io.Reader, keep bool, done func(*Conn)) (Summary, er
 // Options select what Run writes. The zero value writes the text timeline
 // of every connection and the summary.
 type Options struct {
-	// Format is "text" (the default) or "json" (JSON lines: a
+	// Format is "text" (the default), "ladder" (tcplab's sequence
+	// diagram of the selected connections, drawn by demo/render from
+	// Conn.Events, then the summary) or "json" (JSON lines: a
 	// "segment" line per packet, sequence numbers relative to each
 	// side's ISN; a "finding" line after each FIN and RST, with the
 	// packet's absolute numbers as on the wire; a "conn" line per
@@ -117,6 +130,11 @@ type Options struct {
 	// SummaryOnly leaves out the connections: the summary table only
 	// (and no packet is kept, for big captures).
 	SummaryOnly bool
+	// SVG, if set, receives the SVG ladder of the selected connections
+	// (demo/render's, from Conn.Events), whatever the Format.
+	SVG io.Writer
+	// Color colours the ladder (see render.ColorWanted).
+	Color bool
 }
 
 // filter is a parsed Options.Conn.
@@ -147,6 +165,17 @@ func ParseConn(s string) (n int, a, b netip.AddrPort, err error) {
 	return 0, a, b, fmt.Errorf("--conn %q: want a connection number or ADDR:PORT-ADDR:PORT (e.g. 10.0.0.1:40000-10.0.0.2:80)", s)
 }
 
+// ConnFilter returns the test a --conn value (see ParseConn) makes of a
+// connection; it needs only the connection's number and addresses, so it
+// can choose at the first packet what to keep (AnalyzeSome).
+func ConnFilter(s string) (func(*Conn) bool, error) {
+	n, a, b, err := ParseConn(s)
+	if err != nil {
+		return nil, err
+	}
+	return filter{n: n, a: a, b: b}.match, nil
+}
+
 func (f filter) match(c *Conn) bool {
 	if f.n != 0 {
 		return c.N == f.n
@@ -171,9 +200,11 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 		flt = filter{n: n, a: a, b: b}
 	}
 	var werr error
+	var events []trace.Event // for the ladder and the SVG
 	matched := 0
 	enc := json.NewEncoder(w)
-	sum, err := Analyze(name, r, !opt.SummaryOnly, func(c *Conn) {
+	keep := func(c *Conn) bool { return !opt.SummaryOnly && flt.match(c) }
+	sum, err := AnalyzeSome(name, r, keep, func(c *Conn) {
 		t0 := c.Origin
 		if opt.SummaryOnly || !flt.match(c) || werr != nil {
 			return
@@ -182,6 +213,12 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			return
 		}
 		matched++
+		if opt.Format == "ladder" || opt.SVG != nil {
+			events = append(events, c.Events()...)
+		}
+		if opt.Format == "ladder" {
+			return
+		}
 		if opt.Format == "json" {
 			werr = writeConnJSON(enc, c, t0, opt.OnlyResets)
 		} else {
@@ -193,6 +230,18 @@ func Run(name string, r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	}
 	if err == nil && opt.Conn != "" && matched == 0 {
 		err = fmt.Errorf("explain: %s: no connection %s (the capture has %d)", name, opt.Conn, sum.Conns)
+	}
+	if len(events) > 0 {
+		sort.SliceStable(events, func(i, j int) bool { return events[i].T < events[j].T })
+		for i := range events {
+			events[i].Index = i
+		}
+		if opt.Format == "ladder" && werr == nil {
+			werr = render.Ladder(w, events, render.LadderOptions{Color: opt.Color})
+		}
+		if opt.SVG != nil && werr == nil {
+			werr = render.SVG(opt.SVG, events, render.SVGOptions{Title: "tcplab explain " + name})
+		}
 	}
 	if opt.Format == "json" {
 		if e := enc.Encode(struct {
@@ -225,6 +274,9 @@ func (c *Conn) segText(r rec) string {
 	fmt.Fprintf(&b, ", win %d, length %d", r.win, r.len)
 	if r.re {
 		b.WriteString(" (retransmission)")
+	}
+	if r.probe {
+		b.WriteString(" (keepalive probe)")
 	}
 	if r.missed {
 		b.WriteString(" (the capture lacks the bytes before it)")

@@ -16,6 +16,14 @@ const (
 	wordsListener    = "listener closed with this connection still waiting in its accept queue"
 	wordsRetransFIN  = "retransmitted FIN: the first was not acknowledged in time"
 	wordsSimultClose = "FIN sent again to acknowledge the peer's crossing FIN: simultaneous close"
+	wordsKeepalive   = "keepalive timeout: the peer answered none of the keepalive probes, so the stack gave up on the connection"
+)
+
+// Silences before a RST that make it look like an idle timeout: from
+// idleLow on with low confidence, from idleMedium on with medium.
+const (
+	idleLow    = 15 * time.Second
+	idleMedium = 60 * time.Second
 )
 
 // Cause classes, named as demo/diff's ReasonClass names them, plus two of
@@ -34,6 +42,8 @@ const (
 	ClassNoConnection = "no connection"
 	ClassSYN          = "SYN"
 	ClassTimeout      = "timeout"
+	ClassKeepalive    = "keepalive timeout"
+	ClassIdle         = "idle timeout"
 	ClassMiddlebox    = "middlebox"
 	ClassUnknown      = "unknown"
 )
@@ -96,10 +106,20 @@ func refs(ns []int) string {
 //     the peer's SYN on a synchronized connection;
 //  7. the peer's data reached the sender and the sender sent nothing after
 //     it: close() with unread data;
-//  8. otherwise, spontaneously, with or without the sender's own data
+//  8. after a silence of idleLow (15 s) or more, nothing unread and nothing
+//     unACKed: an idle timeout (medium from idleMedium, 60 s);
+//  9. otherwise, spontaneously, with or without the sender's own data
 //     unacknowledged: close() with SO_LINGER 0;
-//  9. unknown.
+//  10. unknown.
+//
+// Before rule 6: the sender's keepalive probes (seq one below its next, 0
+// or 1 byte, nothing in flight) went unanswered: keepalive timeout; the
+// RST answers the peer's keepalive probe without ACK: the connection is
+// gone.
 func (c *Conn) explainRST(from uint8, p Packet) *Finding {
+	if c.gap < 0 {
+		c.gap = 0
+	}
 	s, o := &c.side[from], &c.side[1-from]
 	f := c.finding(from, p, "RST")
 	state := s.state
@@ -174,6 +194,19 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", state),
 			Medium, why, s.finPkt, answers)
 
+	case s.probes >= 1 && o.lastPkt < s.firstProbe:
+		conf := Medium
+		why := fmt.Sprintf("%s sent %d keepalive probe(s) (seq one below its next, 0 or 1 byte, after %.0f s of silence) from %s to %s and %s answered none", s.role, s.probes, c.probeGap(s).Seconds(), ref(s.firstProbe), ref(s.lastProbe), o.role)
+		if s.probes == 1 {
+			conf = Low
+		}
+		f.set(ClassKeepalive, wordsKeepalive, conf, why, s.firstProbe, s.lastProbe)
+		f.Alternatives = []string{"the application gave up on the silence and closed with SO_LINGER 0"}
+
+	case o.probes >= 1 && answers == o.lastProbe && !ackBit:
+		f.set(ClassGone, "segment for a connection that no longer exists: the peer's keepalive probe found it gone", Medium,
+			fmt.Sprintf("it answers %s's keepalive probe %s after %.0f s of silence, without ACK: no connection state built it", o.role, ref(o.lastProbe), c.gap.Seconds()), o.lastProbe)
+
 	case s.tailRetrans >= 3 && o.lastPkt < s.firstTail:
 		f.set(ClassTimeout, "retransmissions timed out: the stack gave up on the connection", Medium,
 			fmt.Sprintf("%s sent the same data %d times since %s and %s answered none of them", s.role, s.tailRetrans+1, ref(s.firstTail), o.role), s.firstTail, s.lastPkt)
@@ -200,6 +233,15 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 		if s.role == "server" && s.sent == 0 {
 			f.Alternatives = append(f.Alternatives, wordsListener)
 		}
+
+	case c.gap >= idleLow && (s.synPkt != 0 || c.midSYN) && (!o.ackSet || !seqLT(o.ack, s.nxt)):
+		conf := Low
+		if c.gap >= idleMedium {
+			conf = Medium
+		}
+		f.set(ClassIdle, fmt.Sprintf("idle timeout: after %.0f s without a packet, %s gave up on the connection", c.gap.Seconds(), s.role), conf,
+			fmt.Sprintf("the connection was silent for %.0f s before it (last packet %s); nothing unread, nothing of %s's unACKed, no keepalive probe", c.gap.Seconds(), ref(answers), s.role), max(answers, s.lastPkt))
+		f.Alternatives = []string{"an application's idle timer closing with SO_LINGER 0", "a NAT or firewall that dropped the connection from its table (a middlebox-like RST)"}
 
 	case s.synPkt != 0 || c.midSYN:
 		conf := Low
@@ -287,6 +329,10 @@ func (c *Conn) explainFIN(s *side) {
 	case rstAfter != nil:
 		f.set(ClassClose, wordsClose, Medium,
 			fmt.Sprintf("the peer's data after it was answered by RST %s: nothing could read any more", ref(rstAfter.Packet)), rstAfter.Packet)
+	case s.finGap >= idleLow && !f.afterPeerFin:
+		f.set(ClassClose, wordsClose, Low,
+			fmt.Sprintf("it follows %.0f s without a packet: most likely an idle timeout of the application (an HTTP keep-alive timeout, a pool's idle limit) closed the socket", s.finGap.Seconds()))
+		f.Alternatives = []string{wordsShutWR + ", on the same idle timer"}
 	case f.afterPeerFin:
 		f.set(ClassClose, wordsClose, Medium,
 			fmt.Sprintf("it answers the peer's FIN (%s was in CLOSE-WAIT): an application that read EOF usually closes; the wire cannot tell close() from a half-close (SHUT_WR) here", s.role))
@@ -297,3 +343,7 @@ func (c *Conn) explainFIN(s *side) {
 		f.Alternatives = []string{wordsShutWR}
 	}
 }
+
+// probeGap is the silence before side s's first keepalive probe of its
+// latest run: the time since the packet before it.
+func (c *Conn) probeGap(s *side) time.Duration { return s.probeGap }
