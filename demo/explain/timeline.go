@@ -1,0 +1,93 @@
+package explain
+
+import "time"
+
+// Segment is one packet of a connection as the timeline keeps it (see
+// Conn.Segments).
+type Segment struct {
+	// N is the packet's number in the file, from 1.
+	N int
+	// Time is its capture time.
+	Time time.Time
+	// From is the sender's role: "client" (the side that sent the SYN) or
+	// "server".
+	From string
+	// Flags, Seq, Ack, Win and Len are the header's, absolute, Win
+	// unscaled.
+	Flags    uint8
+	Seq, Ack uint32
+	Win      uint16
+	Len      int
+	// Retransmission: it carried sequence space sent before. Missed: the
+	// capture lacks sequence space before it.
+	Retransmission, Missed bool
+}
+
+// StateChange is a state a side of a connection moved to, as the wire
+// shows it (inferred), and the packet that showed it.
+type StateChange struct {
+	// Side is "client" or "server".
+	Side string
+	// Packet is the number of the packet that caused the change; Time is
+	// its capture time.
+	Packet int
+	Time   time.Time
+	// From and To are RFC 793 names; From is "" for the first state of a
+	// side (a server's LISTEN is there from the start).
+	From, To string
+}
+
+// Segments returns the connection's packets in capture order (copies of
+// one packet once). They are kept only when the connection was analysed
+// with Analyzer.KeepPackets (Analyze with keep); nil otherwise. Cost: one
+// slice of the connection's length.
+func (c *Conn) Segments() []Segment {
+	out := make([]Segment, 0, len(c.recs))
+	for _, r := range c.recs {
+		out = append(out, Segment{N: r.n, Time: r.t, From: c.side[r.from].role, Flags: r.flags,
+			Seq: r.seq, Ack: r.ack, Win: r.win, Len: r.len, Retransmission: r.re, Missed: r.missed})
+	}
+	return out
+}
+
+// StateChanges returns the states the two sides went through, in packet
+// order, inferred from the wire, when the timeline was kept (see
+// Segments); nil otherwise.
+func (c *Conn) StateChanges() []StateChange {
+	var out []StateChange
+	i, j := 0, 0
+	a, b := c.side[0].changes, c.side[1].changes
+	for i < len(a) || j < len(b) {
+		if j >= len(b) || (i < len(a) && a[i].Packet <= b[j].Packet) {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	return out
+}
+
+// WindowScale returns the window scale the side ("client" or "server")
+// announced in its SYN, when both SYNs were seen and agreed on scaling;
+// ok is false otherwise (the windows are then unscaled, or unknown).
+func (c *Conn) WindowScale(role string) (shift int, ok bool) {
+	s := &c.side[0]
+	if role == "server" {
+		s = &c.side[1]
+	}
+	if s.wscale < 0 || c.synAck == 0 {
+		return 0, false
+	}
+	return int(s.wscale), true
+}
+
+// Base returns the side's first sequence number (its ISN, or the first
+// one the capture shows): relative sequence numbers count from it.
+func (c *Conn) Base(role string) uint32 {
+	if role == "server" {
+		return c.side[1].base
+	}
+	return c.side[0].base
+}
