@@ -198,7 +198,7 @@ func fromTrace(file, source string, events []trace.Event, reasonBy string, known
 				c.Lanes[i] = c.Addrs[i]
 			}
 		}
-		c.Label = fmt.Sprintf("%s %s ⇄ %s %s", c.Lanes[0], c.Addrs[0], c.Lanes[1], c.Addrs[1])
+		c.Label = laneName(c, 0) + " ⇄ " + laneName(c, 1)
 	}
 	laneOf := func(ci int, host, addr string) int {
 		if ci < 0 {
@@ -347,8 +347,16 @@ func fromTrace(file, source string, events []trace.Event, reasonBy string, known
 		d.End = it.T
 	}
 	if hasArrivals {
+		// Lost: never received by a receiver that records its arrivals
+		// (a pcapng of one host's view has none of the other's).
+		receives := map[string]bool{}
 		for _, it := range d.Items {
-			if it.Kind == "segment" && it.Dir == "out" && it.Arrive < 0 {
+			if it.Dir == "in" {
+				receives[it.Host] = true
+			}
+		}
+		for _, it := range d.Items {
+			if it.Kind == "segment" && it.Dir == "out" && it.Arrive < 0 && receives[d.Conns[it.Conn].Lanes[1-it.Lane]] {
 				it.Lost = true
 				it.Fields = append(it.Fields, Field{"arrival", "none recorded: lost on the wire"})
 			}
@@ -447,6 +455,15 @@ func traceSeries(d *Data, kept []trace.Event, nums [][2]uint32, known map[string
 			}
 		}
 	}
+}
+
+// laneName is a lane's host and address ("client 198.18.0.1:35375"), or
+// its address alone when no host of the trace owns it.
+func laneName(c *Conn, i int) string {
+	if c.Lanes[i] == c.Addrs[i] {
+		return c.Addrs[i]
+	}
+	return c.Lanes[i] + " " + c.Addrs[i]
 }
 
 // hasBand reports whether bands has one of lane.

@@ -200,6 +200,11 @@ func TestDataTcplabPcapng(t *testing.T) {
 	if rst.Reason != want.Reason || rst.Host != "client" || rst.Arrive < 0 {
 		t.Errorf("RST: host %s reason %q arrive %d; want client, %q, with its arrival", rst.Host, rst.Reason, rst.Arrive, want.Reason)
 	}
+	for _, it := range got.Items {
+		if it.Lost {
+			t.Errorf("item %d (%s) marked lost in a trace where every segment arrived", it.I, it.Label)
+		}
+	}
 	c := got.Conns[0]
 	if !strings.Contains(c.Dirs[0].WScaleBy, "option") {
 		t.Errorf("window scale from %q: want the SYN's option", c.Dirs[0].WScaleBy)
@@ -210,6 +215,31 @@ func TestDataTcplabPcapng(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no CLOSE-WAIT band for the server from the comments: %+v", c.States)
+	}
+}
+
+// A pcapng of one host's view has none of the other's arrivals: nothing it
+// sent is lost for that.
+func TestDataTcplabPcapngOneHost(t *testing.T) {
+	var b bytes.Buffer
+	if _, err := pcapng.Write(&b, closeTrace(t), pcapng.Options{Application: "tcplab", Only: "client"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load("client.pcapng", bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.Conns[0]
+	if c.Lanes[0] != "client" || c.Lanes[1] != c.Addrs[1] || !strings.HasPrefix(c.Label, "client 198.18.") {
+		t.Errorf("lanes %v, label %q: want the client and the server's bare address", c.Lanes, c.Label)
+	}
+	for _, it := range d.Items {
+		if it.Lost {
+			t.Errorf("item %d (%s) marked lost, though the file has no arrival of the server's", it.I, it.Label)
+		}
+	}
+	if rst := findRST(t, d); rst.Reason == "" {
+		t.Error("the client's RST has no reason")
 	}
 }
 

@@ -75,7 +75,7 @@ function fillFindings() {
   const d = S.data;
   const li = [];
   for (const it of d.items) {
-    if (!it.reason || it.dir === 'in') continue;
+    if (!it.reason || it.dir === 'in' || !/[FR]/.test(it.flags || '')) continue;
     const k = (it.flags || '').includes('R') ? 'rst' : 'fin';
     const c = it.conn >= 0 ? d.conns[it.conn].id : '';
     li.push('<li data-i="' + it.i + '"><span class="k ' + k + '">' + esc(it.flags) + '</span> ' +
@@ -106,8 +106,9 @@ function layout() {
   }
   $('spacer').style.height = S.ys[S.rows.length] + 'px';
   const cc = c >= 0 ? d.conns[c] : null;
-  $('lane0').textContent = cc ? cc.lanes[0] + ' ' + cc.addrs[0] : 'side that sent the SYN';
-  $('lane1').textContent = cc ? cc.lanes[1] + ' ' + cc.addrs[1] : 'side that answered';
+  const name = (k) => (cc.lanes[k] === cc.addrs[k] ? cc.addrs[k] : cc.lanes[k] + ' ' + cc.addrs[k]);
+  $('lane0').textContent = cc ? name(0) : 'side that sent the SYN';
+  $('lane1').textContent = cc ? name(1) : 'side that answered';
   $('count').textContent = S.rows.length + ' rows, ' + d.conns.length + ' connection' + (d.conns.length === 1 ? '' : 's');
   $('summary').innerHTML = summaryHTML();
   render();
@@ -248,6 +249,11 @@ function fromHash() {
     if (k >= 0) { S.conn = String(k); $('conn').value = S.conn; }
   }
   if (m) setTimeout(() => select(+m[1], true), 0);
+  // #select=rst: the first RST sent (for screenshots and links).
+  if (/select=rst/.test(location.hash)) {
+    const it = S.data.items.find((x) => (x.flags || '').includes('R') && x.dir !== 'in');
+    if (it) setTimeout(() => select(it.i, true), 0);
+  }
 }
 
 function graphConn() {
@@ -321,6 +327,7 @@ function drawTSG(ci, k) {
   if (ci < 0) { title.textContent = 'time-sequence: no connection'; return; }
   const c = S.data.conns[ci], dir = c.dirs[k];
   title.textContent = dir.from + ' → ' + dir.to + ': seq (sent), ack and window edge (' + dir.to + "'s); scale " + dir.wscale_by;
+  title.title = title.textContent;
   const [x0, x1] = xRange(c);
   const inX = (p) => { const x = xOf(p[0], p[1]); return x >= x0 && x <= x1; };
   const segs = dir.segs.filter(inX), acks = dir.acks.filter(inX);
@@ -336,7 +343,7 @@ function drawTSG(ci, k) {
   if (y1 <= y0) y1 = y0 + 1;
   const padY = (y1 - y0) * 0.08;
   y0 -= padY; y1 += padY;
-  const L = 56, R = 8, T = 8, B = 18;
+  const L = 56, R = 8, T = 18, B = 18;
   const X = (v) => L + (v - x0) / (x1 - x0) * (w - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (h - T - B);
   axes(g, w, h, L, R, T, B, x0, x1, y0, y1, X, Y);
@@ -372,7 +379,7 @@ function drawTSG(ci, k) {
   g.fillStyle = '#444';
   let legend = 'seq ▮  ack ─  window edge ╌';
   if (clipped) legend += '  (edge up to ' + Math.round(edgeMax) + ': off the top)';
-  g.fillText(legend, L + 4, T + 10);
+  g.fillText(legend, L + 4, 11);
   G[id] = { X, x0, x1, L, R, w, pts };
 }
 
