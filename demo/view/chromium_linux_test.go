@@ -248,6 +248,13 @@ func TestChromium(t *testing.T) {
 	if !strings.HasPrefix(title, "client → server") {
 		t.Errorf("time-sequence graph title %q", title)
 	}
+	var problems []string
+	if err := c.eval(`tcplabView.problems`, &problems); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("the page reported: %s", p)
+	}
 }
 
 // jsString quotes s as a JavaScript string literal.

@@ -321,7 +321,7 @@ func fromTrace(file, source string, events []trace.Event, reasonBy string, known
 			add("to", e.To)
 		case trace.Buffer:
 			it.Lane = laneOf(it.Conn, e.Host, "")
-			it.Label = fmt.Sprintf("send queue %d, receive queue %d", e.SndQueued, e.RcvQueued)
+			it.Label = fmt.Sprintf("snd %d rcv %d", e.SndQueued, e.RcvQueued)
 			add("send queue", fmt.Sprintf("%d bytes (written, not yet acknowledged)", e.SndQueued))
 			add("receive queue", fmt.Sprintf("%d bytes (received, not yet read)", e.RcvQueued))
 		case trace.Note:

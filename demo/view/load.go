@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -120,7 +121,7 @@ func ReadTrace(r io.Reader) ([]trace.Event, error) {
 		if j.Kind == "" {
 			return nil, fmt.Errorf("line %d: no \"kind\": not a tcplab trace event", line)
 		}
-		e := trace.Event{Index: len(out), T: time.Duration(j.T * float64(time.Second)), Host: j.Host, Kind: trace.Kind(j.Kind), Conn: j.Conn,
+		e := trace.Event{Index: len(out), T: time.Duration(math.Round(j.T * float64(time.Second))), Host: j.Host, Kind: trace.Kind(j.Kind), Conn: j.Conn,
 			Dir: j.Dir, Src: j.Src, Dst: j.Dst, Flags: j.Flags, Seq: j.Seq, Ack: j.Ack, Win: j.Win, Len: j.Len, Reason: j.Reason,
 			Verdict: j.Verdict, Observed: j.VerdictBy == "observed", Why: j.Why, Evidence: j.Evidence,
 			Call: j.Call, Arg: j.Arg, Ret: j.Ret, Err: j.Err, From: j.From, To: j.To,

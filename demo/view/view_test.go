@@ -290,6 +290,27 @@ func TestDataCapture(t *testing.T) {
 	}
 }
 
+// ReadTrace reads back what the JSON renderer writes: written again, the
+// events give the same bytes.
+func TestReadTraceRoundTrip(t *testing.T) {
+	in := closeJSON(t)
+	events, err := ReadTrace(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := render.NewJSON(&out).WriteAll(events); err != nil {
+		t.Fatal(err)
+	}
+	want := string(in[:bytes.LastIndex(in, []byte("# close"))])
+	if got := out.String(); got != want {
+		t.Errorf("written again, the trace differs:\n got %.300s\nwant %.300s", got, want)
+	}
+	if n := len(closeTrace(t)); len(events) != n {
+		t.Errorf("read %d events, want %d", len(events), n)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"{\"kind\":\"note\",\"t\":0}\nnot json\n", "line 2"},

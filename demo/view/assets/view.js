@@ -15,6 +15,12 @@ const S = {
   gx: null,        // graphs' x range when zoomed: [x0, x1], null for all
   arrivals: false, // the trace records arrivals ("in" segments)
 };
+// What went wrong in the page (script errors, content-security-policy
+// violations), for the browser test to report.
+const problems = [];
+window.addEventListener('error', (e) => problems.push('error: ' + e.message));
+window.addEventListener('unhandledrejection', (e) => problems.push('unhandled rejection: ' + e.reason));
+document.addEventListener('securitypolicyviolation', (e) => problems.push('CSP: ' + e.violatedDirective + ' blocked ' + e.blockedURI));
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
@@ -106,9 +112,6 @@ function layout() {
   }
   $('spacer').style.height = S.ys[S.rows.length] + 'px';
   const cc = c >= 0 ? d.conns[c] : null;
-  const name = (k) => (cc.lanes[k] === cc.addrs[k] ? cc.addrs[k] : cc.lanes[k] + ' ' + cc.addrs[k]);
-  $('lane0').textContent = cc ? name(0) : 'side that sent the SYN';
-  $('lane1').textContent = cc ? name(1) : 'side that answered';
   $('count').textContent = S.rows.length + ' rows, ' + d.conns.length + ' connection' + (d.conns.length === 1 ? '' : 's');
   $('summary').innerHTML = summaryHTML();
   render();
@@ -124,9 +127,49 @@ function rowAt(y) { // the row whose span holds y (binary search)
   return lo;
 }
 
-function laneX(W) {
-  const t = 74;
-  return [t + (W - t) * 0.3, t + (W - t) * 0.7];
+// lanesFor lays out the lanes across width W: two per connection shown
+// side by side (all of them when they fit, 440 px a pair), or, with more
+// connections than fit, two shared lanes (the side that sent the SYN, the
+// side that answered) with each row naming its connection.
+function lanesFor(W) {
+  const d = S.data, t = 74;
+  let pairs;
+  if (S.conn !== 'all') pairs = [+S.conn];
+  else if (d.conns.length * 440 <= W - t) pairs = d.conns.map((_, i) => i);
+  else pairs = null;
+  const n = pairs ? pairs.length : 1, slot = (W - t) / Math.max(n, 1);
+  const L = { shared: !pairs, slot: {}, heads: [], xs: [] };
+  const at = (k, lane) => t + slot * k + slot * (lane === 0 ? 0.22 : 0.78);
+  const name = (c, k) => (c.lanes[k] === c.addrs[k] ? c.addrs[k] : c.lanes[k] + ' ' + c.addrs[k]);
+  if (pairs) {
+    pairs.forEach((ci, k) => {
+      L.slot[ci] = k;
+      const c = d.conns[ci];
+      for (const lane of [0, 1]) {
+        L.xs.push(at(k, lane));
+        L.heads.push([at(k, lane), (pairs.length > 1 ? '#' + c.id + ' ' : '') + (pairs.length > 1 ? c.lanes[lane] : name(c, lane))]);
+      }
+    });
+  } else {
+    L.xs = [at(0, 0), at(0, 1)];
+    L.heads = [[at(0, 0), 'side that sent the SYN'], [at(0, 1), 'side that answered']];
+  }
+  // x of lane `lane` of connection ci; an item of no connection (a
+  // listener, a note) goes to the first lane its host has.
+  L.x = (ci, lane, host) => {
+    if (!pairs) return at(0, lane);
+    if (ci < 0 || L.slot[ci] === undefined) {
+      for (const cj of pairs) {
+        const c = d.conns[cj];
+        for (const l of [0, 1]) if (c.lanes[l] === host) return at(L.slot[cj], l);
+      }
+      return at(0, lane);
+    }
+    return at(L.slot[ci], lane);
+  };
+  // the middle of the pair whose slot holds x
+  L.mid = (x) => t + slot * Math.min(n - 1, Math.max(0, Math.floor((x - t) / slot))) + slot / 2;
+  return L;
 }
 
 function render() {
@@ -135,24 +178,31 @@ function render() {
   svg.setAttribute('width', W);
   svg.setAttribute('height', H);
   svg.style.top = top + 'px';
-  const [xL, xR] = laneX(W);
-  $('lane0').style.left = xL + 'px';
-  $('lane1').style.left = xR + 'px';
+  const LN = lanesFor(W);
+  const heads = $('lanes');
+  heads.textContent = '';
+  for (const h of LN.heads) { // DOM, not markup: the CSP allows no inline style
+    const sp = document.createElement('span');
+    sp.textContent = h[1];
+    sp.style.left = h[0] + 'px';
+    heads.appendChild(sp);
+  }
   if (!S.rows.length) { svg.innerHTML = ''; return; }
   const items = S.data.items;
   const first = rowAt(top), last = rowAt(top + H);
-  const multi = S.data.conns.length > 1 && S.conn === 'all';
+  const multi = LN.shared;
   const out = [];
   out.push('<defs>');
   for (const k in COLOR) {
     out.push('<marker id="ah-' + k + '" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="' + COLOR[k] + '"/></marker>');
   }
   out.push('</defs>');
-  out.push('<line class="lane" x1="' + xL + '" y1="0" x2="' + xL + '" y2="' + H + '"/><line class="lane" x1="' + xR + '" y1="0" x2="' + xR + '" y2="' + H + '"/>');
+  for (const x of LN.xs) out.push('<line class="lane" x1="' + x + '" y1="0" x2="' + x + '" y2="' + H + '"/>');
   const showText = S.rowH >= 12;
   const ry = (k) => S.ys[k] - top; // top of row k in the svg
   const mid = (k) => ry(k) + S.rowH / 2;
-  const laneOf = (it) => (it.lane === 0 ? xL : xR);
+  const laneOf = (it) => LN.x(it.conn, it.lane, it.host);
+  const otherOf = (it) => LN.x(it.conn, 1 - it.lane, '');
   const arrow = (it, k, y2, x2) => {
     const col = segColor(it);
     const x1 = laneOf(it);
@@ -167,17 +217,18 @@ function render() {
     if (it.kind !== 'segment' || it.dir !== 'out' || it.arrive < 0) continue;
     const ka = S.pos[it.arrive];
     if (ka < first) continue;
-    out.push(arrow(it, k, mid(ka), it.lane === 0 ? xR : xL));
+    out.push(arrow(it, k, mid(ka), otherOf(it)));
   }
   for (let k = first; k <= last && k < S.rows.length; k++) {
     const it = items[S.rows[k]];
     const y = ry(k), h = S.ys[k + 1] - S.ys[k], ym = mid(k);
     if (it.i === S.sel) out.push('<rect class="sel" x="0" y="' + y + '" width="' + W + '" height="' + h + '"/>');
     if (showText) out.push('<text class="t" x="4" y="' + (ym + 4) + '">' + it.t.toFixed(6) + '</text>');
-    const x = laneOf(it), outer = it.lane === 0 ? xL - 8 : xR + 8, anchor = it.lane === 0 ? 'end' : 'start';
+    const x = laneOf(it), xm = LN.mid(x);
+    const left = x <= xm, outer = left ? x - 8 : x + 8, anchor = left ? 'end' : 'start';
     const pre = multi && it.conn >= 0 ? '#' + S.data.conns[it.conn].id + ' ' : '';
     if (it.kind === 'segment') {
-      const other = it.lane === 0 ? xR : xL;
+      const other = otherOf(it);
       if (it.dir === 'in') {
         const col = it.refused ? COLOR.rst : '#8a93a3';
         out.push('<circle cx="' + x + '" cy="' + ym + '" r="3" fill="' + col + '"/>');
@@ -191,17 +242,17 @@ function render() {
         out.push(arrow(it, k, y2, x2));
         if (it.lost) out.push('<text x="' + (x2 - 4) + '" y="' + (ym + 4) + '" fill="' + COLOR.rst + '">✕</text>');
         if (showText) {
-          out.push('<text x="' + ((xL + xR) / 2) + '" y="' + (ym - 3) + '" text-anchor="middle" class="seg" data-flags="' + esc(it.flags) + '">' + esc(pre + it.label) + '</text>');
+          out.push('<text x="' + xm + '" y="' + (ym - 3) + '" text-anchor="middle" class="seg" data-flags="' + esc(it.flags) + '">' + esc(pre + it.label) + '</text>');
         }
       }
       if (showText && hasReasonLine(it)) {
         const cls = (it.flags || '').includes('R') ? 'reason' : 'reason fin';
-        out.push('<text class="' + cls + '" x="' + ((xL + xR) / 2) + '" y="' + (y + S.rowH + 9) + '" text-anchor="middle">' + esc('reason: ' + it.reason) + '</text>');
+        out.push('<text class="' + cls + '" x="' + xm + '" y="' + (y + S.rowH + 9) + '" text-anchor="middle">' + esc('reason: ' + it.reason) + '</text>');
       }
     } else if (showText) {
       let cls = it.kind, text = pre + it.label;
       if (it.kind === 'note') {
-        out.push('<text class="note" x="' + ((xL + xR) / 2) + '" y="' + (ym + 4) + '" text-anchor="middle">' + esc(text) + '</text>');
+        out.push('<text class="note" x="' + xm + '" y="' + (ym + 4) + '" text-anchor="middle">' + esc(text) + '</text>');
       } else {
         out.push('<text class="' + cls + '" x="' + outer + '" y="' + (ym + 4) + '" text-anchor="' + anchor + '">' + esc(text) + '</text>');
       }
@@ -552,5 +603,5 @@ function graphInput(id) {
   cv.addEventListener('dblclick', () => { S.gx = null; drawGraphs(); });
 }
 
-window.tcplabView = { state: S, select };
+window.tcplabView = { state: S, select, problems };
 load();
