@@ -63,7 +63,8 @@ FUZZERS := \
 	./demo/scenario:FuzzDuration \
 	./stack:FuzzParseSegment \
 	./demo/pcapng:FuzzRoundTrip \
-	./demo/explain:FuzzExplain
+	./demo/explain:FuzzExplain \
+	./demo/view:FuzzLoad
 ## Go 1.26's fuzz coordinator can fail a target with a bare "context
 ## deadline exceeded" at the -fuzztime boundary on a busy machine
 ## (go.dev/issue/75804, fixed in Go 1.27): such a run, with no failing input

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tcplab/tcplab/demo/explain"
 	"github.com/tcplab/tcplab/demo/view"
 )
 
@@ -16,6 +17,7 @@ import (
 // (package view), served on 127.0.0.1 until Ctrl-C.
 func newView(env *Env) *cobra.Command {
 	var cfg view.Config
+	var lopt view.Options
 	var open, noOpen bool
 	cmd := &cobra.Command{
 		Use:   "view FILE|-",
@@ -36,11 +38,17 @@ access beyond 127.0.0.1. The URL takes #select=N (select event N) and #conn=ID.
   tcplab run close --wire memory --format json > close.jsonl
   tcplab view close.jsonl                  # prints http://127.0.0.1:PORT/
   tcplab view --addr 8080 close.pcapng     # a port of your choice, still on 127.0.0.1
-  tcplab view wire.pcap.gz                 # any capture, with explain's reasons`,
+  tcplab view wire.pcap.gz                 # any capture, with explain's reasons
+  tcplab view big.pcap --conn 3            # one connection of a big capture`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := view.CheckAddr(cfg.Addr); err != nil {
 				return usageError{err}
+			}
+			if lopt.Conn != "" {
+				if _, _, _, err := explain.ParseConn(lopt.Conn); err != nil {
+					return usageError{err}
+				}
 			}
 			if open && noOpen {
 				return usageError{fmt.Errorf("--open and --no-open: choose one")}
@@ -65,7 +73,7 @@ access beyond 127.0.0.1. The URL takes #select=N (select event N) and #conn=ID.
 				defer f.Close()
 				in = f
 			}
-			d, err := view.Load(name, in)
+			d, err := view.Load(name, in, lopt)
 			if err != nil {
 				return err
 			}
@@ -89,6 +97,8 @@ access beyond 127.0.0.1. The URL takes #select=N (select event N) and #conn=ID.
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.Addr, "addr", "", "listen on this port of 127.0.0.1 (PORT or 127.0.0.1:PORT); default: a random port")
+	fl.StringVar(&lopt.Conn, "conn", "", "a capture: only this connection, its number or ADDR:PORT-ADDR:PORT (as explain numbers them)")
+	fl.IntVar(&lopt.MaxItems, "max-rows", view.DefaultMaxItems, "refuse inputs of more rows than this (events or packets; -1: no limit)")
 	fl.BoolVar(&cfg.Once, "once", false, "stop once the page has loaded its data (for tests and screenshots)")
 	fl.BoolVar(&open, "open", false, "also open the page with xdg-open")
 	fl.BoolVar(&noOpen, "no-open", false, "do not open a browser (the default)")

@@ -15,13 +15,42 @@ import (
 // connections: every packet a row between the client's and the server's
 // lane, each FIN and RST with explain's inferred reason, the states the
 // wire shows, and the time-sequence series.
-func loadCapture(name string, r io.Reader) (*Data, error) {
+// With opt.Conn, only that connection is kept (the others are analysed
+// and forgotten as they end).
+func loadCapture(name string, r io.Reader, opt Options) (*Data, error) {
+	keep := func(*explain.Conn) bool { return true }
+	if opt.Conn != "" {
+		n, a, b, err := explain.ParseConn(opt.Conn)
+		if err != nil {
+			return nil, fmt.Errorf("view: %w", err)
+		}
+		keep = func(c *explain.Conn) bool {
+			if n != 0 {
+				return c.N == n
+			}
+			x, y := c.Client(), c.Server()
+			return (x == a && y == b) || (x == b && y == a)
+		}
+	}
 	var conns []*explain.Conn
-	sum, err := explain.Analyze(name, r, true, func(c *explain.Conn) { conns = append(conns, c) })
+	kept, limit := 0, opt.max()
+	sum, err := explain.Analyze(name, r, true, func(c *explain.Conn) {
+		// Past the limit, only count: Load reports it.
+		if keep(c) && (limit <= 0 || kept <= limit) {
+			conns = append(conns, c)
+			kept += c.Packets
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("view: %w", err)
 	}
+	if limit > 0 && kept > limit {
+		return nil, fmt.Errorf("view: %s: more than %d packets in the connections chosen, the page's limit: choose one connection with --conn N (tcplab explain %s --summary counts them)", name, limit, name)
+	}
 	if len(conns) == 0 {
+		if opt.Conn != "" {
+			return nil, fmt.Errorf("view: %s: no connection %s (the capture has %d)", name, opt.Conn, sum.Conns)
+		}
 		return nil, fmt.Errorf("view: %s: no TCP connection in the capture (%d packets)", name, sum.Packets)
 	}
 	sort.Slice(conns, func(i, j int) bool { return conns[i].N < conns[j].N })

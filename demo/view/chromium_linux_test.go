@@ -166,7 +166,7 @@ func TestChromium(t *testing.T) {
 	}
 	events := closeTrace(t)
 	rst := theRST(t, events)
-	d, err := Load("close.jsonl", bytes.NewReader(closeJSON(t)))
+	d, err := Load("close.jsonl", bytes.NewReader(closeJSON(t)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,18 +18,57 @@ import (
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
+// Options tune Load. The zero value keeps every connection, up to
+// DefaultMaxItems rows.
+type Options struct {
+	// Conn keeps one connection of a capture: its number (as explain
+	// numbers them, by first packet) or ADDR:PORT-ADDR:PORT, either order.
+	// "" keeps all. A trace or tcplab pcapng ignores it (the page filters).
+	Conn string
+	// MaxItems is the most rows (events, packets) Load lays out; a bigger
+	// input is an error that says to choose a connection. 0 means
+	// DefaultMaxItems, <0 no limit.
+	MaxItems int
+}
+
+// DefaultMaxItems is Options.MaxItems's default: about 200 MB of page data
+// (and as much again in the browser), still smooth to scroll.
+const DefaultMaxItems = 500_000
+
 // Load reads a trace (JSON lines), a pcapng file tcplab wrote, or any
 // capture from r (named name in errors and on the page), telling them
 // apart by their first bytes, and lays it out for the page. r is read
 // from its start; tcplab's own pcapng is read twice (once to recognise
 // it), hence the Seeker. Cost: the whole input is held as items.
-func Load(name string, r io.ReadSeeker) (*Data, error) {
+func Load(name string, r io.ReadSeeker, opt Options) (*Data, error) {
+	d, err := load(name, r, opt)
+	if err != nil {
+		return nil, err
+	}
+	if limit := opt.max(); limit > 0 && len(d.Items) > limit {
+		hint := "choose one connection with --conn N (tcplab explain " + name + " --summary counts them)"
+		if d.Source != "capture" {
+			hint = "cut the trace first"
+		}
+		return nil, fmt.Errorf("view: %s: %d rows, more than the page's limit of %d: %s", name, len(d.Items), limit, hint)
+	}
+	return d, nil
+}
+
+func (o Options) max() int {
+	if o.MaxItems == 0 {
+		return DefaultMaxItems
+	}
+	return o.MaxItems
+}
+
+func load(name string, r io.ReadSeeker, opt Options) (*Data, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	head, _ := br.Peek(4)
 	switch {
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b,
 		len(head) == 4 && isPcap(head):
-		return loadCapture(name, br)
+		return loadCapture(name, br, opt)
 	case bytes.Equal(head, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
 		ours, err := isTcplabPcapng(br)
 		if err != nil {
@@ -42,7 +81,7 @@ func Load(name string, r io.ReadSeeker) (*Data, error) {
 		if ours {
 			return loadTcplabPcapng(name, br)
 		}
-		return loadCapture(name, br)
+		return loadCapture(name, br, opt)
 	}
 	events, err := ReadTrace(br)
 	if err != nil {

@@ -123,7 +123,7 @@ func field(it *Item, k string) string {
 func TestDataTrace(t *testing.T) {
 	events := closeTrace(t)
 	want := theRST(t, events)
-	d, err := Load("close.jsonl", bytes.NewReader(closeJSON(t)))
+	d, err := Load("close.jsonl", bytes.NewReader(closeJSON(t)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestDataTcplabPcapng(t *testing.T) {
 	if _, err := pcapng.Write(&b, events, pcapng.Options{Application: "tcplab"}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Load("close.pcapng", bytes.NewReader(b.Bytes()))
+	d, err := Load("close.pcapng", bytes.NewReader(b.Bytes()), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestDataTcplabPcapngOneHost(t *testing.T) {
 	if _, err := pcapng.Write(&b, closeTrace(t), pcapng.Options{Application: "tcplab", Only: "client"}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Load("client.pcapng", bytes.NewReader(b.Bytes()))
+	d, err := Load("client.pcapng", bytes.NewReader(b.Bytes()), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestDataCapture(t *testing.T) {
 	zw := gzip.NewWriter(&z)
 	zw.Write(b.Bytes())
 	zw.Close()
-	d, err := Load("close.pcapng.gz", bytes.NewReader(z.Bytes()))
+	d, err := Load("close.pcapng.gz", bytes.NewReader(z.Bytes()), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestLoadErrors(t *testing.T) {
 		{"# only a comment\n", "no events"},
 		{"\n", "no events"},
 	} {
-		_, err := Load("x", strings.NewReader(tc.in))
+		_, err := Load("x", strings.NewReader(tc.in), Options{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%q) = %v, want an error with %q", tc.in, err, tc.want)
 		}
@@ -393,5 +393,57 @@ func TestListenLoopbackOnly(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve still running after the data was served with Once")
+	}
+}
+
+// relayCapture is a capture of two connections: the half-close-relay
+// scenario as its client host saw it, written by "tcpdump".
+func relayCapture(t *testing.T) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, events, err := scenario.SimulateBuiltin(ctx, "half-close-relay", scenario.SimConfig{KeepPackets: true, QuietWindow: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := pcapng.Write(&b, events, pcapng.Options{Application: "tcpdump", Only: "client", NoComments: true}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestCaptureConnAndLimit(t *testing.T) {
+	capture := relayCapture(t)
+	all, err := Load("relay.pcapng", bytes.NewReader(capture), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Conns) != 2 {
+		t.Fatalf("%d connections, want 2", len(all.Conns))
+	}
+	second := all.Conns[1]
+	for _, sel := range []string{"2", second.Addrs[1] + "-" + second.Addrs[0]} {
+		one, err := Load("relay.pcapng", bytes.NewReader(capture), Options{Conn: sel})
+		if err != nil {
+			t.Fatalf("--conn %s: %v", sel, err)
+		}
+		if len(one.Conns) != 1 || one.Conns[0].ID != "2" || one.Conns[0].Addrs != second.Addrs {
+			t.Errorf("--conn %s: connections %+v, want only connection 2 %v", sel, one.Conns, second.Addrs)
+		}
+		for _, it := range one.Items {
+			if it.Conn != 0 {
+				t.Errorf("--conn %s: item %d of connection %d", sel, it.I, it.Conn)
+			}
+		}
+	}
+	if _, err := Load("relay.pcapng", bytes.NewReader(capture), Options{Conn: "9"}); err == nil || !strings.Contains(err.Error(), "no connection 9 (the capture has 2)") {
+		t.Errorf("--conn 9: %v", err)
+	}
+	if _, err := Load("relay.pcapng", bytes.NewReader(capture), Options{MaxItems: 5}); err == nil || !strings.Contains(err.Error(), "--conn") {
+		t.Errorf("MaxItems 5: %v, want an error saying to choose a connection", err)
+	}
+	if _, err := Load("close.jsonl", bytes.NewReader(closeJSON(t)), Options{MaxItems: 5}); err == nil || !strings.Contains(err.Error(), "limit of 5") {
+		t.Errorf("a trace past MaxItems: %v", err)
 	}
 }
