@@ -248,6 +248,31 @@ func TestChromium(t *testing.T) {
 	if !strings.HasPrefix(title, "client → server") {
 		t.Errorf("time-sequence graph title %q", title)
 	}
+	var at2 [2]float64
+	// A click on the SYN in the client's time-sequence graph selects it.
+	var pt [3]float64
+	if err := c.eval(`(() => { const g = tcplabView.graphs.tsg0, r = document.getElementById('tsg0').getBoundingClientRect();
+		const p = g.pts.find((p) => tcplabView.state.data.items[p[2]].flags === 'S');
+		return [r.left + p[0], r.top + p[1], p[2]]; })()`, &pt); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click(pt[0], pt[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, fmt.Sprintf(`tcplabView.state.sel === %d && document.getElementById('seltitle').textContent.includes('out: S seq 0')`, int(pt[2])))
+	// The row buttons zoom the ladder.
+	var rowH float64
+	if err := c.eval(`tcplabView.state.rowH`, &rowH); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.eval(`(() => { const b = document.getElementById('zoomin').getBoundingClientRect(); return [b.left + b.width / 2, b.top + b.height / 2]; })()`, &at2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click(at2[0], at2[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, fmt.Sprintf(`tcplabView.state.rowH > %v`, rowH))
+
 	var problems []string
 	if err := c.eval(`tcplabView.problems`, &problems); err != nil {
 		t.Fatal(err)

@@ -31,9 +31,9 @@ type Options struct {
 	MaxItems int
 }
 
-// DefaultMaxItems is Options.MaxItems's default: about 200 MB of page data
+// DefaultMaxItems is Options.MaxItems's default: about 120 MB of page data
 // (and as much again in the browser), still smooth to scroll.
-const DefaultMaxItems = 500_000
+const DefaultMaxItems = 200_000
 
 // Load reads a trace (JSON lines), a pcapng file tcplab wrote, or any
 // capture from r (named name in errors and on the page), telling them

@@ -603,5 +603,5 @@ function graphInput(id) {
   cv.addEventListener('dblclick', () => { S.gx = null; drawGraphs(); });
 }
 
-window.tcplabView = { state: S, select, problems };
+window.tcplabView = { state: S, select, problems, graphs: G };
 load();
