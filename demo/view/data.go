@@ -388,8 +388,22 @@ func traceSeries(d *Data, kept []trace.Event, nums [][2]uint32, known map[string
 		c.States, c.Buffers = []Band{}, []BufferPoint{}
 	}
 	scale, scaleBy := inferScales(kept)
-	for a, s := range known {
-		scale[a], scaleBy[a] = s, fmt.Sprintf("%d, from the SYN's window scale option", s)
+	for _, c := range d.Conns {
+		if known == nil {
+			break
+		}
+		// Scaling is on when both SYNs carried the option (RFC 7323).
+		s0, ok0 := known[c.Addrs[0]]
+		s1, ok1 := known[c.Addrs[1]]
+		if !ok0 || !ok1 {
+			s0, s1 = 0, 0
+		}
+		for i, s := range [2]int{s0, s1} {
+			scale[c.Addrs[i]], scaleBy[c.Addrs[i]] = s, fmt.Sprintf("%d, from the SYNs' window scale options", s)
+			if !ok0 || !ok1 {
+				scaleBy[c.Addrs[i]] = "none: not both SYNs carry the window scale option"
+			}
+		}
 	}
 	high := map[string]uint32{} // sender address -> highest relative end sent
 	for i, it := range d.Items {
