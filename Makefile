@@ -47,7 +47,7 @@ view-figure: build
 	{ (cd "$$tmp" && exec timeout 120 "$(CURDIR)/$(BIN)" view --once close.jsonl > url) & } && \
 	for i in $$(seq 200); do grep -q http "$$tmp/url" && break; sleep 0.05; done && \
 	url=$$(grep -o 'http://[^ ]*' "$$tmp/url") && \
-	$(CHROMIUM) --headless --disable-gpu --hide-scrollbars --user-data-dir="$$tmp/chromium" \
+	$(CHROMIUM) --headless --disable-gpu --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$$tmp/chromium" \
 		$$([ "$$(id -u)" = 0 ] && echo --no-sandbox) --window-size=1400,900 --virtual-time-budget=5000 \
 		--screenshot="$(CURDIR)/$(VIEW_PNG)" "$${url}#select=rst" 2>/dev/null && \
 	wait && echo "wrote $(VIEW_PNG)"

@@ -31,7 +31,7 @@ func findChromium() string {
 // The browser (its whole process group) is stopped at the end of the test.
 func startChromium(t *testing.T, bin, pageURL string) *cdpClient {
 	t.Helper()
-	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+	args := []string{"--headless", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
 		"--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
 		"--user-data-dir=" + t.TempDir(), "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"--window-size=1400,1400"}
