@@ -52,6 +52,14 @@ async function load() {
 function init(d) {
   S.data = d;
   S.arrivals = d.items.some((it) => it.dir === 'in');
+  // Each connection's first and last item, for the graphs' x range.
+  for (const c of d.conns) { c.i0 = -1; c.i1 = -1; }
+  for (const it of d.items) {
+    if (it.conn < 0) continue;
+    const c = d.conns[it.conn];
+    if (c.i0 < 0) c.i0 = it.i;
+    c.i1 = it.i;
+  }
   $('file').textContent = d.file + ' (' + d.source + ')';
   document.title = 'tcplab view: ' + d.file;
   const sel = $('conn');
@@ -340,14 +348,10 @@ function xOf(t, i) { return S.xmode === 'time' ? t : i; }
 
 function xRange(c) {
   if (S.gx) return S.gx;
-  const d = S.data;
-  let lo = Infinity, hi = -Infinity;
-  for (const it of d.items) {
-    if (it.conn !== S.data.conns.indexOf(c)) continue;
-    const x = xOf(it.t, it.i);
-    lo = Math.min(lo, x); hi = Math.max(hi, x);
-  }
-  if (!isFinite(lo)) { lo = 0; hi = 1; }
+  const items = S.data.items;
+  let lo = S.xmode === 'time' ? c.first : c.i0, hi = S.xmode === 'time' ? c.last : c.i1;
+  if (S.xmode === 'time' && c.i0 >= 0) { lo = items[c.i0].t; hi = items[c.i1].t; }
+  if (!isFinite(lo) || lo < 0) { lo = 0; hi = 1; }
   if (hi <= lo) hi = lo + (S.xmode === 'time' ? 0.001 : 1);
   const pad = (hi - lo) * 0.03;
   return [lo - pad, hi + pad];
@@ -457,15 +461,11 @@ function drawBands(ci) {
   const L = 56, R = 8, T = 4, B = 18;
   const X = (v) => L + (v - x0) / (x1 - x0) * (w - L - R);
   const clampX = (v) => Math.max(L, Math.min(w - R, X(v)));
-  const items = S.data.items;
   // In event order a band runs from its item to the next band's.
   const bandX = (b, next) => {
     if (S.xmode === 'time') return [b.t0, b.t1];
-    const firstItem = items.findIndex((it) => it.conn === ci);
-    const i0 = b.item >= 0 ? b.item : firstItem;
-    let lastItem = i0;
-    for (let i = items.length - 1; i >= 0; i--) if (items[i].conn === ci) { lastItem = i; break; }
-    const i1 = next && next.lane === b.lane ? (next.item >= 0 ? next.item : i0) : lastItem;
+    const i0 = b.item >= 0 ? b.item : c.i0;
+    const i1 = next && next.lane === b.lane ? (next.item >= 0 ? next.item : i0) : c.i1;
     return [i0, i1];
   };
   const bandH = 18, pts = [];
