@@ -119,7 +119,6 @@ function layout() {
     S.ys[k + 1] = S.ys[k] + S.rowH + (hasReasonLine(d.items[S.rows[k]]) ? extra : 0);
   }
   $('spacer').style.height = S.ys[S.rows.length] + 'px';
-  const cc = c >= 0 ? d.conns[c] : null;
   $('count').textContent = S.rows.length + ' rows, ' + d.conns.length + ' connection' + (d.conns.length === 1 ? '' : 's');
   $('summary').innerHTML = summaryHTML();
   render();
