@@ -81,7 +81,11 @@ access beyond 127.0.0.1. The URL takes #select=N (select event N) and #conn=ID.
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tcplab view: %s (%d events, %d connections) at %s\n", name, len(d.Items), len(d.Conns), srv.URL())
+			conns := fmt.Sprintf("%d connections", len(d.Conns))
+			if len(d.Conns) == 1 {
+				conns = "1 connection"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "tcplab view: %s (%d rows, %s) at %s\n", name, len(d.Items), conns, srv.URL())
 			if !cfg.Once {
 				fmt.Fprintln(cmd.OutOrStdout(), "# Ctrl-C stops it")
 			}
