@@ -3,7 +3,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/tcplab
 PKGS    := ./...
 
-.PHONY: all build demo test vet fmt bench fuzz fuzz-check golden figures clean bpf
+.PHONY: all build demo test vet fmt bench fuzz fuzz-check golden figures view-figure clean bpf
 
 all: build
 
@@ -35,6 +35,23 @@ figures: build
 	./$(BIN) run close --wire memory --format json --svg demo/figures/close.svg >/dev/null
 	./$(BIN) run shutdown --wire memory --format json --svg demo/figures/shutdown.svg >/dev/null
 
+## view-figure: the README's screenshot of `tcplab view` on the close
+## experiment (memory wire), taken by headless Chromium (Debian's chromium
+## package); the page selects the RST (#select=rst). --once stops the server
+## once the page has its data.
+VIEW_PNG ?= demo/figures/view.png
+CHROMIUM ?= chromium
+view-figure: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	./$(BIN) run close --wire memory --format json > "$$tmp/close.jsonl" 2>/dev/null && \
+	{ (cd "$$tmp" && exec timeout 120 "$(CURDIR)/$(BIN)" view --once close.jsonl > url) & } && \
+	for i in $$(seq 200); do grep -q http "$$tmp/url" && break; sleep 0.05; done && \
+	url=$$(grep -o 'http://[^ ]*' "$$tmp/url") && \
+	$(CHROMIUM) --headless --disable-gpu --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$$tmp/chromium" \
+		$$([ "$$(id -u)" = 0 ] && echo --no-sandbox) --window-size=1400,900 --virtual-time-budget=5000 \
+		--screenshot="$(CURDIR)/$(VIEW_PNG)" "$${url}#select=rst" 2>/dev/null && \
+	wait && echo "wrote $(VIEW_PNG)"
+
 ## fuzz: run every fuzzer of the repository for FUZZTIME each, one after
 ## the other (FUZZTIME=10m for longer). A new fuzzer is one more
 ## "package:FuzzName" word in FUZZERS; `make fuzz-check` fails when a
@@ -47,7 +64,8 @@ FUZZERS := \
 	./stack:FuzzParseSegment \
 	./demo/pcapng:FuzzRoundTrip \
 	./demo/explain:FuzzExplain \
-	./demo/replay:FuzzReplay
+	./demo/replay:FuzzReplay \
+	./demo/view:FuzzLoad
 ## Go 1.26's fuzz coordinator can fail a target with a bare "context
 ## deadline exceeded" at the -fuzztime boundary on a busy machine
 ## (go.dev/issue/75804, fixed in Go 1.27): such a run, with no failing input

@@ -268,7 +268,7 @@ connection ends with a clean FIN exchange.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExec(env), newExplain(env), newReplay(env))
+	root.AddCommand(newRun(env), newCheck(env), newList(env), newShow(env), newSyntax(env), newChat(env), newDiff(env), newExec(env), newExplain(env), newReplay(env), newView(env))
 	return root
 }
 

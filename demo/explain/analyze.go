@@ -151,6 +151,9 @@ func (c *Conn) add(p Packet, keep bool) {
 	r := rec{n: p.N, t: p.Time, from: from, flags: p.Flags, seq: p.Seq, ack: p.Ack, win: p.Win, len: p.Len}
 	if keep {
 		defer func() { c.recs = append(c.recs, r) }()
+		for i := range c.side {
+			c.side[i].track, c.side[i].atPkt, c.side[i].atTime = true, p.N, p.Time
+		}
 	}
 	syn, fin, rst, ack := p.Flags&flagSYN != 0, p.Flags&flagFIN != 0, p.Flags&flagRST != 0, p.Flags&flagACK != 0
 	if !rst {
@@ -181,6 +184,8 @@ func (c *Conn) add(p Packet, keep bool) {
 		s.base, s.baseSet = p.Seq-1, true
 	}
 	if c.midSYN && s.state == "" && !syn {
+		s.record("ESTABLISHED")
+		o.record("ESTABLISHED")
 		s.state, o.state = "ESTABLISHED", "ESTABLISHED"
 	}
 

@@ -72,14 +72,29 @@ type side struct {
 	ackedAfterFin []int // its packets that ACKed new data after its own FIN
 	state         string
 	prevState     string
+
+	// With the timeline kept: the packet being booked, and the state
+	// changes so far (see Conn.StateChanges).
+	track   bool
+	atPkt   int
+	atTime  time.Time
+	changes []StateChange
 }
 
 // rel returns seq relative to the side's base.
 func (s *side) rel(seq uint32) uint32 { return seq - s.base }
 
+// record notes, when the timeline is kept, that the side moves to st.
+func (s *side) record(st string) {
+	if s.track && s.state != st {
+		s.changes = append(s.changes, StateChange{Side: s.role, Packet: s.atPkt, Time: s.atTime, From: s.state, To: st})
+	}
+}
+
 // setState moves the side to state st.
 func (s *side) setState(st string) {
 	if s.state != st {
+		s.record(st)
 		s.prevState = s.state
 		s.state = st
 	}

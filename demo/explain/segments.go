@@ -10,8 +10,10 @@ import (
 type Segment struct {
 	// N is the packet's number in the file, from 1.
 	N int
-	// T is its time since the connection's first packet.
-	T time.Duration
+	// T is its time since the connection's first packet; Time its
+	// capture time.
+	T    time.Duration
+	Time time.Time
 	// From is "client" (the side that sent the SYN) or "server".
 	From string
 	// Flags are the TCP flags in tcpdump notation (S, S., ., P., F., R, R.);
@@ -70,7 +72,7 @@ func (c *Conn) Segments() []Segment {
 			w <<= uint(s.wscale)
 		}
 		seg := Segment{
-			N: r.n, T: r.t.Sub(c.First), From: s.role, Flags: FlagString(r.flags), Bits: r.flags,
+			N: r.n, T: r.t.Sub(c.First), Time: r.t, From: s.role, Flags: FlagString(r.flags), Bits: r.flags,
 			Seq: s.rel(r.seq), Win: r.win, Window: w, Len: r.len, Retrans: r.re, Missed: r.missed,
 			Src: s.addr.String(), Dst: o.addr.String(), Finding: byPkt[r.n],
 		}
