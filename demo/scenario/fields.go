@@ -20,7 +20,15 @@ type Span struct {
 }
 
 // String returns "D1..D2".
-func (s Span) String() string { return fmtDuration(s.Min) + ".." + fmtDuration(s.Max) }
+func (s Span) String() string {
+	end := func(d time.Duration) string {
+		if d == 0 {
+			return "0"
+		}
+		return fmtDuration(d)
+	}
+	return end(s.Min) + ".." + end(s.Max)
+}
 
 // FieldCond is a condition on one number of a segment: Name (seq, ack,
 // win, len) compared by Op (=, >, <, >=, <=, !=) with N. seq and ack are
