@@ -127,6 +127,9 @@ type Expect struct {
 	Reason string // substring of the FIN/RST reason
 	Before *Expect
 	After  *Expect // its first match comes after the other's (fields.go)
+	// Within, if set, lets the expectation wait up to this long on the
+	// lab's clock for the trace to meet it ("within 2s"; fields.go).
+	Within time.Duration
 	// Fields are conditions on the segment's numbers ("seq 4 ack 1",
 	// "win 0", "len >0"; fields.go).
 	Fields []FieldCond

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -110,6 +111,9 @@ func spanEnd(s string) (time.Duration, error) {
 // when the next word is neither.
 func (p *lineParser) segmentCond(e *Expect) (bool, error) {
 	w := strings.ToLower(p.peek())
+	if w == "within" {
+		return true, p.within(e)
+	}
 	if w == "after" {
 		p.i++
 		a, err := p.expect(p.pos())
@@ -343,4 +347,64 @@ func both(a, b string) string {
 		return a
 	}
 	return a + "; " + b
+}
+
+// within parses "within D" if it comes next.
+func (p *lineParser) within(e *Expect) error {
+	if !p.accept("within") {
+		return nil
+	}
+	at := p.pos()
+	d, err := p.duration("how long the expectation may wait")
+	if err != nil {
+		return err
+	}
+	if e.Within > 0 {
+		return &Error{at, "within given twice"}
+	}
+	if e.Never || d == 0 {
+		return &Error{at, "within needs something to wait for: not with never, and more than 0"}
+	}
+	e.Within = d
+	return nil
+}
+
+// withinOf returns how long e may wait: its own "within", or one written
+// after the segment it is ordered against.
+func withinOf(e *Expect) time.Duration {
+	d := e.Within
+	for _, o := range []*Expect{e.Before, e.After} {
+		if o != nil && o.Within > d {
+			d = o.Within
+		}
+	}
+	return d
+}
+
+// withinStep is how often a waiting expectation looks again.
+const withinStep = 10 * time.Millisecond
+
+// checkWithin is check that, for an expectation with "within D", looks
+// again every 10 ms of the lab's clock until it holds or D has passed;
+// when it had to wait, a note says how long (a lost segment retransmitted
+// later, say).
+func (r *runner) checkWithin(ctx context.Context, e *Expect) string {
+	msg := r.check(e)
+	d := withinOf(e)
+	if msg == "" || d == 0 {
+		return msg
+	}
+	start := r.lab.Trace.Now()
+	for msg != "" && r.lab.Trace.Now()-start < d {
+		if err := r.opt.Sleep(ctx, withinStep); err != nil {
+			return msg
+		}
+		msg = r.check(e)
+	}
+	waited := r.lab.Trace.Now() - start
+	if msg != "" {
+		return fmt.Sprintf("%s (after waiting %s)", msg, roundTook(waited))
+	}
+	r.note(e.Host, fmt.Sprintf("%s: held after waiting %s", e.String(), roundTook(waited)))
+	return ""
 }

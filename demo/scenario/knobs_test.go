@@ -303,3 +303,36 @@ func TestSeededLossRepeats(t *testing.T) {
 		t.Errorf("the trace notes no lost segment:\n%s", texts[0])
 	}
 }
+
+// TestRunWithin checks "within D": an expectation that holds only once a
+// lost FIN has been retransmitted waits for it on the lab's clock (and a
+// note says how long), and one whose D is too short fails saying so.
+func TestRunWithin(t *testing.T) {
+	const setup = "server listen 9527\nclient connect server:9527\nserver accept\nwire drop client F.\nclient close\n"
+	res, events := simulate(t, setup+"expect client final FIN-WAIT-2 within 2s\nexpect server received F. within 1s\n", SimConfig{})
+	if !res.OK() {
+		t.Errorf("failures:\n%s", failures(res))
+	}
+	var notes []string
+	for _, e := range events {
+		if e.Kind == trace.Note && strings.Contains(e.Text, "held after waiting") {
+			notes = append(notes, e.Text)
+		}
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "expect client final FIN-WAIT-2 within 2s: held after waiting 2") {
+		t.Errorf("notes %q, want one for the FIN-WAIT-2 expectation (the retransmission comes after about 200ms)", notes)
+	}
+	res, _ = simulate(t, setup+"expect client final FIN-WAIT-2 within 50ms\n", SimConfig{})
+	if got := failures(res); !strings.Contains(got, "t.lab:6:1: expect client final FIN-WAIT-2 within 50ms: client is in FIN-WAIT-1, want FIN-WAIT-2 (after waiting 50ms)") {
+		t.Errorf("failures:\n%s", got)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"expect client state CLOSED never within 1s", `x.lab:1:41: within needs something to wait for: not with never, and more than 0`},
+		{"expect client final CLOSED within", `x.lab:1:34: expected how long the expectation may wait (a duration such as 5s or 200ms, from 0 to 24h)`},
+		{"expect client sent F. within 1s within 2s", `x.lab:1:40: within given twice`},
+	} {
+		if _, err := Parse("x.lab", strings.NewReader(tc.src)); err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%q) = %v, want %s", tc.src, err, tc.want)
+		}
+	}
+}

@@ -573,7 +573,7 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 			return nil, err
 		}
 	}
-	return e, nil
+	return e, p.within(e)
 }
 
 // flags parses a tcpdump flag pattern such as S, S., P., F., R, R.

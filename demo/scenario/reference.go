@@ -71,6 +71,8 @@ and on their own line (checked against the trace so far):
   seq/ack relative to each side's ISN as tcpdump prints them; N may be =N >N <N >=N <=N !=N.
   refused: an arrival the stack did not accept (its verdict; reason ~ matches why).
   before/after: its first match comes before/after the other's first (after: which must exist).
+  ... within D        (any expectation but never) wait up to D on the lab's clock for it to
+      hold, e.g. expect client final FIN-WAIT-2 within 2s (a lost FIN is retransmitted)
   expect HOST state STATE [never]      expect HOST final STATE
   expect HOST buffer snd|rcv N         ... on NAME
 

@@ -279,7 +279,7 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	case *Expect:
 		r.settle(ctx)
 		r.res.Checked++
-		if msg := r.check(s); msg != "" {
+		if msg := r.checkWithin(ctx, s); msg != "" {
 			r.fail(s, msg)
 		}
 		return nil
