@@ -191,17 +191,55 @@ type keepaliveKnobs struct {
 	count          int
 }
 
-// applyOptions sets opts on h's stack, in order.
+// applyOptions sets opts on h's stack, in order, except that rto-min and
+// rto-max are set together, in the order gVisor accepts (it refuses a
+// minimum above the maximum in effect, and the other way round).
 func (h *Host) applyOptions(opts []Option) error {
+	var rto []Option
 	for _, o := range opts {
 		if err := CheckOption(o); err != nil {
 			return err
+		}
+		if o.Key == "rto-min" || o.Key == "rto-max" {
+			rto = append(rto, o)
+			continue
 		}
 		if err := gvisorKnobs[o.Key].apply(h, o.Value); err != nil {
 			return fmt.Errorf("set %s: %s", o, err)
 		}
 	}
+	if lo, hi, err := RTOBounds(opts); err != nil {
+		return err
+	} else if len(rto) == 2 && lo > tcp.MaxRTO {
+		rto[0], rto[1] = Option{"rto-max", hi.String()}, Option{"rto-min", lo.String()}
+	} else if len(rto) == 2 {
+		rto[0], rto[1] = Option{"rto-min", lo.String()}, Option{"rto-max", hi.String()}
+	}
+	for _, o := range rto {
+		if err := gvisorKnobs[o.Key].apply(h, o.Value); err != nil {
+			return fmt.Errorf("set %s: %s", o, err)
+		}
+	}
 	return nil
+}
+
+// RTOBounds returns the retransmission timeout's bounds opts leave in
+// effect (gVisor's defaults, 200ms and 120s, where they say nothing; the
+// last setting wins), and an error when the minimum is above the maximum.
+func RTOBounds(opts []Option) (lo, hi time.Duration, err error) {
+	lo, hi = tcp.MinRTO, tcp.MaxRTO
+	for _, o := range opts {
+		switch o.Key {
+		case "rto-min":
+			lo, _ = durationValue(o.Value)
+		case "rto-max":
+			hi, _ = durationValue(o.Value)
+		}
+	}
+	if lo > hi {
+		return lo, hi, fmt.Errorf("gVisor's rto-min %s is above its rto-max %s (defaults 200ms and 120s)", lo, hi)
+	}
+	return lo, hi, nil
 }
 
 // KeepaliveSetter is a socket whose SO_KEEPALIVE can be set (the gVisor

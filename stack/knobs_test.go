@@ -70,7 +70,20 @@ func TestCheckOption(t *testing.T) {
 			t.Errorf("CheckOption(%v) = %v, want %q", tc.o, err, tc.want)
 		}
 	}
-	if _, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{Options: []stack.Option{{Key: "rto-min", Value: "2s"}, {Key: "rto-max", Value: "1s"}}}, false); err == nil {
-		t.Errorf("rto-min 2s with rto-max 1s: no error")
+	if _, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{Options: []stack.Option{{Key: "rto-min", Value: "2s"}, {Key: "rto-max", Value: "1s"}}}, false); err == nil || !strings.Contains(err.Error(), "rto-min 2s is above its rto-max 1s") {
+		t.Errorf("rto-min 2s with rto-max 1s: %v", err)
+	}
+	// Both orders of a valid pair work: they are applied in the order
+	// gVisor accepts.
+	for _, opts := range [][]stack.Option{
+		{{Key: "rto-max", Value: "100ms"}, {Key: "rto-min", Value: "50ms"}},
+		{{Key: "rto-min", Value: "200s"}, {Key: "rto-max", Value: "300s"}},
+	} {
+		lab, err := stack.NewLab(memwire.New(memwire.Config{}), stack.Config{Options: opts}, false)
+		if err != nil {
+			t.Errorf("%v: %v", opts, err)
+			continue
+		}
+		lab.Close()
 	}
 }

@@ -174,6 +174,24 @@ func sysctlValue(k sysctl, v string) (int64, error) {
 	return n, nil
 }
 
+// checkKnobs checks what only the settings together can show: the
+// retransmission timeout's bounds (at the last of them).
+func (s *Script) checkKnobs() error {
+	var last *Knob
+	for i, k := range s.Knobs {
+		if k.Stack == "gvisor" && (k.Key == "rto-min" || k.Key == "rto-max") {
+			last = &s.Knobs[i]
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	if _, _, err := stack.RTOBounds(s.GVisorOptions()); err != nil {
+		return &Error{last.Pos, err.Error()}
+	}
+	return nil
+}
+
 // needs parses what follows "needs": exact-segments "why".
 func (p *lineParser) needs(s *Script, start Pos) error {
 	if _, err := p.want("a requirement", []string{"exact-segments"}); err != nil {

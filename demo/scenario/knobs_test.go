@@ -96,6 +96,8 @@ func TestParseKnobErrors(t *testing.T) {
 		{"config gvisor rto-min -1s", `x.lab:1:23: gVisor setting rto-min: want a duration such as 200ms or 5s (more than 0, at most 24h), found "-1s"`},
 		{"config gvisor", `x.lab:1:14: expected a gVisor setting (congestion-control, keepalive-count, keepalive-idle, keepalive-interval, max-retries, moderate-receive-buffer, nagle, rack, rto-max, rto-min, sack, syn-cookies, syn-retries, tw-reuse)`},
 		{"config gvisor sack", `x.lab:1:19: expected a value for sack`},
+		{"config gvisor rto-max 100ms\nclient close", `x.lab:1:1: gVisor's rto-min 200ms is above its rto-max 100ms (defaults 200ms and 120s)`},
+		{"config gvisor rto-max 1s\nconfig gvisor rto-min 2s\nclient close", `x.lab:2:1: gVisor's rto-min 2s is above its rto-max 1s (defaults 200ms and 120s)`},
 		{"config gvisor sack on\nconfig gvisor sack off", `x.lab:2:15: gvisor sack set twice (first at line 1)`},
 		{"config kernel tcp_rfc1338 1", `x.lab:1:15: unknown kernel setting "tcp_rfc1338"; valid ones: somaxconn, tcp_abort_on_overflow, tcp_fin_timeout, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_keepalive_time, tcp_max_syn_backlog, tcp_orphan_retries, tcp_retries2, tcp_rfc1337, tcp_sack, tcp_syncookies, tcp_timestamps, tcp_tw_reuse, tcp_window_scaling; did you mean "tcp_rfc1337"?`},
 		{"config kernel tcp_rfc1337 2", `x.lab:1:27: tcp_rfc1337: 2 out of range: want 0-1`},

@@ -89,6 +89,9 @@ func Parse(name string, r io.Reader) (*Script, error) {
 		return nil, fmt.Errorf("scenario: read %s: %w", name, err)
 	}
 	s.Doc = strings.TrimSpace(strings.Join(doc, "\n"))
+	if err := s.checkKnobs(); err != nil {
+		return nil, err
+	}
 	if len(s.Steps) == 0 {
 		return nil, &Error{Pos{name, 1, 1}, "no steps: a scenario needs at least one call, wait or expectation (see tcplab syntax)"}
 	}

@@ -206,6 +206,8 @@ func FuzzParse(f *testing.F) {
 		"net client->server loss 99.9% delay 10s jitter 10s reorder 1e2% duplicate 0x1% corrupt 1e-300% rate 100gbit",
 		"net rate 18446744073709551615bit",
 		"inject server R. seq -2147483648 ack 4294967295 win 65535 data \"x\" on c abs",
+		"config gvisor rto-min 24h\nconfig gvisor rto-max 1ns\nconfig kernel tcp_fin_timeout 99999999999999999999s",
+		"expect client sent F. seq >=-1 ack !=4294967296 len <65536 after server refused R within 24h\nclient close expect took 0..24h",
 	} {
 		f.Add(src)
 	}
