@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tcplab/tcplab/demo/cli"
+	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/tun/kernelpeer"
 )
 
@@ -46,6 +47,33 @@ func TestIntegrationKnobsWithKernel(t *testing.T) {
 			}
 			if strings.Contains(text, "config kernel") && !strings.Contains(text, "written in the lab namespace (Linux plays the "+tc.kernel+")") {
 				t.Errorf("the kernel settings are not noted as written:\n%s", text)
+			}
+		})
+	}
+	t.Cleanup(func() { assertNothingLeft(t) })
+}
+
+// TestIntegrationLossOverTUN runs, over TUN under 5% random loss, every
+// built-in scenario that does not declare "needs exact-segments": each
+// must hold all its expectations (the loss is the kernel's netem, or
+// tcplab's userspace model on kernels without it). The others are
+// skipped with their reason, as check does.
+func TestIntegrationLossOverTUN(t *testing.T) {
+	needTUN(t)
+	for _, name := range scenario.Names() {
+		s, err := scenario.Builtin(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			if s.ExactSegments != "" {
+				t.Skipf("needs exact segments: %s", s.ExactSegments)
+			}
+			t.Parallel()
+			var out, errb bytes.Buffer
+			args := []string{"run", name, "--net", "loss 5%"}
+			if code := cli.Main(context.Background(), args, cli.Env{NewTUN: newTUN, Stdout: &out, Stderr: &errb}); code != 0 {
+				t.Errorf("tcplab %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
 			}
 		})
 	}
