@@ -46,6 +46,11 @@ type Config struct {
 	// means the stack default, 60 s as Linux's tcp_fin_timeout.
 	FinWait2Timeout time.Duration
 
+	// Options are gVisor settings by name ("config gvisor KEY VALUE"; see
+	// CheckOption and OptionKeys), applied in order when the host is
+	// built. Nil keeps gVisor's defaults.
+	Options []Option
+
 	// PollInterval is how often the host samples the state of its live
 	// connections to catch timer-driven transitions. 0 means 5 ms; a
 	// negative value turns the poller off (callers then call Sample).
@@ -99,6 +104,8 @@ type Host struct {
 	retMu      sync.Mutex
 	retired    []*Conn
 	keepClosed int
+
+	keepalive keepaliveKnobs // Options' keepalive timers, for SetKeepalive
 
 	onBlock func()
 	blockMu sync.Mutex
@@ -162,6 +169,10 @@ func NewHost(cfg Config, link Link) (*Host, error) {
 		if err := h.s.SetTransportProtocolOption(tcp.ProtocolNumber, &opt); err != nil {
 			return fail("set FIN-WAIT-2 timeout", err)
 		}
+	}
+	if err := h.applyOptions(cfg.Options); err != nil {
+		h.s.Destroy()
+		return nil, fmt.Errorf("stack: host %s: %w", cfg.Name, err)
 	}
 	h.tap = newTap(link.Endpoint, h)
 	if err := h.s.CreateNIC(nicID, h.tap); err != nil {

@@ -27,6 +27,13 @@ type Config struct {
 	// kernel's default, 60 s.
 	KernelFinTimeout time.Duration
 
+	// Sysctls are written inside the lab namespace, in order, after
+	// KernelFinTimeout: per-namespace TCP settings of the Linux kernel
+	// (net.ipv4.tcp_* and net.core.somaxconn only, integer values; see
+	// CheckSysctl). They matter only to kernel sockets; the host's own
+	// settings are never touched.
+	Sysctls []Sysctl
+
 	// UserspaceNet makes SetConditions apply network conditions in
 	// userspace (see Lab.SetConditions) even when the kernel has netem.
 	// Without it, userspace is only the fallback for kernels without
@@ -71,6 +78,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tun: negative QueueLen %d", c.QueueLen)
 	case c.ClientName == c.ServerName:
 		return c, fmt.Errorf("tun: client and server device are both named %q", c.ClientName)
+	}
+	for _, s := range c.Sysctls {
+		if err := CheckSysctl(s); err != nil {
+			return c, err
+		}
 	}
 	for _, n := range []string{c.ClientName, c.ServerName} {
 		if err := checkDevName(n); err != nil {

@@ -126,6 +126,9 @@ func New(ctx context.Context, cfg Config) (*Lab, error) {
 			secs := (cfg.KernelFinTimeout + time.Second - 1) / time.Second
 			sysctls = append(sysctls, [2]string{"net/ipv4/tcp_fin_timeout", strconv.Itoa(int(secs))})
 		}
+		for _, s := range cfg.Sysctls {
+			sysctls = append(sysctls, [2]string{s.path(), s.Value})
+		}
 		for _, s := range sysctls {
 			if err := writeSysctl(s[0], s[1]); err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"syscall"
@@ -346,13 +347,15 @@ func TestSysErr(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c, err := Config{}.withDefaults()
 	want := Config{MTU: 1500, TxQueueLen: 10000, QueueLen: 1024, ClientName: "tcl-client", ServerName: "tcl-server"}
-	if err != nil || c != want {
+	if err != nil || !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v, %v", c, err)
 	}
 	for _, bad := range []Config{
 		{MTU: 67}, {MTU: 65536}, {TxQueueLen: -1}, {QueueLen: -1},
 		{ClientName: "sixteen-chars-xx"}, {ClientName: "a/b"}, {ClientName: "a b"},
 		{ClientName: "x", ServerName: "x"},
+		{Sysctls: []Sysctl{{"net.ipv4.ip_forward", "1"}}}, {Sysctls: []Sysctl{{"net.ipv4.tcp_../../x", "1"}}},
+		{Sysctls: []Sysctl{{"net.ipv4.tcp_rfc1337", "1 2"}}},
 	} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v accepted", bad)

@@ -45,7 +45,11 @@ func waitListening(ctx context.Context, w stack.Wire, port uint16) error {
 
 // newTUN builds the lab's TUN wire in a private network namespace.
 func newTUN(ctx context.Context, cfg cli.WireConfig) (stack.Wire, error) {
-	return tun.New(ctx, tun.Config{MTU: cfg.MTU, KernelFinTimeout: cfg.KernelFinWait2})
+	tc := tun.Config{MTU: cfg.MTU, KernelFinTimeout: cfg.KernelFinWait2}
+	for _, s := range cfg.KernelSettings {
+		tc.Sysctls = append(tc.Sysctls, tun.Sysctl{Key: s[0], Value: s[1]})
+	}
+	return tun.New(ctx, tc)
 }
 
 // startCapture captures the devices of the TUN wire w into out (pcapng)

@@ -105,7 +105,7 @@ func load(arg string, stdin io.Reader) (*scenario.Script, error) {
 // options that go with its clock.
 func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keepPackets bool) (*stack.Lab, scenario.Options, error) {
 	opt := scenario.Options{StepTimeout: f.timeout}
-	hc := stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: keepPackets}
+	hc := stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: keepPackets, Options: s.GVisorOptions()}
 	if f.wire == "memory" {
 		lab, w, err := memwire.NewLab(memwire.LabConfig{Host: hc, Wire: memwire.Config{MTU: f.mtu}, RealTime: f.realtime, Seed: f.seed})
 		if err != nil {
@@ -123,7 +123,7 @@ func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keep
 			return nil, opt, errors.New("the TUN wire is not available in this build; use --wire memory")
 		}
 		var err error
-		if w, err = env.NewTUN(ctx, WireConfig{MTU: f.mtu, KernelFinWait2: s.FinWait2}); err != nil {
+		if w, err = env.NewTUN(ctx, WireConfig{MTU: f.mtu, KernelFinWait2: s.FinWait2, KernelSettings: s.KernelSettings()}); err != nil {
 			return nil, opt, err
 		}
 	}

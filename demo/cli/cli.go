@@ -55,6 +55,9 @@ type WireConfig struct {
 	// Linux kernel in the lab namespace (tcp_fin_timeout), so that a
 	// kernel peer follows a scenario's "config finwait2".
 	KernelFinWait2 time.Duration
+	// KernelSettings are sysctls ("net.ipv4.tcp_rfc1337", "1") to write
+	// in the lab namespace: a scenario's "config kernel" settings.
+	KernelSettings [][2]string
 }
 
 // Exit codes.

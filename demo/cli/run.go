@@ -198,6 +198,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			}
 			sl.Net = kn
 		}
+		sl.Kernel = kernel
 		if kernel == "client" {
 			sl.Client = kp
 		} else {

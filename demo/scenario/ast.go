@@ -29,6 +29,13 @@ type Script struct {
 	// Kernel is the side a real Linux socket plays ("config kernel
 	// client"), or "" for gVisor on both sides.
 	Kernel string
+	// Knobs are the "config gvisor|kernel KEY VALUE" settings, in order
+	// (knobs.go).
+	Knobs []Knob
+	// ExactSegments, from "needs exact-segments "why"", says why the
+	// story depends on exact segment counts: check skips the scenario
+	// under --net.
+	ExactSegments string
 }
 
 // Step is one line of a scenario.
@@ -75,6 +82,9 @@ type CallExpect struct {
 	OK    bool    // no error
 	Errno string  // failed with this error name, e.g. ECONNRESET
 	Bytes int     // returned this many bytes (-1: not checked)
+	// Took, when set, bounds how long the call took on the lab's clock
+	// ("expect took 1s..3s"; fields.go).
+	Took *Span
 }
 
 // Sleep pauses the script (the stacks keep running).
@@ -120,6 +130,13 @@ type Expect struct {
 	Never  bool
 	Reason string // substring of the FIN/RST reason
 	Before *Expect
+	After  *Expect // its first match comes after the other's (fields.go)
+	// Within, if set, lets the expectation wait up to this long on the
+	// lab's clock for the trace to meet it ("within 2s"; fields.go).
+	Within time.Duration
+	// Fields are conditions on the segment's numbers ("seq 4 ack 1",
+	// "win 0", "len >0"; fields.go).
+	Fields []FieldCond
 	// state / final
 	State string
 	// buffer

@@ -32,10 +32,11 @@ func FlagsMatch(pattern, flags string) bool {
 // segments returns the indexes of the segment events an expectation names.
 func segments(events []trace.Event, e *Expect, conns map[string]bool) []int {
 	dir := "out"
-	if e.What == "received" {
+	if e.What == "received" || e.What == "refused" {
 		dir = "in"
 	}
 	var out []int
+	var nums isnTable
 	for i, ev := range events {
 		if ev.Kind != trace.Segment || ev.Host != e.Host || ev.Dir != dir || !FlagsMatch(e.Flags, ev.Flags) {
 			continue
@@ -43,7 +44,13 @@ func segments(events []trace.Event, e *Expect, conns map[string]bool) []int {
 		if conns != nil && !conns[ev.Conn] {
 			continue
 		}
-		if e.Reason != "" && !strings.Contains(ev.Reason, e.Reason) {
+		if e.What == "refused" && ev.Verdict != trace.Refused {
+			continue
+		}
+		if e.Reason != "" && !strings.Contains(segReason(e, ev), e.Reason) {
+			continue
+		}
+		if len(e.Fields) > 0 && !nums.match(events, ev, e.Fields) {
 			continue
 		}
 		out = append(out, i)
@@ -64,22 +71,25 @@ func (r *runner) check(e *Expect) string {
 		conns = map[string]bool{s.ID(): true}
 	}
 	switch e.What {
-	case "sent", "received":
+	case "sent", "received", "refused":
 		m := segments(events, e, conns)
 		switch {
 		case e.Never && len(m) > 0:
 			return fmt.Sprintf("%s %s [%s] %d time(s), want never", e.Host, e.What, events[m[0]].Flags, len(m))
 		case e.Never:
 		case e.Count >= 0 && len(m) != e.Count:
-			return fmt.Sprintf("%s %s [%s] %d time(s), want %d", e.Host, e.What, e.Flags, len(m), e.Count)
+			return fmt.Sprintf("%s %s [%s]%s %d time(s), want %d", e.Host, e.What, e.Flags, fieldsText(e), len(m), e.Count)
 		case e.Count < 0 && len(m) == 0:
-			return fmt.Sprintf("%s never %s [%s]%s%s", e.Host, e.What, e.Flags, reasonText(e), near(events, e))
+			return fmt.Sprintf("%s never %s [%s]%s%s%s", e.Host, e.What, e.Flags, fieldsText(e), reasonText(e), near(events, e)) + nearFields(events, e, conns)
 		}
 		if e.Before != nil && len(m) > 0 {
 			o := segments(events, e.Before, nil)
 			if len(o) > 0 && o[0] < m[0] {
 				return fmt.Sprintf("%s %s [%s] came after %s %s [%s]", e.Host, e.What, e.Flags, e.Before.Host, e.Before.What, e.Before.Flags)
 			}
+		}
+		if msg := checkAfter(events, e, m); msg != "" {
+			return msg
 		}
 	case "state":
 		found := false

@@ -24,13 +24,13 @@ func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 // suggest the nearest one.
 var (
 	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep"}
-	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire", "net", "inject"}
+	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire", "net", "inject", "needs"}
 	netParams = []string{"loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "clear"}
 	hosts     = []string{"client", "server"}
 	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
 	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
-	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf"}
-	configs   = []string{"timewait", "finwait2", "kernel"}
+	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf", "keepalive"}
+	configs   = []string{"timewait", "finwait2", "kernel", "gvisor"}
 )
 
 // Parse reads a scenario. name is used in positions (usually the file
@@ -89,6 +89,9 @@ func Parse(name string, r io.Reader) (*Script, error) {
 		return nil, fmt.Errorf("scenario: read %s: %w", name, err)
 	}
 	s.Doc = strings.TrimSpace(strings.Join(doc, "\n"))
+	if err := s.checkKnobs(); err != nil {
+		return nil, err
+	}
 	if len(s.Steps) == 0 {
 		return nil, &Error{Pos{name, 1, 1}, "no steps: a scenario needs at least one call, wait or expectation (see tcplab syntax)"}
 	}
@@ -282,6 +285,9 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 		if err != nil {
 			return nil, err
 		}
+		if what == "gvisor" || what == "kernel" && p.peek() != "client" && p.peek() != "server" {
+			return nil, p.knob(s, what, start)
+		}
 		if what == "kernel" {
 			if s.Kernel, err = p.want("the side the kernel plays", hosts); err != nil {
 				return nil, err
@@ -299,6 +305,8 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 			s.FinWait2 = d
 		}
 		return nil, p.end()
+	case "needs":
+		return nil, p.needs(s, start)
 	case "expect":
 		e, err := p.expect(start)
 		if err != nil {
@@ -412,9 +420,9 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 				}
 				p.i--
 			}
-		case "nodelay":
+		case "nodelay", "keepalive":
 			if c.Val != "on" && c.Val != "off" {
-				return nil, p.errorf("expected nodelay on or off, found %q", c.Val)
+				return nil, p.errorf("expected %s on or off, found %q", c.Opt, c.Val)
 			}
 		default:
 			if _, err := p.number(c.Opt+" in bytes", 1, MaxSockBuf); err != nil {
@@ -457,8 +465,9 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 	return c, nil
 }
 
-// callExpect parses what follows "expect" after a call.
-func (p *lineParser) callExpect(pos Pos) (*CallExpect, error) {
+// callOutcome parses the outcome that follows "expect" after a call (see
+// callExpect).
+func (p *lineParser) callOutcome(pos Pos) (*CallExpect, error) {
 	e := &CallExpect{Pos: pos, Bytes: -1}
 	if p.more() && p.toks[p.i].quoted {
 		s := p.toks[p.i].text
@@ -504,11 +513,11 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 	}
 	e := &Expect{Host: host, Count: -1}
 	e.set(start, p.text)
-	if e.What, err = p.want("what to expect", []string{"sent", "received", "state", "final", "buffer"}); err != nil {
+	if e.What, err = p.want("what to expect", []string{"sent", "received", "refused", "state", "final", "buffer"}); err != nil {
 		return nil, err
 	}
 	switch e.What {
-	case "sent", "received":
+	case "sent", "received", "refused":
 		if e.Flags, err = p.flags(); err != nil {
 			return nil, err
 		}
@@ -532,8 +541,8 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 				if err != nil {
 					return nil, err
 				}
-				if b.What != "sent" && b.What != "received" {
-					return nil, p.errorf("\"before\" needs a segment: HOST sent|received FLAGS")
+				if b.What != "sent" && b.What != "received" && b.What != "refused" {
+					return nil, p.errorf("\"before\" needs a segment: HOST sent|received|refused FLAGS")
 				}
 				e.Before = b
 			case p.accept("on"):
@@ -541,7 +550,12 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 					return nil, err
 				}
 			default:
-				return nil, p.errorf("unexpected %q (expected never, count N, reason ~ \"...\" or before ...)", p.toks[p.i].text)
+				if ok, err := p.segmentCond(e); err != nil || !ok {
+					if err == nil {
+						err = p.errorf("unexpected %q (expected never, count N, reason ~ \"...\", seq|ack|win|len N, before ... or after ...)", p.toks[p.i].text)
+					}
+					return nil, err
+				}
 			}
 		}
 	case "state", "final":
@@ -569,7 +583,7 @@ func (p *lineParser) expect(start Pos) (*Expect, error) {
 	if host == RelayHost && (e.What == "final" || e.What == "buffer" || e.On != "") {
 		return nil, p.errorf("the relay's sockets are its program's, not the scenario's: expect relay sent|received FLAGS or expect relay state STATE, without on NAME")
 	}
-	return e, nil
+	return e, p.within(e)
 }
 
 // flags parses a tcpdump flag pattern such as S, S., P., F., R, R.

@@ -111,7 +111,7 @@ expect server buffer rcv 3
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
-		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net, inject), found "clinet"; did you mean "client"?`},
+		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net, inject, needs), found "clinet"; did you mean "client"?`},
 		{"server listen", `x.lab:1:14: expected a port (a number 1-65535)`},
 		{"server listen 70000", `x.lab:1:15: port 70000 out of range: want 1-65535`},
 		{"client connect 9527", `x.lab:1:16: expected where to connect as HOST:PORT (e.g. server:9527), found "9527"`},
@@ -122,7 +122,7 @@ func TestParseErrors(t *testing.T) {
 		{"server read expect error ECONNREST", `x.lab:1:26: expected an error name (ECONNRESET, EPIPE, ECONNREFUSED, ECONNABORTED, ENOTCONN, ETIMEDOUT, EADDRINUSE, EINVAL, EAGAIN), found "ECONNREST"; did you mean "ECONNRESET"?`},
 		{"expect client state TIME_WAIT", `x.lab:1:21: expected a TCP state (CLOSED, LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT), found "TIME_WAIT"; did you mean "TIME-WAIT"?`},
 		{"expect client sent X", `x.lab:1:20: bad TCP flags "X": use the letters S F P R U E W and . for ACK`},
-		{"expect client sent R reason \"x\" extra", `x.lab:1:33: unexpected "extra" (expected never, count N, reason ~ "..." or before ...)`},
+		{"expect client sent R reason \"x\" extra", `x.lab:1:33: unexpected "extra" (expected never, count N, reason ~ "...", seq|ack|win|len N, before ... or after ...)`},
 		{"sleep forever", `x.lab:1:7: expected how long to sleep (a duration such as 5s or 200ms, from 0 to 24h), found "forever"`},
 		{"client set linger maybe", `x.lab:1:19: expected linger off or seconds (a number 0-86400), found "maybe"`},
 		{"client close now", `x.lab:1:14: unexpected "now" (expected on NAME, as NAME or expect ...)`},
@@ -206,6 +206,8 @@ func FuzzParse(f *testing.F) {
 		"net client->server loss 99.9% delay 10s jitter 10s reorder 1e2% duplicate 0x1% corrupt 1e-300% rate 100gbit",
 		"net rate 18446744073709551615bit",
 		"inject server R. seq -2147483648 ack 4294967295 win 65535 data \"x\" on c abs",
+		"config gvisor rto-min 24h\nconfig gvisor rto-max 1ns\nconfig kernel tcp_fin_timeout 99999999999999999999s",
+		"expect client sent F. seq >=-1 ack !=4294967296 len <65536 after server refused R within 24h\nclient close expect took 0..24h",
 	} {
 		f.Add(src)
 	}

@@ -15,12 +15,29 @@ Socket calls (HOST is client or server):
   HOST shutdown rd|wr|rdwr
   HOST close [on NAME]                              (a listener too: close on l1)
   HOST set linger off|SECONDS | set nodelay on|off | set sndbuf N | set rcvbuf N
+  HOST set keepalive on|off                         SO_KEEPALIVE (timers: config below)
   ... on NAME                                       use socket NAME (c1, c2, or an "as" name)
 
 Time, faults, settings:
   [HOST] sleep 5s          wait quiet [D]          note "text"
   wire hold | wire release | wire drop HOST FLAGS [count N]
   config timewait D | config finwait2 D | config kernel client|server
+
+Knobs (each noted in the trace; an unknown key or bad value is an error listing the valid ones):
+  config gvisor KEY VALUE   congestion-control reno|cubic, sack on|off, nagle on|off,
+      rack on|off, moderate-receive-buffer on|off, rto-min D, rto-max D, max-retries N,
+      syn-retries N, tw-reuse off|global|loopback, syn-cookies auto|always,
+      keepalive-idle D, keepalive-interval D, keepalive-count N (for set keepalive on).
+      gVisor has no delayed-ack, window-scaling or timestamps setting (always on/none).
+  config kernel KEY VALUE   a sysctl in the lab namespace only, for a kernel peer:
+      tcp_rfc1337, tcp_abort_on_overflow, tcp_fin_timeout, tcp_keepalive_time,
+      tcp_keepalive_intvl, tcp_keepalive_probes, tcp_syncookies, tcp_tw_reuse,
+      tcp_max_syn_backlog, somaxconn, tcp_sack, tcp_timestamps, tcp_window_scaling,
+      tcp_orphan_retries, tcp_retries2 (short or dotted name; integers, seconds as 5 or 5s).
+      Without --kernel it is noted as not applied (the same file runs both ways).
+  e.g. config gvisor keepalive-idle 2s        config kernel tcp_rfc1337 1
+  needs exact-segments "why"   the story depends on exact segment counts (one RST,
+      never retransmitted): check --net skips the scenario and prints why
 
 Injection (a crafted segment delivered to HOST as if its peer had sent it):
   inject HOST FLAGS [seq N] [ack N] [win N] [data "text"] [on NAME] [abs]
@@ -44,8 +61,18 @@ changes only what it names, "clear" first resets):
 
 Expectations, after a call:
   ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes
+  ... expect [OUTCOME] took D1..D2     how long the call took, on the lab's clock
+  e.g. client close expect ok took 2s..3s   (SO_LINGER 2 and unacknowledged data)
 and on their own line (checked against the trace so far):
-  expect HOST sent|received FLAGS [count N | never] [reason ~ "text"] [before HOST sent|received FLAGS]
+  expect HOST sent|received|refused FLAGS [seq N] [ack N] [win N] [len N] [count N | never]
+      [reason ~ "text"] [before|after HOST sent|received|refused FLAGS ...]
+  e.g. expect client sent F. seq 4 ack 1     expect server sent . win 0     expect client sent P. len >0
+       expect server refused R reason ~ "challenge" after client sent P.
+  seq/ack relative to each side's ISN as tcpdump prints them; N may be =N >N <N >=N <=N !=N.
+  refused: an arrival the stack did not accept (its verdict; reason ~ matches why).
+  before/after: its first match comes before/after the other's first (after: which must exist).
+  ... within D        (any expectation but never) wait up to D on the lab's clock for it to
+      hold, e.g. expect client final FIN-WAIT-2 within 2s (a lost FIN is retransmitted)
   expect HOST state STATE [never]      expect HOST final STATE
   expect HOST buffer snd|rcv N         ... on NAME
   expect relay sent|received|state ...   the relay of tcplab exec --side middle

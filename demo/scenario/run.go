@@ -27,6 +27,9 @@ type Lab struct {
 	// Inject delivers the segments of "inject" steps; nil makes them
 	// fail.
 	Inject stack.Injector
+	// Kernel is the side a real Linux kernel plays ("client", "server"),
+	// "" for none: the script's "config kernel" settings apply only then.
+	Kernel string
 }
 
 // Faults injects faults on the wire (stack.Lab implements it).
@@ -155,6 +158,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		latest:  map[string]string{},
 		latestL: map[string]string{},
 	}
+	r.noteKnobs(s)
 	if opt.Net != nil {
 		if err := r.setNet(opt.Net); err != nil {
 			r.stop(opt.Net, err.Error())
@@ -275,7 +279,7 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	case *Expect:
 		r.settle(ctx)
 		r.res.Checked++
-		if msg := r.check(s); msg != "" {
+		if msg := r.checkWithin(ctx, s); msg != "" {
 			r.fail(s, msg)
 		}
 		return nil
@@ -329,6 +333,7 @@ func (r *runner) call(parent context.Context, c *Call) error {
 		data []byte
 		err  error
 	)
+	start := r.lab.Trace.Now()
 	switch c.Op {
 	case "listen":
 		var l stack.ListenSocket
@@ -378,6 +383,7 @@ func (r *runner) call(parent context.Context, c *Call) error {
 		}
 		n, data, err = r.sockCall(ctx, c, s)
 	}
+	took := r.lab.Trace.Now() - start
 	if parent.Err() != nil {
 		return errInterrupted
 	}
@@ -391,7 +397,7 @@ func (r *runner) call(parent context.Context, c *Call) error {
 		return nil
 	}
 	r.res.Checked++
-	if msg := checkCall(c, n, data, err); msg != "" {
+	if msg := both(checkCall(c, n, data, err), checkTook(c.Expect, took)); msg != "" {
 		r.fail(c, msg)
 		if c.Op == "connect" || c.Op == "accept" || c.Op == "listen" {
 			if err != nil {
@@ -457,6 +463,12 @@ func (r *runner) sockCall(ctx context.Context, c *Call, s stack.Socket) (int, []
 			return 0, nil, s.SetLinger(true, time.Duration(secs)*time.Second)
 		case "nodelay":
 			return 0, nil, s.SetNoDelay(c.Val == "on")
+		case "keepalive":
+			ks, ok := s.(stack.KeepaliveSetter)
+			if !ok {
+				return 0, nil, fmt.Errorf("%s's socket cannot set SO_KEEPALIVE", c.Host)
+			}
+			return 0, nil, ks.SetKeepalive(c.Val == "on")
 		case "sndbuf":
 			v, _ := strconv.Atoi(c.Val)
 			return 0, nil, s.SetSendBuffer(v)

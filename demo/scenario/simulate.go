@@ -29,7 +29,7 @@ type SimConfig struct {
 // same trace, byte for byte. It needs no privileges.
 func Simulate(ctx context.Context, s *Script, cfg SimConfig) (*Result, []trace.Event, error) {
 	lab, w, err := memwire.NewLab(memwire.LabConfig{
-		Host: stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: cfg.KeepPackets},
+		Host: stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: cfg.KeepPackets, Options: s.GVisorOptions()},
 		Wire: memwire.Config{QuietWindow: cfg.QuietWindow},
 		Seed: cfg.Seed,
 	})

@@ -366,6 +366,9 @@ func (p *Peer) accept(a *arrival) { p.acceptAs(a, true, "kernel: not dropped") }
 
 // acceptAs records a as accepted, observed or inferred, with evidence.
 func (p *Peer) acceptAs(a *arrival, observed bool, evidence string) {
+	if p.rstIgnoredInTimeWait(a, evidence) {
+		return
+	}
 	a.ev.Verdict, a.ev.Observed = trace.Accepted, observed
 	a.ev.Evidence = evidence
 	if a.s != nil {

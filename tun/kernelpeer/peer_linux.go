@@ -53,6 +53,10 @@ type Peer struct {
 	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
 	callQ  []calltrace.Call  // calls not yet merged with the kernel's events (consume's)
 
+	// rfc1337 is the lab namespace's tcp_rfc1337: a RST does not end a
+	// timewait socket (rfc1337_linux.go).
+	rfc1337 bool
+
 	mu        sync.Mutex
 	conns     map[connKey]*Socket
 	socks     []*Socket
@@ -131,6 +135,7 @@ func NewConfig(lab *tun.Lab, side string, rec *trace.Recorder, cfg Config) (*Pee
 			return err
 		}
 		p.diag, p.ctrs = d, c
+		p.rfc1337 = readRFC1337()
 		return nil
 	})
 	if err != nil {
