@@ -118,7 +118,7 @@ func TestParseKnobErrors(t *testing.T) {
 		{"expect client sent F. len >x", `x.lab:1:27: expected len (a number 0-65535), found "x"`},
 		{"expect client refused", `x.lab:1:22: expected TCP flags in tcpdump notation (S, S., ., P., F., R, R.)`},
 		{"expect client sent F. after client state CLOSED", `x.lab:1:48: "after" needs a segment: HOST sent|received|refused FLAGS`},
-		{"expect client sent F. after", `x.lab:1:28: expected a host (client, server), found end of line`},
+		{"expect client sent F. after", `x.lab:1:28: expected a host (client, server, relay), found end of line`},
 	} {
 		_, err := Parse("x.lab", strings.NewReader(tc.src))
 		if err == nil {
