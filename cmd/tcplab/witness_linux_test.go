@@ -75,7 +75,11 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := tun.New(context.Background(), tun.Config{KernelFinTimeout: s.FinWait2})
+	tc := tun.Config{KernelFinTimeout: s.FinWait2}
+	for _, kv := range s.KernelSettings() {
+		tc.Sysctls = append(tc.Sysctls, tun.Sysctl{Key: kv[0], Value: kv[1]})
+	}
+	w, err := tun.New(context.Background(), tc)
 	if err != nil {
 		t.Fatalf("tun.New: %v", err)
 	}
@@ -93,7 +97,9 @@ func runWitnessed(t *testing.T, name string, a arrangement) witnessed {
 	// two-core VM a CPU can be taken away between them for milliseconds).
 	// The faults this check exists for were 65 to 203 ms off.
 	slack := time.Since(before) + schedulingNoise
-	lab, err := stack.NewLab(w, stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, Recorder: rec}, false)
+	hc := s.HostConfig()
+	hc.Recorder = rec
+	lab, err := stack.NewLab(w, hc, false)
 	if err != nil {
 		c.Close()
 		t.Fatalf("stack.NewLab: %v", err)

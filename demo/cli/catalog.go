@@ -105,7 +105,8 @@ func load(arg string, stdin io.Reader) (*scenario.Script, error) {
 // options that go with its clock.
 func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keepPackets bool) (*stack.Lab, scenario.Options, error) {
 	opt := scenario.Options{StepTimeout: f.timeout}
-	hc := stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: keepPackets, Options: s.GVisorOptions()}
+	hc := s.HostConfig()
+	hc.KeepPackets = keepPackets
 	if f.wire == "memory" {
 		lab, w, err := memwire.NewLab(memwire.LabConfig{Host: hc, Wire: memwire.Config{MTU: f.mtu}, RealTime: f.realtime, Seed: f.seed})
 		if err != nil {

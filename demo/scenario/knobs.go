@@ -208,6 +208,14 @@ func (p *lineParser) needs(s *Script, start Pos) error {
 	return p.end()
 }
 
+// HostConfig returns the gVisor hosts' configuration the script asks for:
+// its TIME-WAIT and FIN-WAIT-2 timeouts and its "config gvisor" settings.
+// Every lab that runs the script starts from it (the CLI, Simulate, the
+// tests), so a setting cannot be forgotten on one path.
+func (s *Script) HostConfig() stack.Config {
+	return stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, Options: s.GVisorOptions()}
+}
+
 // GVisorOptions returns the script's "config gvisor" settings for
 // stack.Config.Options.
 func (s *Script) GVisorOptions() []stack.Option {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/memwire"
 	"github.com/tcplab/tcplab/stack/trace"
 )
@@ -28,8 +27,10 @@ type SimConfig struct {
 // the result and the whole trace. The same script, seed and stack give the
 // same trace, byte for byte. It needs no privileges.
 func Simulate(ctx context.Context, s *Script, cfg SimConfig) (*Result, []trace.Event, error) {
+	hc := s.HostConfig()
+	hc.KeepPackets = cfg.KeepPackets
 	lab, w, err := memwire.NewLab(memwire.LabConfig{
-		Host: stack.Config{TimeWait: s.TimeWait, FinWait2Timeout: s.FinWait2, KeepPackets: cfg.KeepPackets, Options: s.GVisorOptions()},
+		Host: hc,
 		Wire: memwire.Config{QuietWindow: cfg.QuietWindow},
 		Seed: cfg.Seed,
 	})

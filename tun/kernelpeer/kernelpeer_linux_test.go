@@ -39,13 +39,16 @@ type kernelLab struct {
 func newKernelLab(t testing.TB, side string, s *scenario.Script) *kernelLab {
 	t.Helper()
 	needPrivileges(t)
-	w, err := tun.New(context.Background(), tun.Config{})
+	tc, cfg := tun.Config{}, stack.Config{}
+	if s != nil {
+		cfg = s.HostConfig()
+		for _, kv := range s.KernelSettings() {
+			tc.Sysctls = append(tc.Sysctls, tun.Sysctl{Key: kv[0], Value: kv[1]})
+		}
+	}
+	w, err := tun.New(context.Background(), tc)
 	if err != nil {
 		t.Fatalf("tun.New: %v", err)
-	}
-	cfg := stack.Config{}
-	if s != nil {
-		cfg.TimeWait, cfg.FinWait2Timeout = s.TimeWait, s.FinWait2
 	}
 	lab, err := stack.NewLab(w, cfg, false)
 	if err != nil {
