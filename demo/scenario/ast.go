@@ -65,6 +65,9 @@ type Call struct {
 	On      string // the socket used ("" = the host's latest)
 	As      string // name for the socket created
 	Expect  *CallExpect
+	// Background: the call ends in "&"; the script goes on while it
+	// runs (see background.go).
+	Background bool
 }
 
 // CallExpect is an inline expectation on a call's result.
@@ -75,6 +78,9 @@ type CallExpect struct {
 	OK    bool    // no error
 	Errno string  // failed with this error name, e.g. ECONNRESET
 	Bytes int     // returned this many bytes (-1: not checked)
+	// Blocked: the call is still blocked when the script waits for it
+	// ("wait", the step timeout) or ends.
+	Blocked bool
 }
 
 // Sleep pauses the script (the stacks keep running).
