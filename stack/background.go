@@ -22,6 +22,7 @@ type Waiter struct {
 	once    sync.Once
 	waiting chan struct{}
 	mu      sync.Mutex
+	wake    func() // the host's Config.OnBlock, once the call waits
 }
 
 type waiterKey struct{}
@@ -41,8 +42,28 @@ func waiterOf(ctx context.Context) *Waiter {
 }
 
 // SetBackground moves the call to the background (true: nobody waits for
-// it, the clock does not move for it) or back to the foreground.
-func (w *Waiter) SetBackground(bg bool) { w.bg.Store(bg) }
+// it, the clock does not move for it) or back to the foreground, which
+// tells the host's wire (Config.OnBlock) that a call waits again.
+func (w *Waiter) SetBackground(bg bool) {
+	w.bg.Store(bg)
+	if bg {
+		return
+	}
+	w.mu.Lock()
+	wake := w.wake
+	w.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+// setWake remembers what to call when the call returns to the
+// foreground.
+func (w *Waiter) setWake(f func()) {
+	w.mu.Lock()
+	w.wake = f
+	w.mu.Unlock()
+}
 
 // Background reports whether the call is in the background.
 func (w *Waiter) Background() bool { return w.bg.Load() }

@@ -307,6 +307,7 @@ func (h *Host) block(until time.Time) (unblock func()) {
 func (h *Host) blockCtx(ctx context.Context, until time.Time) (unblock func()) {
 	b := &blocker{until: until, w: waiterOf(ctx)}
 	if b.w != nil {
+		b.w.setWake(h.onBlock)
 		b.w.noteWaiting()
 	}
 	h.blockMu.Lock()

@@ -238,6 +238,7 @@ func (r *runner) stillBlocked(c *Call, at Step, d time.Duration, when string) {
 	r.note(c.Host, what)
 	if c.Expect == nil {
 		if !c.Background && at == Step(c) {
+			r.res.Checked++ // a foreground call is expected to return
 			r.res.Failures = append(r.res.Failures, Failure{Pos: c.Position(), Step: c.String(), Msg: what, At: r.lab.Trace.Len()})
 		}
 		return
