@@ -316,3 +316,13 @@ func cutBackground(toks []token) ([]token, int) {
 	out[len(out)-1].text = strings.TrimSuffix(last.text, "&")
 	return out, col
 }
+
+// strayAmp returns the column of an "&" that does not end its line, or 0.
+func strayAmp(toks []token) int {
+	for _, t := range toks {
+		if !t.quoted && t.text == "&" {
+			return t.col
+		}
+	}
+	return 0
+}

@@ -65,6 +65,9 @@ func Parse(name string, r io.Reader) (*Script, error) {
 			return nil, &Error{Pos{name, ln, le.col}, le.msg}
 		}
 		toks, amp := cutBackground(toks)
+		if col := strayAmp(toks); col > 0 {
+			return nil, &Error{Pos{name, ln, col}, `"&" must end the line: HOST CALL ... [expect ...] &`}
+		}
 		if len(toks) == 0 && amp == 0 {
 			continue
 		}
