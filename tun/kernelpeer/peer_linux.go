@@ -58,6 +58,7 @@ type Peer struct {
 	listeners map[uint16]*Listener
 	listening map[uint16]string // ports whose listen(2) is under way: the listener's name
 	lns       []*Listener
+	fresh     []*FreshSocket // sockets made by NewSocket: closed by Close if still bare
 	nconn     int
 	nlisten   int
 
@@ -283,6 +284,12 @@ func (p *Peer) abortAll() error {
 	}
 	for _, s := range socks {
 		errs = append(errs, s.release())
+	}
+	p.mu.Lock()
+	fresh := p.fresh
+	p.mu.Unlock()
+	for _, f := range fresh {
+		f.release()
 	}
 	return errors.Join(errs...)
 }

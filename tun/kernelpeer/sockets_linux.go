@@ -63,7 +63,23 @@ func (p *Peer) NewSocket(listener bool) (stack.FreshSocket, error) {
 		return nil, fmt.Errorf("kernelpeer: %s: %w", p.side, err)
 	}
 	done(0, nil, nil)
-	return &FreshSocket{p: p, id: id, fd: fd}, nil
+	fs := &FreshSocket{p: p, id: id, fd: fd}
+	p.mu.Lock()
+	p.fresh = append(p.fresh, fs)
+	p.mu.Unlock()
+	return fs, nil
+}
+
+// release closes the descriptor of a socket that never connected or
+// listened (Peer.Close); what it became is released with the rest.
+func (s *FreshSocket) release() {
+	s.mu.Lock()
+	fd := s.fd
+	s.fd, s.closed = -1, true
+	s.mu.Unlock()
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 }
 
 // ID returns the socket's name in the trace.
