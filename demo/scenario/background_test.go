@@ -262,3 +262,20 @@ note "after"
 		t.Errorf("notes at %v and %v: want 2s apart", before, after)
 	}
 }
+
+// What a background call made is known to the steps after it returned,
+// without a wait: an accept in the background names its socket.
+func TestBackgroundSocketKnownWithoutWait(t *testing.T) {
+	res, _ := simulate(t, `server listen 9527
+server accept as s  expect ok &
+client connect server:9527
+expect server final ESTABLISHED on s
+server read on s expect "x" &
+client write "x"
+client close
+server read on s expect EOF
+`)
+	if !res.OK() || res.Checked != 4 {
+		t.Fatalf("failures %v, checked %d", res.Failures, res.Checked)
+	}
+}

@@ -179,6 +179,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 			opt.Step(st)
 		}
 		r.settle(ctx)
+		r.collect() // background calls that returned: their sockets, their expectations
 		if err := r.step(ctx, st); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errInterrupted) {
 				r.res.Interrupted, r.res.Where = true, st.Position()
