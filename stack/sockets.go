@@ -384,14 +384,14 @@ func (s *Sock) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	switch {
-	case c != nil:
-		return c.Close()
-	case l != nil:
-		return l.Close()
 	case closed:
 		done := s.h.call(s.id, "close", "")
 		done(-1, syscall.EBADF, nil)
 		return syscall.EBADF
+	case c != nil:
+		return c.Close()
+	case l != nil:
+		return l.Close()
 	}
 	done := s.h.call(s.id, "close", "")
 	s.ep.Close()

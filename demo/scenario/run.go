@@ -350,7 +350,7 @@ type callResult struct {
 // and returns the call itself, which may run on another goroutine (a
 // background call): it touches no state of the runner.
 func (r *runner) prepare(c *Call) (func(ctx context.Context) callResult, error) {
-	if op, err, ok := r.prepareSockets(c); ok {
+	if op, ok, err := r.prepareSockets(c); ok {
 		return op, err
 	}
 	p := r.peer(c.Host)

@@ -23,7 +23,7 @@ var autoName = regexp.MustCompile(`^[cl][0-9]+$`)
 // prepareSockets prepares the calls that involve a socket made by
 // "socket", options on listeners and O_NONBLOCK; ok is false for the
 // calls prepare handles itself.
-func (r *runner) prepareSockets(c *Call) (op func(context.Context) callResult, err error, ok bool) {
+func (r *runner) prepareSockets(c *Call) (op func(context.Context) callResult, ok bool, err error) {
 	if r.conc.fresh == nil {
 		r.conc.fresh = map[string]map[string]stack.FreshSocket{"client": {}, "server": {}}
 		r.conc.listens = map[string]bool{}
@@ -47,26 +47,26 @@ func (r *runner) prepareSockets(c *Call) (op func(context.Context) callResult, e
 	case "socket":
 		sp, isSP := r.peer(c.Host).(stack.SocketPeer)
 		if !isSP {
-			return nil, fmt.Errorf("the %s of this lab cannot make a socket before it connects", c.Host), true
+			return nil, true, fmt.Errorf("the %s of this lab cannot make a socket before it connects", c.Host)
 		}
 		listener := r.conc.listens[c.Host+" "+c.As]
 		return func(context.Context) callResult {
 			fs, err := sp.NewSocket(listener)
 			return callResult{fresh: fs, err: err}
-		}, nil, true
+		}, true, nil
 	case "bind":
 		fs, err := fresh()
 		if err != nil {
-			return nil, err, true
+			return nil, true, err
 		}
-		return func(context.Context) callResult { return callResult{err: fs.Bind(c.Port)} }, nil, true
+		return func(context.Context) callResult { return callResult{err: fs.Bind(c.Port)} }, true, nil
 	case "listen", "connect":
 		if c.On == "" {
-			return nil, nil, false
+			return nil, false, nil
 		}
 		fs, err := fresh()
 		if err != nil {
-			return nil, err, true
+			return nil, true, err
 		}
 		if c.Op == "listen" {
 			return func(context.Context) callResult {
@@ -77,7 +77,7 @@ func (r *runner) prepareSockets(c *Call) (op func(context.Context) callResult, e
 				}
 				l, err := fs.Listen(c.Backlog)
 				return callResult{ln: l, err: err}
-			}, nil, true
+			}, true, nil
 		}
 		addr := netip.AddrPortFrom(r.peer(peerOf(c.Host)).Addr(), c.Port)
 		return func(ctx context.Context) callResult {
@@ -88,15 +88,15 @@ func (r *runner) prepareSockets(c *Call) (op func(context.Context) callResult, e
 			}
 			s, err := fs.Connect(ctx, addr)
 			return callResult{sock: s, err: err}
-		}, nil, true
+		}, true, nil
 	case "set":
 		target, err := r.optTarget(c)
 		if err != nil {
-			return nil, err, true
+			return nil, true, err
 		}
-		return func(context.Context) callResult { return callResult{err: setOption(target, c)} }, nil, true
+		return func(context.Context) callResult { return callResult{err: setOption(target, c)} }, true, nil
 	}
-	return nil, nil, false
+	return nil, false, nil
 }
 
 // optTarget finds the socket, listener or fresh socket a "set" is for:

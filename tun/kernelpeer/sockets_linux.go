@@ -390,6 +390,7 @@ func (s *FreshSocket) Close() error {
 	s.closed, s.fd = true, -1
 	s.mu.Unlock()
 	switch {
+	case closed:
 	case c != nil:
 		return c.Close()
 	case l != nil:
