@@ -264,10 +264,8 @@ func (r *runner) endBackground(ctx context.Context) {
 		b.reported = true
 		r.stillBlocked(b.c, b.c, r.now().Sub(b.start), "at the end of the scenario; tcplab abandons it")
 	}
-	for _, b := range r.conc.calls {
+	for _, b := range r.conc.calls { // one at a time: the trace's order is the launch order
 		b.stop()
-	}
-	for _, b := range r.conc.calls {
 		<-b.done
 	}
 	r.conc.calls = nil
