@@ -279,3 +279,22 @@ server read on s expect EOF
 		t.Fatalf("failures %v, checked %d", res.Failures, res.Checked)
 	}
 }
+
+// Options set on a gVisor listener before it listens reach accepted
+// endpoints only as gVisor passes them on: SO_LINGER 0 does not (close()
+// sends FIN, where Linux, which copies the listener, resets; see
+// tun/kernelpeer's TestFreshListenerOptionsInherited).
+func TestListenerOptionsOnGVisor(t *testing.T) {
+	res, _ := simulate(t, `server socket as L
+server set linger 0 on L
+server listen 9527 on L
+client connect server:9527
+server accept on L as s expect ok
+server close on s
+expect server sent F.
+expect server sent R never
+`)
+	if !res.OK() || res.Checked != 3 {
+		t.Fatalf("failures %v, checked %d", res.Failures, res.Checked)
+	}
+}
