@@ -46,6 +46,8 @@ type Conn struct {
 	ep      atomic.Pointer[tcp.Endpoint]
 	retired atomic.Bool // queued to be forgotten (Host.retire)
 	wq      *waiter.Queue
+	// nonblock: calls return EAGAIN instead of waiting (SetNonblock).
+	nonblock atomic.Bool
 
 	mu       sync.Mutex
 	state    string
@@ -329,7 +331,7 @@ func (h *Host) wait(ctx context.Context, wq *waiter.Queue, mask waiter.EventMask
 	if ready() {
 		return nil
 	}
-	defer h.block(h.deadline(ctx))()
+	defer h.blockCtx(ctx, h.deadline(ctx))()
 	select {
 	case <-ch:
 		return nil
@@ -361,6 +363,12 @@ func (c *Conn) Write(ctx context.Context, p []byte) (int, error) {
 			c.mu.Unlock()
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+			if c.nonblock.Load() {
+				if total == 0 {
+					err = syscall.EAGAIN
+				}
+				break
+			}
 			if err = c.h.wait(ctx, c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {
@@ -389,6 +397,10 @@ func (c *Conn) Read(ctx context.Context, p []byte) (int, error) {
 		w := tcpip.SliceWriter(p)
 		res, terr := ep.Read(&w, tcpip.ReadOptions{})
 		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+			if c.nonblock.Load() {
+				err = syscall.EAGAIN
+				break
+			}
 			if err = c.h.wait(ctx, c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func() bool {
 				return ep.Readiness(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr) != 0
 			}); err != nil {

@@ -36,6 +36,14 @@ func errnoOf(err tcpip.Error) error {
 		return syscall.EINVAL
 	case *tcpip.ErrHostUnreachable, *tcpip.ErrNetworkUnreachable:
 		return syscall.EHOSTUNREACH
+	case *tcpip.ErrWouldBlock:
+		return syscall.EAGAIN
+	case *tcpip.ErrConnectStarted:
+		return syscall.EINPROGRESS
+	case *tcpip.ErrAlreadyConnecting:
+		return syscall.EALREADY
+	case *tcpip.ErrAlreadyConnected:
+		return syscall.EISCONN
 	}
 	return fmt.Errorf("netstack: %s", err)
 }
@@ -69,4 +77,8 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.EINVAL:       "EINVAL",
 	syscall.EHOSTUNREACH: "EHOSTUNREACH",
 	syscall.EAGAIN:       "EAGAIN",
+	syscall.EINPROGRESS:  "EINPROGRESS",
+	syscall.EALREADY:     "EALREADY",
+	syscall.EISCONN:      "EISCONN",
+	syscall.EBADF:        "EBADF",
 }

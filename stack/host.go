@@ -280,11 +280,17 @@ func (h *Host) forgetRetiredLocked() {
 // timer and, if so, until when on the host's clock time may pass for the
 // waiting calls: the latest of their deadlines (a call's context deadline,
 // carried over to the host's clock, or a linger timeout); the zero Time if
-// one of them has none.
+// one of them has none. A call whose Waiter is in the background does not
+// count.
 func (h *Host) Blocked() (until time.Time, ok bool) {
 	h.blockMu.Lock()
 	defer h.blockMu.Unlock()
+	n := 0
 	for _, b := range h.blocked {
+		if b.w != nil && b.w.Background() {
+			continue
+		}
+		n++
 		if b.until.IsZero() {
 			return time.Time{}, true
 		}
@@ -292,16 +298,29 @@ func (h *Host) Blocked() (until time.Time, ok bool) {
 			until = b.until
 		}
 	}
-	return until, len(h.blocked) > 0
+	return until, n > 0
 }
 
 // blocker is one waiting call.
-type blocker struct{ until time.Time }
+type blocker struct {
+	until time.Time
+	w     *Waiter // nil: always counted
+}
 
 // block counts a call as waiting, until the returned function is called.
 // until is the call's deadline on the stack's clock (zero: none).
 func (h *Host) block(until time.Time) (unblock func()) {
-	b := &blocker{until: until}
+	return h.blockCtx(nil, until)
+}
+
+// blockCtx is block for a call made with ctx: its Waiter, if any, learns
+// that the call waits, and decides whether it counts (see Waiter).
+func (h *Host) blockCtx(ctx context.Context, until time.Time) (unblock func()) {
+	b := &blocker{until: until, w: waiterOf(ctx)}
+	if b.w != nil {
+		b.w.setWake(h.onBlock)
+		b.w.noteWaiting()
+	}
 	h.blockMu.Lock()
 	h.blocked = append(h.blocked, b)
 	h.blockMu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -23,6 +24,8 @@ type Listener struct {
 	port uint16
 	ep   *tcp.Endpoint
 	wq   *waiter.Queue
+	// nonblock: Accept returns EAGAIN instead of waiting (SetNonblock).
+	nonblock atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
@@ -87,7 +90,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	for {
 		var peer tcpip.FullAddress
 		nep, nwq, terr := l.ep.Accept(&peer)
-		if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+		if _, ok := terr.(*tcpip.ErrWouldBlock); ok && !l.nonblock.Load() {
 			if err := l.h.wait(ctx, l.wq, waiter.ReadableEvents, func() bool {
 				return l.ep.Readiness(waiter.ReadableEvents) != 0
 			}); err != nil {
@@ -183,7 +186,7 @@ func (h *Host) DialFrom(ctx context.Context, addr netip.AddrPort, localPort uint
 	defer wq.EventUnregister(&e)
 	terr = ep.Connect(h.fullAddress(addr))
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
-		unblock := h.block(h.deadline(ctx))
+		unblock := h.blockCtx(ctx, h.deadline(ctx))
 		select {
 		case <-ch:
 			unblock()

@@ -114,6 +114,7 @@ func newLab(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, keep
 		}
 		if !f.realtime {
 			opt.Sleep, opt.Settle = w.Sleep, w.Settle
+			opt.AfterFunc, opt.Now = w.AfterFunc, w.Now
 		}
 		return lab, opt, nil
 	}

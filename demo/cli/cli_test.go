@@ -33,7 +33,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"run", "clsoe", "--wire", "memory"}, 2, `no built-in scenario "clsoe"; valid names: close, shutdown,`},
 		{[]string{"run", "clsoe", "--wire", "memory"}, 2, `did you mean "close"?`},
-		{[]string{"run", bad, "--wire", "memory"}, 2, bad + `:2:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "conect"; did you mean "connect"?`},
+		{[]string{"run", bad, "--wire", "memory"}, 2, bad + `:2:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep, socket, bind), found "conect"; did you mean "connect"?`},
 		{[]string{"run", filepath.Join(dir, "missing.lab")}, 2, "scenario file " + filepath.Join(dir, "missing.lab") + ": no such file or directory"},
 		{[]string{"run", "close", "--wire", "wifi"}, 2, `--wire "wifi": want tun or memory`},
 		{[]string{"run", "close", "--format", "xml"}, 2, `--format "xml": want text, json or ladder`},

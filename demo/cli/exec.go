@@ -467,7 +467,12 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 			return x.waitListening(ctx, lab.Wire, penv, listen, opt.StepTimeout)
 		}}
 		sl.Client = hook
-		res = scenario.Run(ctx, &main, sl, opt)
+		// The hook's own timeout (the step timeout) must end the dial
+		// before the runner reports it as still blocked: its error says
+		// why (the program did not listen).
+		ropt := opt
+		ropt.StepTimeout += 250 * time.Millisecond
+		res = scenario.Run(ctx, &main, sl, ropt)
 		if x.proc != nil && ctx.Err() == nil {
 			select {
 			case <-x.proc.Done():

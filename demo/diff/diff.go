@@ -307,11 +307,14 @@ func callLines(events []trace.Event) []string {
 			continue
 		}
 		arg := e.Arg
-		if e.Call == "connect" {
+		if e.Call == "connect" || e.Call == "bind" {
 			h, port, ok := strings.Cut(arg, ":")
-			if n := addrs[h]; n != "" && ok {
-				arg = n + ":" + port
-			} else if ok {
+			switch {
+			case addrs[h] != "" && ok:
+				arg = addrs[h] + ":" + port
+			case ok && e.Call == "bind":
+				arg = e.Host + ":" + port // its own address
+			case ok:
 				arg = peer(e.Host) + ":" + port
 			}
 		}

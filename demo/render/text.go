@@ -199,6 +199,10 @@ func Call(e trace.Event) string {
 		case "context deadline exceeded":
 			// The caller gave up (the scenario's step timeout): no errno.
 			b.WriteString(" (still blocked when the step timeout ended the call)")
+		case "context canceled":
+			// A background call the scenario left blocked: tcplab
+			// abandoned it when the script ended.
+			b.WriteString(" (still blocked: abandoned at the end of the scenario)")
 		default:
 			b.WriteString(" " + e.Err)
 		}

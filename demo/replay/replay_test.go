@@ -81,12 +81,18 @@ func injected(t *testing.T, name string) bool {
 // there is no teardown to reproduce.
 var silent = map[string]bool{"keepalive-timeout": true}
 
+// concurrent are the catalogue's scenarios whose story needs calls that
+// overlap (a close() while connect() waits, connects to a listener that
+// does not accept): replay writes one connection's calls in order, with no
+// background calls yet, so it cannot reproduce them (issue 12, left open).
+var concurrent = map[string]bool{"close-syn-sent": true, "accept-queue-overflow": true}
+
 // Each catalogue scenario's capture, replayed connection by connection on
 // gVisor, sends the same FINs and RSTs in the same order as the capture
 // shows; the generated scenario parses and runs to its end.
 func TestReplayReproducesTeardown(t *testing.T) {
 	for _, name := range scenario.Names() {
-		if injected(t, name) || silent[name] {
+		if injected(t, name) || silent[name] || concurrent[name] {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {

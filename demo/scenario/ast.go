@@ -72,6 +72,9 @@ type Call struct {
 	On      string // the socket used ("" = the host's latest)
 	As      string // name for the socket created
 	Expect  *CallExpect
+	// Background: the call ends in "&"; the script goes on while it
+	// runs (see background.go).
+	Background bool
 }
 
 // CallExpect is an inline expectation on a call's result.
@@ -85,6 +88,9 @@ type CallExpect struct {
 	// Took, when set, bounds how long the call took on the lab's clock
 	// ("expect took 1s..3s"; fields.go).
 	Took *Span
+	// Blocked: the call is still blocked when the script waits for it
+	// ("wait", the step timeout) or ends.
+	Blocked bool
 }
 
 // Sleep pauses the script (the stacks keep running).

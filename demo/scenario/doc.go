@@ -12,7 +12,10 @@
 //     checks expectations against the trace;
 //   - simulate.go: Simulate, a run on the in-memory wire in virtual time;
 //   - catalog.go, catalog/*.lab: the embedded catalogue;
-//   - reference.go: the language at a glance (tcplab syntax).
+//   - reference.go: the language at a glance (tcplab syntax);
+//   - background.go, parse_conc.go, sockets.go: calls in the background
+//     ("&", "wait"), sockets made before they connect ("socket as"),
+//     O_NONBLOCK and options on listeners.
 //
 // # Semantics
 //
@@ -22,4 +25,15 @@
 // motion has finished before the next one starts, which makes virtual runs
 // reproducible and makes the TUN and memory wires tell the same story.
 // Expectations check the trace up to their own line.
+//
+// Every call runs on its own goroutine. A foreground call is waited for
+// at most Options.StepTimeout on the lab's clock; one still blocked then
+// is reported "still blocked after D" with its expectation (a failure,
+// not a stop) and left running in the background. A call ending in "&"
+// is waited for only until it returns or starts to wait, so that the
+// trace does not depend on the scheduler; its expectation is checked when
+// the runner next looks (before each step, at "wait", at the end). In
+// virtual time a background call does not count as blocked: it does not
+// move the clock (stack.Waiter), so the script alone says when time
+// passes. Calls still blocked at the end are reported, then abandoned.
 package scenario

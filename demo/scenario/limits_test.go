@@ -246,7 +246,7 @@ func TestBigWriteOnTheMemoryWire(t *testing.T) {
 	res := Run(context.Background(), s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace},
 		Options{StepTimeout: 300 * time.Millisecond})
 	runtime.ReadMemStats(&after)
-	if !res.Stopped || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Msg, "still blocked after 300ms") {
+	if res.Stopped || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Msg, "still blocked after 300ms") {
 		t.Fatalf("failures %+v", res.Failures)
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 128<<20 {

@@ -23,13 +23,13 @@ func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 // fixed words of the language. Unknown words are matched against these to
 // suggest the nearest one.
 var (
-	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep"}
+	hostVerbs = []string{"listen", "connect", "accept", "write", "read", "shutdown", "close", "set", "sleep", "socket", "bind"}
 	topVerbs  = []string{"client", "server", "sleep", "wait", "note", "expect", "config", "wire", "net", "inject", "needs"}
 	netParams = []string{"loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "clear"}
 	hosts     = []string{"client", "server"}
 	states    = []string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
-	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN"}
-	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf", "keepalive"}
+	errnos    = []string{"ECONNRESET", "EPIPE", "ECONNREFUSED", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "EADDRINUSE", "EINVAL", "EAGAIN", "EINPROGRESS", "EALREADY", "EISCONN", "EBADF"}
+	setOpts   = []string{"linger", "nodelay", "sndbuf", "rcvbuf", "keepalive", "nonblock"}
 	configs   = []string{"timewait", "finwait2", "kernel", "gvisor"}
 )
 
@@ -64,7 +64,11 @@ func Parse(name string, r io.Reader) (*Script, error) {
 			le := err.(*lexError)
 			return nil, &Error{Pos{name, ln, le.col}, le.msg}
 		}
-		if len(toks) == 0 {
+		toks, amp := cutBackground(toks)
+		if col := strayAmp(toks); col > 0 {
+			return nil, &Error{Pos{name, ln, col}, `"&" must end the line: HOST CALL ... [expect ...] &`}
+		}
+		if len(toks) == 0 && amp == 0 {
 			continue
 		}
 		p := &lineParser{name: name, ln: ln, toks: toks, text: trimmed, names: names}
@@ -72,6 +76,9 @@ func Parse(name string, r io.Reader) (*Script, error) {
 			p.text = strings.TrimSpace(p.text[:i])
 		}
 		step, err := p.statement(s)
+		if err == nil && amp > 0 {
+			err = p.background(step, amp)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -228,8 +235,8 @@ func (p *lineParser) statement(s *Script) (Step, error) {
 	case "sleep":
 		return p.sleep("", start)
 	case "wait":
-		if _, err := p.want("what to wait for", []string{"quiet"}); err != nil {
-			return nil, err
+		if !p.accept("quiet") {
+			return p.waitName(start)
 		}
 		w := &WaitQuiet{D: 200 * time.Millisecond}
 		w.set(start, p.text)
@@ -339,8 +346,10 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 	c.set(start, p.text)
 	switch op {
 	case "listen":
-		if c.Port, err = p.port("a port"); err != nil {
-			return nil, err
+		if w := p.peek(); !p.more() || (w != "backlog" && w != "on" && w != "as" && w != "expect") {
+			if c.Port, err = p.port("a port"); err != nil {
+				return nil, err
+			}
 		}
 		if p.accept("backlog") {
 			n, err := p.number("a backlog", 0, MaxBacklog)
@@ -404,6 +413,11 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 		}
 	case "close":
 	case "accept":
+	case "socket":
+	case "bind":
+		if err := p.bindAddr(c); err != nil {
+			return nil, err
+		}
 	case "set":
 		if c.Opt, err = p.want("a socket option", setOpts); err != nil {
 			return nil, err
@@ -420,7 +434,7 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 				}
 				p.i--
 			}
-		case "nodelay", "keepalive":
+		case "nodelay", "keepalive", "nonblock":
 			if c.Val != "on" && c.Val != "off" {
 				return nil, p.errorf("expected %s on or off, found %q", c.Opt, c.Val)
 			}
@@ -435,12 +449,16 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 	for p.more() {
 		switch {
 		case p.accept("on"):
+			at := p.pos()
 			if c.On, err = p.ident("the socket to use"); err != nil {
 				return nil, err
 			}
+			if err := p.declared(host, c.On, at); err != nil {
+				return nil, err
+			}
 		case p.peek() == "as":
-			if op != "listen" && op != "connect" && op != "accept" {
-				return nil, p.errorf("only listen, connect and accept create a socket to name with \"as\"")
+			if op != "listen" && op != "connect" && op != "accept" && op != "socket" {
+				return nil, p.errorf("only socket, listen, connect and accept create a socket to name with \"as\"")
 			}
 			p.i++
 			at := p.pos()
@@ -462,6 +480,9 @@ func (p *lineParser) hostStatement(host string, start Pos) (Step, error) {
 			return nil, p.errorf("unexpected %q (expected on NAME, as NAME or expect ...)", p.toks[p.i].text)
 		}
 	}
+	if err := p.checkCall(c, start); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -473,6 +494,10 @@ func (p *lineParser) callOutcome(pos Pos) (*CallExpect, error) {
 		s := p.toks[p.i].text
 		e.Data = &s
 		p.i++
+		return e, nil
+	}
+	if p.accept("blocked") {
+		e.Blocked = true
 		return e, nil
 	}
 	w, err := p.want("an outcome", []string{"EOF", "ok", "error"})

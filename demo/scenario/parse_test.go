@@ -110,7 +110,7 @@ expect server buffer rcv 3
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "wirte"; did you mean "write"?`},
+		{"client wirte \"x\"", `x.lab:1:8: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep, socket, bind), found "wirte"; did you mean "write"?`},
 		{"clinet close", `x.lab:1:1: expected a statement (client, server, sleep, wait, note, expect, config, wire, net, inject, needs), found "clinet"; did you mean "client"?`},
 		{"server listen", `x.lab:1:14: expected a port (a number 1-65535)`},
 		{"server listen 70000", `x.lab:1:15: port 70000 out of range: want 1-65535`},
@@ -119,17 +119,17 @@ func TestParseErrors(t *testing.T) {
 		{"client write \"abc", `x.lab:1:14: unterminated string: missing closing "`},
 		{"client shutdown both", `x.lab:1:17: expected a direction (rd, wr, rdwr), found "both"`},
 		{"server read expect maybe", `x.lab:1:20: expected an outcome (EOF, ok, error), found "maybe"`},
-		{"server read expect error ECONNREST", `x.lab:1:26: expected an error name (ECONNRESET, EPIPE, ECONNREFUSED, ECONNABORTED, ENOTCONN, ETIMEDOUT, EADDRINUSE, EINVAL, EAGAIN), found "ECONNREST"; did you mean "ECONNRESET"?`},
+		{"server read expect error ECONNREST", `x.lab:1:26: expected an error name (ECONNRESET, EPIPE, ECONNREFUSED, ECONNABORTED, ENOTCONN, ETIMEDOUT, EADDRINUSE, EINVAL, EAGAIN, EINPROGRESS, EALREADY, EISCONN, EBADF), found "ECONNREST"; did you mean "ECONNRESET"?`},
 		{"expect client state TIME_WAIT", `x.lab:1:21: expected a TCP state (CLOSED, LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT), found "TIME_WAIT"; did you mean "TIME-WAIT"?`},
 		{"expect client sent X", `x.lab:1:20: bad TCP flags "X": use the letters S F P R U E W and . for ACK`},
 		{"expect client sent R reason \"x\" extra", `x.lab:1:33: unexpected "extra" (expected never, count N, reason ~ "...", seq|ack|win|len N, before ... or after ...)`},
 		{"sleep forever", `x.lab:1:7: expected how long to sleep (a duration such as 5s or 200ms, from 0 to 24h), found "forever"`},
 		{"client set linger maybe", `x.lab:1:19: expected linger off or seconds (a number 0-86400), found "maybe"`},
 		{"client close now", `x.lab:1:14: unexpected "now" (expected on NAME, as NAME or expect ...)`},
-		{"client close as x", `x.lab:1:14: only listen, connect and accept create a socket to name with "as"`},
+		{"client close as x", `x.lab:1:14: only socket, listen, connect and accept create a socket to name with "as"`},
 		{"config timewait", `x.lab:1:16: expected timewait (a duration such as 5s or 200ms, from 0 to 24h)`},
 		{"wire cut", `x.lab:1:6: expected a fault (hold, release, drop), found "cut"`},
-		{"\n\n   server   explode", `x.lab:3:13: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep), found "explode"`},
+		{"\n\n   server   explode", `x.lab:3:13: expected a socket call (listen, connect, accept, write, read, shutdown, close, set, sleep, socket, bind), found "explode"`},
 	} {
 		_, err := Parse("x.lab", strings.NewReader(tc.src))
 		if err == nil {

@@ -18,6 +18,22 @@ Socket calls (HOST is client or server):
   HOST set keepalive on|off                         SO_KEEPALIVE (timers: config below)
   ... on NAME                                       use socket NAME (c1, c2, or an "as" name)
 
+Sockets before they connect, non-blocking calls, calls in the background:
+  HOST socket as NAME                               socket(2); then, before connect/listen:
+  HOST set OPTION VALUE on NAME                     options (on a listener too: accepted sockets
+  HOST bind PORT|HOST:PORT on NAME                    inherit what the stack passes on)
+  HOST listen [PORT] [backlog N] on NAME | HOST connect PEER:PORT on NAME
+  HOST set nonblock on|off [on NAME]                O_NONBLOCK: read/write/accept say EAGAIN,
+                                                    connect EINPROGRESS, instead of waiting
+  HOST CALL ... [expect ...] &                      run in the background; its expectation is
+                                                    checked when it returns
+  wait NAME | wait client|server | wait all         wait (at most --step-timeout) for background
+                                                    calls: NAME is the call's "as NAME" or "on NAME"
+  ... expect blocked                                the call is still blocked when waited for or
+                                                    at the end
+  A call still blocked after --step-timeout (or at the end) is reported "still blocked
+  after D" with its expectation; the script goes on. At the end it is abandoned.
+
 Time, faults, settings:
   [HOST] sleep 5s          wait quiet [D]          note "text"
   wire hold | wire release | wire drop HOST FLAGS [count N]
@@ -60,7 +76,7 @@ changes only what it names, "clear" first resets):
   does not tell).
 
 Expectations, after a call:
-  ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes
+  ... expect "text" | expect EOF | expect ok | expect error ECONNRESET | expect N bytes | expect blocked
   ... expect [OUTCOME] took D1..D2     how long the call took, on the lab's clock
   e.g. client close expect ok took 2s..3s   (SO_LINGER 2 and unacknowledged data)
 and on their own line (checked against the trace so far):

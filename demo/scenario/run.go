@@ -65,6 +65,14 @@ type Options struct {
 	// applied before the first step; the script's "net" steps change
 	// them from there.
 	Net *Net
+	// AfterFunc runs f once d has passed on the lab's clock and returns
+	// a function that cancels it; nil means the wall clock. It bounds a
+	// blocked call by StepTimeout; in virtual time it must be the lab's
+	// clock (memwire.Wire.AfterFunc), which moves while a call waits.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+	// Now reads the lab's clock (how long a call has been blocked); nil
+	// means the wall clock.
+	Now func() time.Time
 }
 
 // Failure is an expectation that did not hold, or a step that could not
@@ -127,6 +135,7 @@ type runner struct {
 	latestL map[string]string                        // host → latest listener name
 	settled int                                      // trace length at the last settle
 	net     [2]stack.Conditions                      // the conditions in effect, by direction
+	conc    concState                                // background calls, sockets before they connect
 }
 
 // Run executes s on lab, step by step, and returns the expectations that
@@ -174,6 +183,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 			opt.Step(st)
 		}
 		r.settle(ctx)
+		r.collect() // background calls that returned: their sockets, their expectations
 		if err := r.step(ctx, st); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errInterrupted) {
 				r.res.Interrupted, r.res.Where = true, st.Position()
@@ -187,6 +197,7 @@ func Run(ctx context.Context, s *Script, lab Lab, opt Options) *Result {
 		}
 	}
 	r.settle(ctx)
+	r.endBackground(ctx)
 	return r.res
 }
 
@@ -248,6 +259,8 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	case *WaitQuiet:
 		r.settle(ctx)
 		return nil
+	case *Wait:
+		return r.waitFor(ctx, s)
 	case *Note:
 		r.note("client", s.Text)
 		return nil
@@ -284,7 +297,7 @@ func (r *runner) step(ctx context.Context, st Step) error {
 		}
 		return nil
 	case *Call:
-		return r.call(ctx, s)
+		return r.callStep(ctx, s)
 	}
 	return fmt.Errorf("unknown step %T", st)
 }
@@ -324,34 +337,56 @@ func (r *runner) sock(c *Call) (stack.Socket, error) {
 	return nil, fmt.Errorf("%s has no socket named %q", c.Host, name)
 }
 
-func (r *runner) call(parent context.Context, c *Call) error {
-	ctx, cancel := context.WithTimeout(parent, r.opt.StepTimeout)
-	defer cancel()
+// callResult is what a call returned, and the socket or listener it made.
+type callResult struct {
+	n    int
+	data []byte
+	err  error
+	sock stack.Socket       // connect, accept
+	ln   stack.ListenSocket // listen
+	// fresh is the socket "socket" made; fatal, a reason the call
+	// could not run at all (no such socket).
+	fresh stack.FreshSocket
+	fatal error
+	// took is how long the call took on the lab's clock.
+	took time.Duration
+}
+
+// prepare resolves, on the runner's goroutine, the sockets a call uses,
+// and returns the call itself, which may run on another goroutine (a
+// background call): it touches no state of the runner. The call measures
+// how long it took on the lab's clock (expect took).
+func (r *runner) prepare(c *Call) (func(ctx context.Context) callResult, error) {
+	op, err := r.prepareOp(c)
+	if op == nil || err != nil {
+		return op, err
+	}
+	return func(ctx context.Context) callResult {
+		start := r.lab.Trace.Now()
+		res := op(ctx)
+		res.took = r.lab.Trace.Now() - start
+		return res
+	}, nil
+}
+
+// prepareOp is prepare without the clock.
+func (r *runner) prepareOp(c *Call) (func(ctx context.Context) callResult, error) {
+	if op, ok, err := r.prepareSockets(c); ok {
+		return op, err
+	}
 	p := r.peer(c.Host)
-	var (
-		n    int
-		data []byte
-		err  error
-	)
-	start := r.lab.Trace.Now()
 	switch c.Op {
 	case "listen":
-		var l stack.ListenSocket
-		l, err = p.Listen(c.Port, c.Backlog)
-		if err == nil {
-			r.lns[c.Host][l.ID()] = l
-			if c.As != "" {
-				r.lns[c.Host][c.As] = l
-			}
-			r.latestL[c.Host] = l.ID()
-		}
+		return func(context.Context) callResult {
+			l, err := p.Listen(c.Port, c.Backlog)
+			return callResult{ln: l, err: err}
+		}, nil
 	case "connect":
-		var s stack.Socket
 		addr := netip.AddrPortFrom(r.peer(peerOf(c.Host)).Addr(), c.Port)
-		s, err = p.Dial(ctx, addr, c.From)
-		if err == nil {
-			r.addSock(c, s)
-		}
+		return func(ctx context.Context) callResult {
+			s, err := p.Dial(ctx, addr, c.From)
+			return callResult{sock: s, err: err}
+		}, nil
 	case "accept":
 		name := c.On
 		if name == "" {
@@ -359,48 +394,74 @@ func (r *runner) call(parent context.Context, c *Call) error {
 		}
 		l := r.lns[c.Host][name]
 		if l == nil {
-			return fmt.Errorf("%s has no listener %q (listen first)", c.Host, name)
+			return nil, fmt.Errorf("%s has no listener %q (listen first)", c.Host, name)
 		}
-		var s stack.Socket
-		s, err = l.Accept(ctx)
-		if err == nil {
-			r.addSock(c, s)
-		}
+		return func(ctx context.Context) callResult {
+			s, err := l.Accept(ctx)
+			return callResult{sock: s, err: err}
+		}, nil
 	case "close":
 		if l := r.lns[c.Host][c.On]; l != nil && c.On != "" {
-			err = l.Close()
-			break
+			return func(context.Context) callResult { return callResult{err: l.Close()} }, nil
 		}
-		var s stack.Socket
-		if s, err = r.sock(c); err != nil {
-			return err
+		s, err := r.sock(c)
+		if err != nil {
+			return nil, err
 		}
-		err = s.Close()
-	default:
-		var s stack.Socket
-		if s, err = r.sock(c); err != nil {
-			return err
+		return func(context.Context) callResult { return callResult{err: s.Close()} }, nil
+	}
+	s, err := r.sock(c)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) callResult {
+		n, data, err := r.sockCall(ctx, c, s)
+		return callResult{n: n, data: data, err: err}
+	}, nil
+}
+
+// register records, on the runner's goroutine, the socket or listener a
+// call made.
+func (r *runner) register(c *Call, res callResult) {
+	switch {
+	case res.ln != nil && res.err == nil:
+		r.lns[c.Host][res.ln.ID()] = res.ln
+		if c.As != "" {
+			r.lns[c.Host][c.As] = res.ln
 		}
-		n, data, err = r.sockCall(ctx, c, s)
+		if c.On != "" {
+			r.lns[c.Host][c.On] = res.ln
+		}
+		r.latestL[c.Host] = res.ln.ID()
+	case res.sock != nil:
+		r.addSock(c, res.sock)
+		if c.On != "" && c.Op == "connect" {
+			r.socks[c.Host][c.On] = res.sock
+		}
+	case res.fresh != nil:
+		r.addFresh(c, res.fresh)
 	}
-	took := r.lab.Trace.Now() - start
-	if parent.Err() != nil {
-		return errInterrupted
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s %s: still blocked after %s (the step timeout), so the run stops here", c.Host, c.Op, r.opt.StepTimeout)
-	}
-	if c.Expect == nil {
-		if err != nil && (c.Op == "listen" || c.Op == "connect" || c.Op == "accept") {
+}
+
+// finish checks a call's result against its expectation; a non-nil error
+// means the script cannot go on (a socket it needs was not made).
+func (r *runner) finish(c *Call, res callResult, at int) error {
+	err := res.err
+	if c.Expect == nil || c.Expect.Blocked {
+		if c.Expect != nil {
+			r.res.Checked++
+			r.failAt(c, "want still blocked, got "+describe(res.n, res.data, err), at)
+		}
+		if err != nil && !inProgress(err) && (c.Op == "listen" || c.Op == "connect" || c.Op == "accept" || c.Op == "socket") {
 			return fmt.Errorf("%s %s failed: %s", c.Host, c.Op, errText(err))
 		}
 		return nil
 	}
 	r.res.Checked++
-	if msg := both(checkCall(c, n, data, err), checkTook(c.Expect, took)); msg != "" {
-		r.fail(c, msg)
-		if c.Op == "connect" || c.Op == "accept" || c.Op == "listen" {
-			if err != nil {
+	if msg := both(checkCall(c, res.n, res.data, err), checkTook(c.Expect, res.took)); msg != "" {
+		r.failAt(c, msg, at)
+		if c.Op == "connect" || c.Op == "accept" || c.Op == "listen" || c.Op == "socket" {
+			if err != nil && !inProgress(err) {
 				return fmt.Errorf("cannot go on without the socket")
 			}
 		}
@@ -453,29 +514,6 @@ func (r *runner) sockCall(ctx context.Context, c *Call, s stack.Socket) (int, []
 	case "shutdown":
 		how := map[string]stack.How{"rd": stack.ShutRD, "wr": stack.ShutWR, "rdwr": stack.ShutRDWR}[c.How]
 		return 0, nil, s.Shutdown(how)
-	case "set":
-		switch c.Opt {
-		case "linger":
-			if c.Val == "off" {
-				return 0, nil, s.SetLinger(false, 0)
-			}
-			secs, _ := strconv.Atoi(c.Val)
-			return 0, nil, s.SetLinger(true, time.Duration(secs)*time.Second)
-		case "nodelay":
-			return 0, nil, s.SetNoDelay(c.Val == "on")
-		case "keepalive":
-			ks, ok := s.(stack.KeepaliveSetter)
-			if !ok {
-				return 0, nil, fmt.Errorf("%s's socket cannot set SO_KEEPALIVE", c.Host)
-			}
-			return 0, nil, ks.SetKeepalive(c.Val == "on")
-		case "sndbuf":
-			v, _ := strconv.Atoi(c.Val)
-			return 0, nil, s.SetSendBuffer(v)
-		case "rcvbuf":
-			v, _ := strconv.Atoi(c.Val)
-			return 0, nil, s.SetReceiveBuffer(v)
-		}
 	}
 	return 0, nil, fmt.Errorf("unknown call %q", c.Op)
 }

@@ -39,7 +39,7 @@ func Simulate(ctx context.Context, s *Script, cfg SimConfig) (*Result, []trace.E
 	}
 	defer lab.Close()
 	res := Run(ctx, s, Lab{Client: lab.Client.Peer(), Server: lab.Server.Peer(), Trace: lab.Trace, Faults: lab, Net: w, Inject: w},
-		Options{Sleep: w.Sleep, Settle: w.Settle, Net: cfg.Net})
+		Options{Sleep: w.Sleep, Settle: w.Settle, Net: cfg.Net, AfterFunc: w.AfterFunc, Now: w.Now})
 	return res, lab.Trace.Events(), nil
 }
 

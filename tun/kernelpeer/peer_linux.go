@@ -65,6 +65,9 @@ type Peer struct {
 	lns       []*Listener
 	ids       *IDs
 	leg       Leg
+	fresh     []*FreshSocket // sockets made by NewSocket: closed by Close if still bare
+	nconn     int
+	nlisten   int
 
 	wake chan struct{} // the mirror saw a segment: sample soon
 
@@ -328,6 +331,12 @@ func (p *Peer) abortAll() error {
 	}
 	for _, s := range socks {
 		errs = append(errs, s.release())
+	}
+	p.mu.Lock()
+	fresh := p.fresh
+	p.mu.Unlock()
+	for _, f := range fresh {
+		f.release()
 	}
 	return errors.Join(errs...)
 }

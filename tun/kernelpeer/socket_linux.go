@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ type Socket struct {
 	fmu sync.Mutex
 	f   *os.File // nil before accept and after close
 	rc  syscall.RawConn
+	// nonblock: calls return EAGAIN instead of waiting (SetNonblock).
+	nonblock atomic.Bool
 
 	// emu serialises the changes of the record with the recording of their
 	// events, which happens after mu is released: the recorder's mirror
@@ -160,10 +163,21 @@ func waitIO(ctx context.Context, f *os.File, rc syscall.RawConn, write bool, op 
 		}
 	}()
 	var err error
+	noted := false
+	wrapped := func(fd uintptr) bool {
+		if op(fd) {
+			return true
+		}
+		if !noted {
+			noted = true
+			stack.NoteWaiting(ctx) // the call waits from here
+		}
+		return false
+	}
 	if write {
-		err = rc.Write(op)
+		err = rc.Write(wrapped)
 	} else {
-		err = rc.Read(op)
+		err = rc.Read(wrapped)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
 		return ctx.Err()
@@ -250,6 +264,12 @@ func (s *Socket) Write(ctx context.Context, p []byte) (int, error) {
 					total += n
 				}
 				if errors.Is(e, unix.EAGAIN) {
+					if s.nonblock.Load() {
+						if total == 0 {
+							err = e
+						}
+						return true
+					}
 					return false
 				}
 				if e != nil {
@@ -283,7 +303,7 @@ func (s *Socket) Read(ctx context.Context, p []byte) (int, error) {
 	} else {
 		werr := waitIO(ctx, f, rc, false, func(fd uintptr) bool {
 			n, err = unix.Read(int(fd), p)
-			return !errors.Is(err, unix.EAGAIN)
+			return !errors.Is(err, unix.EAGAIN) || s.nonblock.Load()
 		})
 		switch {
 		case werr != nil:
@@ -687,6 +707,8 @@ type Listener struct {
 	f      *os.File
 	rc     syscall.RawConn
 	closed bool
+	// nonblock: Accept returns EAGAIN instead of waiting (SetNonblock).
+	nonblock atomic.Bool
 }
 
 // ID returns the listener's name in the trace ("l1", ...).
@@ -735,7 +757,7 @@ func (l *Listener) Accept(ctx context.Context) (stack.Socket, error) {
 	} else {
 		werr := waitIO(ctx, f, rc, false, func(fd uintptr) bool {
 			nfd, sa, err = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			return !errors.Is(err, unix.EAGAIN)
+			return !errors.Is(err, unix.EAGAIN) || l.nonblock.Load()
 		})
 		if werr != nil {
 			err = werr
