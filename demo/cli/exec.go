@@ -71,12 +71,15 @@ var builtinPeers = map[string]string{
 	"article": `the article's server: read a message, work 5 s, answer "Hi, <message>", read again until EOF or error, close`,
 	"echo":    "writes back everything it reads, until EOF or error, then closes",
 	"sink":    "reads everything, never answers, closes at EOF or error",
+	"http":    httpHelp,
 }
 
 // execRun is one tcplab exec: the program and how the scenario meets it.
 type execRun struct {
 	side    string // the side the program plays
 	builtin string // a built-in peer, or "" for a scenario
+	http    httpPeer // the http peer's options
+	rec     *trace.Recorder
 	port    uint16 // the built-in peer's port
 	argv    []string
 	path    string // argv[0] resolved
@@ -112,6 +115,7 @@ use the client: the program is the client), or a built-in peer:
   article  ` + builtinPeers["article"] + `
   echo     ` + builtinPeers["echo"] + `
   sink     ` + builtinPeers["sink"] + `
+  http     ` + builtinPeers["http"] + `
 The default is article. The program starts once the server listens.
 
 --side server: CMD must listen on $TCPLAB_LISTEN (the kernel's address on the client's
@@ -240,11 +244,18 @@ func (x *execRun) script(name string, env *Env) (*scenario.Script, error) {
 	if name == "" {
 		return nil, usageError{errors.New("exec --side server needs a scenario whose client connects to the program (client connect server:PORT)")}
 	}
-	if _, ok := builtinPeers[name]; ok {
+	h, isHTTP, err := parseHTTPPeer(name)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if _, ok := builtinPeers[name]; ok || isHTTP {
 		if x.side != "client" {
 			return nil, usageError{fmt.Errorf("the built-in peer %s is a server: use it with --side client", name)}
 		}
-		x.builtin = name
+		x.builtin, x.http = name, h
+		if isHTTP {
+			x.builtin = "http"
+		}
 		return &scenario.Script{Name: name}, nil
 	}
 	s, err := load(name, env.stdin())
@@ -356,6 +367,7 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 		return res
 	}
 	if x.builtin != "" {
+		x.rec = lab.Trace
 		srv := sl.Server
 		l, err := srv.Listen(x.port, 0)
 		if err != nil {
@@ -600,6 +612,10 @@ func (x *execRun) handle(ctx context.Context, c stack.Socket, opt scenario.Optio
 				return
 			}
 		}
+	case "http":
+		x.http.serve(ctx, c, opt.StepTimeout+5*time.Second, func(text string) {
+			x.rec.Emit(trace.Event{Host: "server", Kind: trace.Note, Conn: c.ID(), Text: text})
+		})
 	}
 }
 
