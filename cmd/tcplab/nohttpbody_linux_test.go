@@ -19,7 +19,7 @@ import (
 // timedEvent is a trace event with its time.
 type timedEvent struct {
 	event
-	T        float64
+	T float64
 }
 
 // TestExecNoHTTPBody: examples/nohttpbody (a Go net/http server whose
