@@ -32,7 +32,8 @@ type Tracer struct {
 	exited    chan struct{}
 }
 
-var callNames = [...]string{"", "read", "write", "close", "connect", "accept", "sendto", "recvfrom", "shutdown", "accept4"}
+var callNames = [...]string{"", "read", "write", "close", "connect", "accept", "sendto", "recvfrom", "shutdown", "accept4",
+	"bind", "listen", "setsockopt", "sendmsg", "recvmsg", "readv", "writev"}
 
 // Open loads and attaches the tracer. Cost: a few milliseconds (BTF,
 // verification of two programs), 1 MiB of ring buffer, and a few hundred
@@ -58,6 +59,9 @@ func Open(cfg Config) (*Tracer, error) {
 		"nr_read": int64(unix.SYS_READ), "nr_write": int64(unix.SYS_WRITE), "nr_close": int64(unix.SYS_CLOSE),
 		"nr_connect": int64(unix.SYS_CONNECT), "nr_accept": int64(unix.SYS_ACCEPT), "nr_sendto": int64(unix.SYS_SENDTO),
 		"nr_recvfrom": int64(unix.SYS_RECVFROM), "nr_shutdown": int64(unix.SYS_SHUTDOWN), "nr_accept4": int64(unix.SYS_ACCEPT4),
+		"nr_bind": int64(unix.SYS_BIND), "nr_listen": int64(unix.SYS_LISTEN), "nr_setsockopt": int64(unix.SYS_SETSOCKOPT),
+		"nr_sendmsg": int64(unix.SYS_SENDMSG), "nr_recvmsg": int64(unix.SYS_RECVMSG), "nr_readv": int64(unix.SYS_READV),
+		"nr_writev": int64(unix.SYS_WRITEV),
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -155,6 +159,14 @@ func (t *Tracer) decode(e *calltraceCallEvent) Call {
 	}
 	if int(e.Call) < len(callNames) {
 		c.Name = callNames[e.Call]
+	}
+	switch c.Name {
+	case "readv", "writev":
+		c.Buffers = int(e.Arg2)
+	case "sendmsg", "recvmsg":
+		c.Buffers, c.Flags = int(e.Arg2), int(e.Arg3)
+	case "setsockopt":
+		c.Option, c.OptLen, c.Value = int(int32(e.Arg2)), int(e.Arg3), e.Val
 	}
 	if e.Exit != 0 {
 		c.Exit = time.Unix(0, int64(e.Exit)).Add(t.offset)

@@ -164,6 +164,20 @@ func (p *Peer) onCall(c calltrace.Call) {
 	switch c.Name {
 	case "read", "write", "sendto", "recvfrom":
 		arg = strconv.FormatUint(c.Arg, 10)
+	case "readv", "writev", "sendmsg", "recvmsg":
+		arg = strconv.FormatUint(c.Arg, 10)
+		if c.Buffers != 1 {
+			arg = fmt.Sprintf("%d in %d buffers", c.Arg, c.Buffers)
+		}
+	case "bind":
+		arg = c.Local.String()
+		if !c.Local.IsValid() {
+			arg = "not IPv4"
+		}
+	case "listen":
+		arg = "backlog " + strconv.FormatUint(c.Arg, 10)
+	case "setsockopt":
+		arg = sockoptArg(c)
 	case "shutdown":
 		arg = [...]string{"SHUT_RD", "SHUT_WR", "SHUT_RDWR"}[min(c.Arg, 2)]
 	case "connect":
@@ -181,22 +195,22 @@ func (p *Peer) onCall(c calltrace.Call) {
 	switch {
 	case c.Ret < 0:
 		ev.Ret, ev.Err = -1, stack.ErrName(syscall.Errno(-c.Ret))
-	case c.Ret == 0 && c.Arg > 0 && (c.Name == "read" || c.Name == "recvfrom"):
+	case c.Ret == 0 && c.Arg > 0 && (c.Name == "read" || c.Name == "recvfrom" || c.Name == "readv" || c.Name == "recvmsg"):
 		ev.Err = stack.ErrName(io.EOF)
 	}
 	at := c.Exit
 	switch c.Name {
-	case "close", "shutdown", "write", "sendto":
+	case "close", "shutdown", "write", "sendto", "writev", "sendmsg", "bind", "listen", "setsockopt":
 		at = c.Enter // they take their place when they start, as package stack's
 	}
 	if s != nil {
 		s.update(func() {
 			switch c.Name {
-			case "write", "sendto":
+			case "write", "sendto", "writev", "sendmsg":
 				if c.Ret > 0 {
 					s.written += int(c.Ret)
 				}
-			case "read", "recvfrom":
+			case "read", "recvfrom", "readv", "recvmsg":
 				if c.Ret > 0 {
 					s.read += int(c.Ret)
 				}
