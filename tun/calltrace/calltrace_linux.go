@@ -134,6 +134,21 @@ func (t *Tracer) Close() error {
 	return err
 }
 
+// Lost returns how many calls the ring buffer had no room for since Open
+// (its reader fell behind a program making calls faster than Events is
+// drained): they are missing from Events. Cost: one map lookup.
+func (t *Tracer) Lost() (uint64, error) {
+	var perCPU []uint64
+	if err := t.objs.Lost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("calltrace: read the lost count: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
 // read is the tracer's goroutine: ring buffer to Events, until Close.
 func (t *Tracer) read() {
 	defer close(t.exited)

@@ -58,6 +58,7 @@ type calltracePending struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	calltraceMapCalls           = "calls"
+	calltraceMapLost            = "lost"
 	calltraceMapPending         = "pending"
 	calltraceProgSysEnter       = "sys_enter"
 	calltraceProgSysExit        = "sys_exit"
@@ -133,6 +134,7 @@ type calltraceProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type calltraceMapSpecs struct {
 	Calls   *ebpf.MapSpec `ebpf:"calls"`
+	Lost    *ebpf.MapSpec `ebpf:"lost"`
 	Pending *ebpf.MapSpec `ebpf:"pending"`
 }
 
@@ -182,12 +184,14 @@ func (o *calltraceObjects) Close() error {
 // It can be passed to loadCalltraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type calltraceMaps struct {
 	Calls   *ebpf.Map `ebpf:"calls"`
+	Lost    *ebpf.Map `ebpf:"lost"`
 	Pending *ebpf.Map `ebpf:"pending"`
 }
 
 func (m *calltraceMaps) Close() error {
 	return _CalltraceClose(
 		m.Calls,
+		m.Lost,
 		m.Pending,
 	)
 }

@@ -57,6 +57,11 @@ func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) 
 	if err != nil || !st.Success() {
 		t.Fatalf("program: %v %v", st, err)
 	}
+	defer func() {
+		if n, err := tr.Lost(); err != nil || n != 0 {
+			t.Errorf("Lost() = %d, %v; want 0 calls lost", n, err)
+		}
+	}()
 	var got []Call
 	timeout := time.After(5 * time.Second)
 	for {

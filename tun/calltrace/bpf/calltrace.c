@@ -168,6 +168,14 @@ struct {
 	__uint(max_entries, 1 << 20);
 } calls SEC(".maps");
 
+// Calls the ring buffer had no room for (the reader fell behind).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
 // Keeps struct call_event in the BTF for bpf2go.
 const struct call_event *unused_call_event __attribute__((unused));
 
@@ -271,8 +279,13 @@ static __always_inline int sockaddr_in(const void *uaddr, __u32 *addr, __u16 *po
 static __always_inline void emit(struct pending *p, __u64 exit, __s64 ret, __u32 phase)
 {
 	struct call_event *e = bpf_ringbuf_reserve(&calls, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			(*n)++;
 		return;
+	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->enter = p->enter;
 	e->exit = exit;
