@@ -78,12 +78,16 @@ fuzz-check:
 ## case): gVisor hosts over TUN and over memory, trace off and on, a gVisor
 ## host sending to a kernel socket with the kernel sampled or observed by
 ## eBPF, against kernel sockets over veth, at MTU 1500 and 65000 (needs root; about 2 min
-## on 2 cores; BENCHCOUNT=3 averages three runs). Raw output in bench.out,
-## table on stdout.
+## on 2 cores; BENCHCOUNT=3 averages three runs); then the latency of a
+## program's socket calls with the call tracer (tun/calltrace) off and on
+## (CALLBENCHTIME round trips of four calls). Raw output in bench.out,
+## tables on stdout.
 BENCHTIME  ?= 1024x
 BENCHCOUNT ?= 1
+CALLBENCHTIME ?= 200000x
 bench:
-	$(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/ | tee bench.out | $(GO) run ./cmd/benchtable
+	{ $(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/; \
+	  $(GO) test -run '^$$' -bench BenchmarkCallLatency -benchtime $(CALLBENCHTIME) -count $(BENCHCOUNT) -timeout 10m ./tun/calltrace/; } | tee bench.out | $(GO) run ./cmd/benchtable
 
 ## bpf: recompile the eBPF programs of tun/ktrace (bpf/ktrace.c) and
 ## tun/calltrace (bpf/calltrace.c) and regenerate the committed .go/.o with bpf2go (needs clang, libbpf-dev:
