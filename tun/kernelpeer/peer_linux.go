@@ -206,6 +206,11 @@ func (p *Peer) Addr() netip.Addr { return p.addr }
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
 		p.Sync()
+		if p.calls != nil {
+			if n, err := p.calls.Lost(); err == nil && n > 0 {
+				p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("%d of the program's socket calls were lost: the call tracer's ring buffer was full (its reader fell behind); they are missing from this trace", n)})
+			}
+		}
 		p.closing.Store(true)
 		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)
