@@ -51,6 +51,9 @@ type Peer struct {
 	adopt  bool              // Config.Adopt: follow connections of sockets not ours
 	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
 	callQ  []calltrace.Call  // calls not yet merged with the kernel's events (consume's)
+	// lingerFds are the program's descriptors set to SO_LINGER
+	// {l_onoff 1, l_linger 0} (consume's), by pid and fd.
+	lingerFds map[[2]int]bool
 
 	mu        sync.Mutex
 	conns     map[connKey]*Socket
