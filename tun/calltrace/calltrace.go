@@ -35,6 +35,13 @@ type Config struct {
 	// whose threads enter the namespace for their own sockets. 0: this
 	// process.
 	ExcludeTGID int
+	// MaxDelay bounds how long a call waits in the kernel's ring before
+	// the reader picks it up; 0 means 2 ms. The kernel wakes the reader
+	// only for the start of a close or shutdown and once a quarter of the
+	// ring is full, so a busy program's calls are read in batches and an
+	// idle tracer polls every MaxDelay (a timer wakeup, a few microseconds
+	// of CPU).
+	MaxDelay time.Duration
 }
 
 // Call is one socket call of a traced process.

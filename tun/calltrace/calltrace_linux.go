@@ -26,11 +26,15 @@ type Tracer struct {
 	links  []link.Link
 	rd     *ringbuf.Reader
 	events chan Call
+	poll   time.Duration // Config.MaxDelay
 	// wall - mono at Open: the kernel's stamps to the wall clock.
 	offset    time.Duration
 	closeOnce sync.Once
 	exited    chan struct{}
 }
+
+// ringBytes is the size of the calls ring buffer (bpf/calltrace.c).
+const ringBytes = 1 << 20
 
 var callNames = [...]string{"", "read", "write", "close", "connect", "accept", "sendto", "recvfrom", "shutdown", "accept4",
 	"bind", "listen", "setsockopt", "sendmsg", "recvmsg", "readv", "writev"}
@@ -39,14 +43,18 @@ var callNames = [...]string{"", "read", "write", "close", "connect", "accept", "
 // verification of two programs), 1 MiB of ring buffer, and a few hundred
 // nanoseconds on every syscall of the machine until Close (about 0.2 µs,
 // BenchmarkSyscallOverhead: two tracing programs run on each); a traced
-// socket call of the namespace's processes costs about 5 µs more
-// (BenchmarkCallLatency), most of it waking the reader for its event.
+// socket call of the namespace's processes costs a microsecond or two more
+// (BenchmarkCallLatency), and the reader polls the ring every
+// Config.MaxDelay.
 func Open(cfg Config) (*Tracer, error) {
 	if cfg.NetnsInode == 0 || cfg.NetnsInode > 1<<32-1 {
 		return nil, fmt.Errorf("calltrace: Config.NetnsInode %d is not a network namespace inode", cfg.NetnsInode)
 	}
 	if cfg.ExcludeTGID == 0 {
 		cfg.ExcludeTGID = os.Getpid()
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 2 * time.Millisecond
 	}
 	kspec, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -57,7 +65,7 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("calltrace: %w", err)
 	}
 	vars := map[string]any{
-		"netns_ino": uint32(cfg.NetnsInode), "self_tgid": uint32(cfg.ExcludeTGID),
+		"netns_ino": uint32(cfg.NetnsInode), "self_tgid": uint32(cfg.ExcludeTGID), "wake_bytes": uint64(ringBytes / 4),
 		"nr_read": int64(unix.SYS_READ), "nr_write": int64(unix.SYS_WRITE), "nr_close": int64(unix.SYS_CLOSE),
 		"nr_connect": int64(unix.SYS_CONNECT), "nr_accept": int64(unix.SYS_ACCEPT), "nr_sendto": int64(unix.SYS_SENDTO),
 		"nr_recvfrom": int64(unix.SYS_RECVFROM), "nr_shutdown": int64(unix.SYS_SHUTDOWN), "nr_accept4": int64(unix.SYS_ACCEPT4),
@@ -70,7 +78,7 @@ func Open(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("calltrace: set %s: %w", name, err)
 		}
 	}
-	t := &Tracer{events: make(chan Call, 4096), exited: make(chan struct{})}
+	t := &Tracer{events: make(chan Call, 4096), exited: make(chan struct{}), poll: cfg.MaxDelay}
 	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kspec}}); err != nil {
 		return nil, loadErr("load BPF programs", err)
 	}
@@ -156,8 +164,11 @@ func (t *Tracer) read() {
 	defer close(t.exited)
 	defer close(t.events)
 	for {
+		t.rd.SetDeadline(time.Now().Add(t.poll))
 		rec, err := t.rd.Read()
-		if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // the ring is empty
+		} else if err != nil {
 			return // closed
 		}
 		var e calltraceCallEvent

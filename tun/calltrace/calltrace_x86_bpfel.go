@@ -81,6 +81,7 @@ const (
 	calltraceVarNrWritev        = "nr_writev"
 	calltraceVarSelfTgid        = "self_tgid"
 	calltraceVarUnusedCallEvent = "unused_call_event"
+	calltraceVarWakeBytes       = "wake_bytes"
 )
 
 // loadCalltrace returns the embedded CollectionSpec for calltrace.
@@ -161,6 +162,7 @@ type calltraceVariableSpecs struct {
 	NrWritev        *ebpf.VariableSpec `ebpf:"nr_writev"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedCallEvent *ebpf.VariableSpec `ebpf:"unused_call_event"`
+	WakeBytes       *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
 // calltraceObjects contains all objects after they have been loaded into the kernel.
@@ -219,6 +221,7 @@ type calltraceVariables struct {
 	NrWritev        *ebpf.Variable `ebpf:"nr_writev"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedCallEvent *ebpf.Variable `ebpf:"unused_call_event"`
+	WakeBytes       *ebpf.Variable `ebpf:"wake_bytes"`
 }
 
 // calltracePrograms contains all programs after they have been loaded into the kernel.

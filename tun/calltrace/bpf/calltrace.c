@@ -92,6 +92,7 @@ struct tcp_sock {
 
 volatile const __u32 netns_ino = 0;
 volatile const __u32 self_tgid = 0;
+volatile const __u64 wake_bytes = 0; // wake the reader past this much data
 volatile const __s64 nr_read = -1, nr_write = -1, nr_close = -1, nr_connect = -1, nr_accept = -1,
 		     nr_sendto = -1, nr_recvfrom = -1, nr_shutdown = -1, nr_accept4 = -1, nr_bind = -1,
 		     nr_listen = -1, nr_setsockopt = -1, nr_sendmsg = -1, nr_recvmsg = -1, nr_readv = -1,
@@ -306,7 +307,14 @@ static __always_inline void emit(struct pending *p, __u64 exit, __s64 ret, __u32
 	e->unread = p->unread;
 	e->have_sock = p->have_sock;
 	e->phase = phase;
-	bpf_ringbuf_submit(e, 0);
+	// A wakeup per call would cost the program an irq_work and tcplab's
+	// reader a context switch, several microseconds a call: the reader
+	// polls on a timer, and is woken only for the entry of a close or
+	// shutdown (a FIN or RST waits for it) or once wake_bytes wait.
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (phase == 0 || bpf_ringbuf_query(&calls, BPF_RB_AVAIL_DATA) >= wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 SEC("tp_btf/sys_enter")
