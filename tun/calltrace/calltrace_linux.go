@@ -129,7 +129,9 @@ func (t *Tracer) abort() {
 // kernel wrote them; it is closed after Close.
 func (t *Tracer) Events() <-chan Call { return t.events }
 
-// Close detaches the programs, stops the reader and closes Events. It is
+// Close detaches the programs, delivers the calls still in the ring (the
+// reader is not woken for every call) on Events, then stops the reader and
+// closes Events: it returns once Events has been drained that far. It is
 // safe to call more than once.
 func (t *Tracer) Close() error {
 	var err error
@@ -137,8 +139,11 @@ func (t *Tracer) Close() error {
 		for _, l := range t.links {
 			err = errors.Join(err, l.Close())
 		}
-		err = errors.Join(err, t.rd.Close())
+		if ferr := t.rd.Flush(); ferr != nil {
+			err = errors.Join(err, ferr, t.rd.Close()) // stop at once
+		}
 		<-t.exited
+		err = errors.Join(err, t.rd.Close())
 		err = errors.Join(err, t.objs.Close())
 	})
 	return err
@@ -169,7 +174,7 @@ func (t *Tracer) read() {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue // the ring is empty
 		} else if err != nil {
-			return // closed
+			return // flushed by Close, or closed
 		}
 		var e calltraceCallEvent
 		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &e); err != nil {

@@ -188,3 +188,65 @@ other.close()
 		t.Errorf("readv: %d bytes in %d buffers = %d, want 10 in 2 = 3", c.Arg, c.Buffers, c.Ret)
 	}
 }
+
+// TestCloseDelivers: the calls still in the ring when the Tracer is closed
+// (the reader is woken only for close and shutdown, or polls) reach Events
+// before it is closed.
+func TestCloseDelivers(t *testing.T) {
+	if err := tun.Check(); err != nil {
+		if errors.Is(err, tun.ErrNeedRoot) || errors.Is(err, tun.ErrNoTUN) {
+			t.Skipf("skipping: %v", err)
+		}
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("skipping: no python3 to play the program")
+	}
+	lab, err := tun.New(context.Background(), tun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ino, err := ktrace.NetnsInode(lab.NetnsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A long poll: without Close's flush the calls would still be in
+	// the ring.
+	tr, err := Open(Config{NetnsInode: ino, MaxDelay: time.Hour})
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// listen and setsockopt wake nobody; the process exits without
+	// close(2) (the kernel closes its descriptors).
+	src := `
+import os, socket
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 7002))
+ls.listen(3)
+os._exit(0)
+`
+	p, err := program.Start(lab, exec.Command("python3", "-c", src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := p.Wait(); err != nil || !st.Success() {
+		t.Fatalf("program: %v %v", st, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tr.Close() }()
+	var names []string
+	for c := range tr.Events() {
+		names = append(names, c.Name)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if got, want := strings.Join(names, " "), "setsockopt bind listen"; got != want {
+		t.Errorf("calls delivered by Close: %q, want %q", got, want)
+	}
+}

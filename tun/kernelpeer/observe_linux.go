@@ -166,7 +166,8 @@ func (p *Peer) drain() {
 }
 
 // syncLag is how long Sync lets the kernel's ring buffer reach the
-// observer: a few of its polling periods (ktrace.Config.MaxDelay).
+// observer: a few of its polling periods (ktrace.Config.MaxDelay, and
+// calltrace.Config.MaxDelay for the program's calls).
 const syncLag = 5 * time.Millisecond
 
 // Sync returns once everything the kernel did up to the call is in the
