@@ -3,7 +3,6 @@
 package calltrace
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -168,18 +168,21 @@ func (t *Tracer) Lost() (uint64, error) {
 func (t *Tracer) read() {
 	defer close(t.exited)
 	defer close(t.events)
+	var rec ringbuf.Record
 	for {
 		t.rd.SetDeadline(time.Now().Add(t.poll))
-		rec, err := t.rd.Read()
+		err := t.rd.ReadInto(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue // the ring is empty
 		} else if err != nil {
 			return // flushed by Close, or closed
 		}
 		var e calltraceCallEvent
-		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &e); err != nil {
+		if len(rec.RawSample) < int(unsafe.Sizeof(e)) {
 			continue
 		}
+		// The kernel's layout is the host's (structs.HostLayout).
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e)), rec.RawSample)
 		t.events <- t.decode(&e)
 	}
 }
