@@ -76,11 +76,11 @@ var builtinPeers = map[string]string{
 
 // execRun is one tcplab exec: the program and how the scenario meets it.
 type execRun struct {
-	side    string   // the side the program plays
-	builtin string   // a built-in peer, or "" for a scenario
-	http    httpPeer // the http peer's options
-	rec     *trace.Recorder
-	port    uint16 // the built-in peer's port
+	side    string          // the side the program plays
+	builtin string          // a built-in peer, or "" for a scenario
+	http    httpPeer        // the http peer's options
+	rec     *trace.Recorder // the lab's trace, for the built-in peer's notes
+	port    uint16          // the built-in peer's port
 	argv    []string
 	path    string // argv[0] resolved
 	out     io.Writer
