@@ -103,8 +103,12 @@ func (h httpPeer) serve(ctx context.Context, c stack.Socket, wait time.Duration,
 	for n := 1; ; n++ {
 		sr.timeout = idle
 		if _, err := br.Peek(1); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && h.idle != 0 && ctx.Err() == nil {
-				note(fmt.Sprintf("http: no request for %s (idle=%s): closing the connection", h.idle, h.idle))
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				why := "--step-timeout + 5 s"
+				if h.idle != 0 {
+					why = "idle=" + h.idle.String()
+				}
+				note(fmt.Sprintf("http: no request for %s (%s): closing the connection", idle, why))
 			}
 			return
 		}
