@@ -344,6 +344,15 @@ func (x *execRun) finish() {
 		x.status += ", stopped by tcplab when the scenario ended"
 		x.code = 0
 	}
+	if l, ok := x.proc.(interface{ Leftovers() []int }); ok {
+		if pids := l.Leftovers(); len(pids) > 0 {
+			what := fmt.Sprintf("%d processes", len(pids))
+			if len(pids) == 1 {
+				what = "1 process"
+			}
+			x.status += fmt.Sprintf("; it left %s running in the lab namespace, killed then (pid %s)", what, strings.Trim(fmt.Sprint(pids), "[]"))
+		}
+	}
 }
 
 // drive runs the program against the scenario (or built-in peer) on sl, in
