@@ -97,16 +97,20 @@ fuzz-check:
 ## case): gVisor hosts over TUN and over memory, trace off and on, a gVisor
 ## host sending to a kernel socket with the kernel sampled or observed by
 ## eBPF, against kernel sockets over veth, at MTU 1500 and 65000 (needs root; about 2 min
-## on 2 cores; BENCHCOUNT=3 averages three runs). Raw output in bench.out,
-## table on stdout. Then explain's summary of a synthetic capture of
+## on 2 cores; BENCHCOUNT=3 averages three runs); then the latency of a
+## program's socket calls with the call tracer (tun/calltrace) off and on
+## (CALLBENCHTIME round trips of four calls). Raw output in bench.out,
+## tables on stdout. Then explain's summary of a synthetic capture of
 ## EXPLAIN_CONNS connections (100,000: about 1.1 GB, written to a temporary
 ## directory first) on two cores: seconds, peak heap and peak RSS, raw in
 ## bench-explain.out.
 BENCHTIME  ?= 1024x
 EXPLAIN_CONNS ?= 100000
 BENCHCOUNT ?= 1
+CALLBENCHTIME ?= 200000x
 bench:
-	$(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/ | tee bench.out | $(GO) run ./cmd/benchtable
+	{ $(GO) test -run '^$$' -bench BenchmarkBulk -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 20m ./tun/ ./tun/kernelpeer/; \
+	  $(GO) test -run '^$$' -bench BenchmarkCallLatency -benchtime $(CALLBENCHTIME) -count $(BENCHCOUNT) -timeout 10m ./tun/calltrace/; } | tee bench.out | $(GO) run ./cmd/benchtable
 	GOMAXPROCS=2 EXPLAIN_BENCH_CONNS=$(EXPLAIN_CONNS) EXPLAIN_BENCH_SEGS=7 $(GO) test -run '^$$' -bench BenchmarkExplain -benchtime 1x -timeout 20m ./demo/explain | tee bench-explain.out
 
 ## bpf: recompile the eBPF programs of tun/ktrace (bpf/ktrace.c) and

@@ -19,6 +19,7 @@ const kernelWire = "kernel-veth"
 type row struct {
 	name               string // without the -GOMAXPROCS suffix
 	wire, mtu, trace   string // labels from the name; trace is "" for kernel
+	calls              string // the calls= label of BenchmarkCallLatency
 	runs               int
 	iters              int64   // summed over runs
 	nsPerOp, mbs, gbps float64 // summed over runs, see mean
@@ -67,7 +68,7 @@ func parse(in io.Reader, echo io.Writer) (rows []*row, skips []string, err error
 		}
 		lastSkip = ""
 		r, ok := parseResult(line)
-		if !ok || r.wire == "" {
+		if !ok || (r.wire == "" && r.calls == "") {
 			continue
 		}
 		if old := byName[r.name]; old != nil {
@@ -120,6 +121,8 @@ func parseResult(line string) (*row, bool) {
 			r.mtu = v
 		case "trace":
 			r.trace = v
+		case "calls":
+			r.calls = v
 		}
 	}
 	for i := 2; i+1 < len(f); i += 2 {
@@ -143,10 +146,15 @@ func parseResult(line string) (*row, bool) {
 
 // run parses in (echoing it to echo) and writes the table to out.
 func run(in io.Reader, out, echo io.Writer) error {
-	rows, skips, err := parse(in, echo)
+	all, skips, err := parse(in, echo)
+	rows, calls := splitCalls(all)
 	if len(rows) > 0 {
 		fmt.Fprintln(out)
 		render(out, rows, skips)
+	}
+	if len(calls) > 0 {
+		fmt.Fprintln(out)
+		renderCalls(out, calls)
 	}
 	if err == nil && len(rows) == 0 {
 		err = errors.New("no BenchmarkBulk results in the input")

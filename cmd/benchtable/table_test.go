@@ -70,3 +70,27 @@ func TestFailureAndSkip(t *testing.T) {
 		t.Errorf("err = %v, want no results with the skip reason", err)
 	}
 }
+
+func TestCallsTable(t *testing.T) {
+	in := sample + `pkg: github.com/tcplab/tcplab/tun/calltrace
+BenchmarkCallLatency/calls=write-read/trace=off-2         	  200000	     11112 ns/op	      2778 ns/call
+BenchmarkCallLatency/calls=write-read/trace=on-2          	  200000	     49091 ns/op	         1.000 events/call	         0 lost/call	     12273 ns/call
+BenchmarkCallLatency/calls=write-read/trace=on-2          	  200000	     49091 ns/op	         0.900 events/call	         0.100 lost/call	     12473 ns/call
+`
+	var out, echo bytes.Buffer
+	if err := run(strings.NewReader(in), &out, &echo); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	t.Logf("\n%s", got)
+	for _, want := range []string{
+		"| calls      | call trace | ns/call | extra ns/call | traced/call | lost/call |",
+		"| write-read | off        | 2778    | –             | –           | –         |",
+		"| write-read | on         | 12373   | +9595         | 0.950       | 0.050     |", // mean of two runs
+		"| tun         | 1500  | off   | 1.155  | 0.072     | 7260605  | 1024      |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+}

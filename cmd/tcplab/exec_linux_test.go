@@ -197,7 +197,7 @@ func TestExecServer(t *testing.T) {
 		t.Errorf("the program's states %q", states)
 	}
 	if callsTraced(evs) {
-		if got := programCalls(evs, "server"); !strings.HasPrefix(got, "accept4=") || !strings.Contains(got, " recvfrom=4 sendto=4 recvfrom=0:EOF close=0") {
+		if got := programCalls(evs, "server"); !strings.HasPrefix(got, "setsockopt=0 bind=0 listen=0 accept4=") || !strings.Contains(got, " recvfrom=4 sendto=4 recvfrom=0:EOF close=0") {
 			t.Errorf("the program's calls %q", got)
 		}
 		if f := sent(evs, "server", "F"); len(f) != 1 || !strings.HasPrefix(f[0].Reason, "close():") {

@@ -77,13 +77,16 @@ var builtinPeers = map[string]string{
 	"article": `the article's server: read a message, work 5 s, answer "Hi, <message>", read again until EOF or error, close`,
 	"echo":    "writes back everything it reads, until EOF or error, then closes",
 	"sink":    "reads everything, never answers, closes at EOF or error",
+	"http":    httpHelp,
 }
 
 // execRun is one tcplab exec: the program and how the scenario meets it.
 type execRun struct {
-	side    string // the side the program plays
-	builtin string // a built-in peer, or "" for a scenario
-	port    uint16 // the built-in peer's port; side middle: the relay's
+	side    string          // the side the program plays
+	builtin string          // a built-in peer, or "" for a scenario
+	http    httpPeer        // the http peer's options
+	rec     *trace.Recorder // the lab's trace, for the built-in peer's notes
+	port    uint16          // the built-in peer's port; side middle: the relay's
 	argv    []string
 	path    string // argv[0] resolved
 	out     io.Writer
@@ -124,6 +127,7 @@ use the client: the program is the client), or a built-in peer:
   article  ` + builtinPeers["article"] + `
   echo     ` + builtinPeers["echo"] + `
   sink     ` + builtinPeers["sink"] + `
+  http     ` + builtinPeers["http"] + `
 The default is article. The program starts once the server listens.
 
 --side server: CMD must listen on $TCPLAB_LISTEN (the kernel's address on the client's
@@ -282,11 +286,18 @@ func (x *execRun) script(name string, env *Env) (*scenario.Script, error) {
 	if name == "" {
 		return nil, usageError{errors.New("exec --side server needs a scenario whose client connects to the program (client connect server:PORT)")}
 	}
-	if _, ok := builtinPeers[name]; ok {
+	h, isHTTP, err := parseHTTPPeer(name)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if _, ok := builtinPeers[name]; ok || isHTTP {
 		if x.side != "client" {
 			return nil, usageError{fmt.Errorf("the built-in peer %s is a server: use it with --side client (--side middle needs a scenario with both hosts)", name)}
 		}
-		x.builtin = name
+		x.builtin, x.http = name, h
+		if isHTTP {
+			x.builtin = "http"
+		}
 		return &scenario.Script{Name: name}, nil
 	}
 	s, err := load(name, env.stdin())
@@ -385,6 +396,15 @@ func (x *execRun) finish() {
 		x.status += ", stopped by tcplab when the scenario ended"
 		x.code = 0
 	}
+	if l, ok := x.proc.(interface{ Leftovers() []int }); ok {
+		if pids := l.Leftovers(); len(pids) > 0 {
+			what := fmt.Sprintf("%d processes", len(pids))
+			if len(pids) == 1 {
+				what = "1 process"
+			}
+			x.status += fmt.Sprintf("; it left %s running in the lab namespace, killed then (pid %s)", what, strings.Trim(fmt.Sprint(pids), "[]"))
+		}
+	}
 }
 
 // drive runs the program against the scenario (or built-in peer) on sl, in
@@ -408,6 +428,7 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 		return res
 	}
 	if x.builtin != "" {
+		x.rec = lab.Trace
 		srv := sl.Server
 		l, err := srv.Listen(x.port, 0)
 		if err != nil {
@@ -670,6 +691,10 @@ func (x *execRun) handle(ctx context.Context, c stack.Socket, opt scenario.Optio
 				return
 			}
 		}
+	case "http":
+		x.http.serve(ctx, c, opt.StepTimeout+5*time.Second, func(text string) {
+			x.rec.Emit(trace.Event{Host: "server", Kind: trace.Note, Conn: c.ID(), Text: text})
+		})
 	}
 }
 

@@ -1,9 +1,12 @@
 // Package calltrace observes the TCP socket calls of the processes inside
 // one network namespace — a program run there by tcplab exec — from the
 // kernel's raw syscall tracepoints (eBPF, github.com/cilium/ebpf): read,
-// write, sendto, recvfrom, connect, accept, accept4, shutdown and close on
-// TCP sockets, with the process, the descriptor, the socket's addresses,
-// the result, and for close the bytes still unread. Calls on other
+// write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, connect, bind,
+// listen, accept, accept4, setsockopt, shutdown and close on TCP (and
+// MPTCP: Go listens with it by default since 1.24) sockets,
+// with the process, the descriptor, the socket's addresses, the arguments
+// that matter (lengths, the how of shutdown, setsockopt's option and
+// value), the result, and for close the bytes still unread. Calls on other
 // descriptors (files, pipes, a terminal) are dropped in the kernel, as are
 // the calls of tcplab itself.
 //
@@ -32,12 +35,20 @@ type Config struct {
 	// whose threads enter the namespace for their own sockets. 0: this
 	// process.
 	ExcludeTGID int
+	// MaxDelay bounds how long a call waits in the kernel's ring before
+	// the reader picks it up; 0 means 2 ms. The kernel wakes the reader
+	// only for the start of a close or shutdown and once a quarter of the
+	// ring is full, so a busy program's calls are read in batches and an
+	// idle tracer polls every MaxDelay (a timer wakeup, a few microseconds
+	// of CPU).
+	MaxDelay time.Duration
 }
 
 // Call is one socket call of a traced process.
 type Call struct {
-	// Name is the call: "read", "write", "sendto", "recvfrom", "connect",
-	// "accept", "accept4", "shutdown" or "close".
+	// Name is the call: "read", "write", "readv", "writev", "sendto",
+	// "recvfrom", "sendmsg", "recvmsg", "connect", "bind", "listen",
+	// "accept", "accept4", "setsockopt", "shutdown" or "close".
 	Name string
 	// Enter and Exit are when the call started and returned (wall clock,
 	// from the kernel's CLOCK_MONOTONIC stamps). Exit is zero for an
@@ -52,13 +63,27 @@ type Call struct {
 	// Fd is the descriptor; for accept the listening one (the new one is
 	// Ret).
 	Fd int
-	// Arg is the buffer length of read, write, sendto and recvfrom, and
-	// the how of shutdown (0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR).
+	// Arg is the buffer length of read, write, sendto and recvfrom; the
+	// total length of the buffers of readv, writev, sendmsg and recvmsg
+	// (of the first 16); the how of shutdown (0 SHUT_RD, 1 SHUT_WR, 2
+	// SHUT_RDWR); the backlog of listen; the level of setsockopt.
 	Arg uint64
+	// Buffers is the number of buffers of readv, writev, sendmsg and
+	// recvmsg.
+	Buffers int
+	// Flags are the flags of sendmsg and recvmsg.
+	Flags int
+	// Option is the option name of setsockopt (SO_LINGER, TCP_NODELAY…),
+	// OptLen its value's length, and Value the value's first 8 bytes as
+	// two ints: an int option's value in Value[0], struct linger's
+	// l_onoff and l_linger in Value[0] and Value[1].
+	Option, OptLen int
+	Value          [2]int32
 	// Ret is the result: a byte count, a descriptor, 0, or -errno.
 	Ret int64
 	// Local and Remote are the socket's addresses (for accept, the new
-	// connection's), when the descriptor was a TCP socket with them.
+	// connection's; for bind, the address asked for), when the descriptor
+	// was a TCP socket with them.
 	Local, Remote netip.AddrPort
 	// Unread is, for close, the bytes received and not yet read when the
 	// call started.

@@ -19,6 +19,9 @@ type calltraceCallEvent struct {
 	Exit     uint64
 	Ret      int64
 	Arg      uint64
+	Arg2     uint64
+	Arg3     uint64
+	Val      [2]int32
 	Tgid     uint32
 	Tid      uint32
 	Fd       int32
@@ -36,6 +39,9 @@ type calltracePending struct {
 	_        structs.HostLayout
 	Enter    uint64
 	Arg      uint64
+	Arg2     uint64
+	Arg3     uint64
+	Val      [2]int32
 	Fd       int32
 	Call     uint32
 	Saddr    uint32
@@ -52,21 +58,30 @@ type calltracePending struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	calltraceMapCalls           = "calls"
+	calltraceMapLost            = "lost"
 	calltraceMapPending         = "pending"
 	calltraceProgSysEnter       = "sys_enter"
 	calltraceProgSysExit        = "sys_exit"
 	calltraceVarNetnsIno        = "netns_ino"
 	calltraceVarNrAccept        = "nr_accept"
 	calltraceVarNrAccept4       = "nr_accept4"
+	calltraceVarNrBind          = "nr_bind"
 	calltraceVarNrClose         = "nr_close"
 	calltraceVarNrConnect       = "nr_connect"
+	calltraceVarNrListen        = "nr_listen"
 	calltraceVarNrRead          = "nr_read"
+	calltraceVarNrReadv         = "nr_readv"
 	calltraceVarNrRecvfrom      = "nr_recvfrom"
+	calltraceVarNrRecvmsg       = "nr_recvmsg"
+	calltraceVarNrSendmsg       = "nr_sendmsg"
 	calltraceVarNrSendto        = "nr_sendto"
+	calltraceVarNrSetsockopt    = "nr_setsockopt"
 	calltraceVarNrShutdown      = "nr_shutdown"
 	calltraceVarNrWrite         = "nr_write"
+	calltraceVarNrWritev        = "nr_writev"
 	calltraceVarSelfTgid        = "self_tgid"
 	calltraceVarUnusedCallEvent = "unused_call_event"
+	calltraceVarWakeBytes       = "wake_bytes"
 )
 
 // loadCalltrace returns the embedded CollectionSpec for calltrace.
@@ -120,6 +135,7 @@ type calltraceProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type calltraceMapSpecs struct {
 	Calls   *ebpf.MapSpec `ebpf:"calls"`
+	Lost    *ebpf.MapSpec `ebpf:"lost"`
 	Pending *ebpf.MapSpec `ebpf:"pending"`
 }
 
@@ -130,15 +146,23 @@ type calltraceVariableSpecs struct {
 	NetnsIno        *ebpf.VariableSpec `ebpf:"netns_ino"`
 	NrAccept        *ebpf.VariableSpec `ebpf:"nr_accept"`
 	NrAccept4       *ebpf.VariableSpec `ebpf:"nr_accept4"`
+	NrBind          *ebpf.VariableSpec `ebpf:"nr_bind"`
 	NrClose         *ebpf.VariableSpec `ebpf:"nr_close"`
 	NrConnect       *ebpf.VariableSpec `ebpf:"nr_connect"`
+	NrListen        *ebpf.VariableSpec `ebpf:"nr_listen"`
 	NrRead          *ebpf.VariableSpec `ebpf:"nr_read"`
+	NrReadv         *ebpf.VariableSpec `ebpf:"nr_readv"`
 	NrRecvfrom      *ebpf.VariableSpec `ebpf:"nr_recvfrom"`
+	NrRecvmsg       *ebpf.VariableSpec `ebpf:"nr_recvmsg"`
+	NrSendmsg       *ebpf.VariableSpec `ebpf:"nr_sendmsg"`
 	NrSendto        *ebpf.VariableSpec `ebpf:"nr_sendto"`
+	NrSetsockopt    *ebpf.VariableSpec `ebpf:"nr_setsockopt"`
 	NrShutdown      *ebpf.VariableSpec `ebpf:"nr_shutdown"`
 	NrWrite         *ebpf.VariableSpec `ebpf:"nr_write"`
+	NrWritev        *ebpf.VariableSpec `ebpf:"nr_writev"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedCallEvent *ebpf.VariableSpec `ebpf:"unused_call_event"`
+	WakeBytes       *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
 // calltraceObjects contains all objects after they have been loaded into the kernel.
@@ -162,12 +186,14 @@ func (o *calltraceObjects) Close() error {
 // It can be passed to loadCalltraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type calltraceMaps struct {
 	Calls   *ebpf.Map `ebpf:"calls"`
+	Lost    *ebpf.Map `ebpf:"lost"`
 	Pending *ebpf.Map `ebpf:"pending"`
 }
 
 func (m *calltraceMaps) Close() error {
 	return _CalltraceClose(
 		m.Calls,
+		m.Lost,
 		m.Pending,
 	)
 }
@@ -179,15 +205,23 @@ type calltraceVariables struct {
 	NetnsIno        *ebpf.Variable `ebpf:"netns_ino"`
 	NrAccept        *ebpf.Variable `ebpf:"nr_accept"`
 	NrAccept4       *ebpf.Variable `ebpf:"nr_accept4"`
+	NrBind          *ebpf.Variable `ebpf:"nr_bind"`
 	NrClose         *ebpf.Variable `ebpf:"nr_close"`
 	NrConnect       *ebpf.Variable `ebpf:"nr_connect"`
+	NrListen        *ebpf.Variable `ebpf:"nr_listen"`
 	NrRead          *ebpf.Variable `ebpf:"nr_read"`
+	NrReadv         *ebpf.Variable `ebpf:"nr_readv"`
 	NrRecvfrom      *ebpf.Variable `ebpf:"nr_recvfrom"`
+	NrRecvmsg       *ebpf.Variable `ebpf:"nr_recvmsg"`
+	NrSendmsg       *ebpf.Variable `ebpf:"nr_sendmsg"`
 	NrSendto        *ebpf.Variable `ebpf:"nr_sendto"`
+	NrSetsockopt    *ebpf.Variable `ebpf:"nr_setsockopt"`
 	NrShutdown      *ebpf.Variable `ebpf:"nr_shutdown"`
 	NrWrite         *ebpf.Variable `ebpf:"nr_write"`
+	NrWritev        *ebpf.Variable `ebpf:"nr_writev"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedCallEvent *ebpf.Variable `ebpf:"unused_call_event"`
+	WakeBytes       *ebpf.Variable `ebpf:"wake_bytes"`
 }
 
 // calltracePrograms contains all programs after they have been loaded into the kernel.

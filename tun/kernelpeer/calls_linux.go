@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcplab/tcplab/stack"
 	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun/calltrace"
@@ -167,6 +169,20 @@ func (p *Peer) onCall(c calltrace.Call) {
 	switch c.Name {
 	case "read", "write", "sendto", "recvfrom":
 		arg = strconv.FormatUint(c.Arg, 10)
+	case "readv", "writev", "sendmsg", "recvmsg":
+		arg = strconv.FormatUint(c.Arg, 10)
+		if c.Buffers != 1 {
+			arg = fmt.Sprintf("%d in %d buffers", c.Arg, c.Buffers)
+		}
+	case "bind":
+		arg = c.Local.String()
+		if !c.Local.IsValid() {
+			arg = "not IPv4"
+		}
+	case "listen":
+		arg = "backlog " + strconv.FormatUint(c.Arg, 10)
+	case "setsockopt":
+		arg = sockoptArg(c)
 	case "shutdown":
 		arg = [...]string{"SHUT_RD", "SHUT_WR", "SHUT_RDWR"}[min(c.Arg, 2)]
 	case "connect":
@@ -184,22 +200,26 @@ func (p *Peer) onCall(c calltrace.Call) {
 	switch {
 	case c.Ret < 0:
 		ev.Ret, ev.Err = -1, stack.ErrName(syscall.Errno(-c.Ret))
-	case c.Ret == 0 && c.Arg > 0 && (c.Name == "read" || c.Name == "recvfrom"):
+	case c.Ret == 0 && c.Arg > 0 && (c.Name == "read" || c.Name == "recvfrom" || c.Name == "readv" || c.Name == "recvmsg"):
 		ev.Err = stack.ErrName(io.EOF)
 	}
 	at := c.Exit
 	switch c.Name {
-	case "close", "shutdown", "write", "sendto":
+	case "close", "shutdown", "write", "sendto", "writev", "sendmsg", "bind", "listen", "setsockopt":
 		at = c.Enter // they take their place when they start, as package stack's
 	}
+	linger := p.trackLinger(c, s != nil)
 	if s != nil {
 		s.update(func() {
+			if linger != nil {
+				s.lingerZero = *linger
+			}
 			switch c.Name {
-			case "write", "sendto":
+			case "write", "sendto", "writev", "sendmsg":
 				if c.Ret > 0 {
 					s.written += int(c.Ret)
 				}
-			case "read", "recvfrom":
+			case "read", "recvfrom", "readv", "recvmsg":
 				if c.Ret > 0 {
 					s.read += int(c.Ret)
 				}
@@ -209,6 +229,43 @@ func (p *Peer) onCall(c calltrace.Call) {
 		})
 	}
 	p.rec.EmitAt(ev, at)
+}
+
+// trackLinger follows the program's SO_LINGER {l_onoff 1, l_linger 0} by
+// descriptor, so that the RST its close() sends is explained by it, even
+// when it was set before connect or on the listener (accepted sockets
+// inherit it). It returns what c says of its connection's abortive close,
+// or nil when it says nothing; onConn says c was made on a connection.
+func (p *Peer) trackLinger(c calltrace.Call, onConn bool) *bool {
+	key := [2]int{c.Pid, c.Fd}
+	yes, no := true, false
+	switch c.Name {
+	case "setsockopt":
+		if c.Ret != 0 || int(int32(c.Arg)) != unix.SOL_SOCKET || c.Option != unix.SO_LINGER || c.OptLen < 8 {
+			return nil
+		}
+		if c.Value[0] != 0 && c.Value[1] == 0 {
+			if p.lingerFds == nil {
+				p.lingerFds = map[[2]int]bool{}
+			}
+			p.lingerFds[key] = true
+			return &yes
+		}
+		delete(p.lingerFds, key)
+		return &no
+	case "accept", "accept4":
+		if c.Ret >= 0 && p.lingerFds[key] {
+			p.lingerFds[[2]int{c.Pid, int(c.Ret)}] = true
+			return &yes
+		}
+	case "close":
+		delete(p.lingerFds, key)
+	default:
+		if onConn && p.lingerFds[key] {
+			return &yes
+		}
+	}
+	return nil
 }
 
 // enterCallLocked applies the start of a close or shutdown: what the

@@ -166,7 +166,8 @@ func (p *Peer) drain() {
 }
 
 // syncLag is how long Sync lets the kernel's ring buffer reach the
-// observer: a few of its polling periods (ktrace.Config.MaxDelay).
+// observer: a few of its polling periods (ktrace.Config.MaxDelay, and
+// calltrace.Config.MaxDelay for the program's calls).
 const syncLag = 5 * time.Millisecond
 
 // Sync returns once everything the kernel did up to the call is in the
@@ -620,6 +621,16 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 	case "TCP_STATE":
 		// tcp_disconnect: close() with SO_LINGER 0, a listener closed
 		// with the connection in its queue, connect(AF_UNSPEC).
+		linger, closed := false, false
+		if s != nil {
+			s.mu.Lock()
+			linger, closed = s.lingerZero, s.closed
+			s.mu.Unlock()
+		}
+		if linger && closed {
+			words = "close() with SO_LINGER 0: abortive close, the send queue is discarded"
+			break
+		}
 		words = rstReason(p, s, local, key.remote, "")
 		if strings.HasPrefix(words, "reset by the kernel in") {
 			words = "the connection was disconnected (tcp_disconnect) in a state that must tell the peer"

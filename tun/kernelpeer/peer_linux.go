@@ -52,6 +52,9 @@ type Peer struct {
 	adopt  bool              // Config.Adopt: follow connections of sockets not ours
 	calls  *calltrace.Tracer // the program's calls (Config.Adopt), or nil
 	callQ  []calltrace.Call  // calls not yet merged with the kernel's events (consume's)
+	// lingerFds are the program's descriptors set to SO_LINGER
+	// {l_onoff 1, l_linger 0} (consume's), by pid and fd.
+	lingerFds map[[2]int]bool
 
 	// rfc1337 is the lab namespace's tcp_rfc1337: a RST does not end a
 	// timewait socket (rfc1337_linux.go).
@@ -254,6 +257,11 @@ func (p *Peer) Addr() netip.Addr { return p.addr }
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
 		p.Sync()
+		if p.calls != nil {
+			if n, err := p.calls.Lost(); err == nil && n > 0 {
+				p.rec.Emit(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf("%d of the program's socket calls were lost: the call tracer's ring buffer was full (its reader fell behind); they are missing from this trace", n)})
+			}
+		}
 		p.closing.Store(true)
 		p.lab.SetInboundFilter(p.other, nil)
 		close(p.stop)

@@ -25,11 +25,16 @@ type Process struct {
 	err     error // cmd.Wait's, valid once done is closed
 	started time.Time
 	ended   time.Time
+	ino     uint64 // the lab namespace's inode
+	// leftovers are the processes the program left running in the lab's
+	// namespace, killed once it ended; valid once done is closed.
+	leftovers []int
 }
 
 // Start starts cmd inside lab's network namespace and returns once it runs
 // (or failed to start). It sets cmd.SysProcAttr.Pdeathsig to SIGKILL. Call
-// Wait (or receive from Done) to reap it. Cost: one OS thread for the
+// Wait (or receive from Done) to reap it. When it has ended, every process
+// it left running in the lab's namespace is killed (Leftovers). Cost: one OS thread for the
 // program's lifetime, discarded afterwards.
 func Start(lab *tun.Lab, cmd *exec.Cmd) (*Process, error) {
 	if lab == nil || cmd == nil {
@@ -39,7 +44,11 @@ func Start(lab *tun.Lab, cmd *exec.Cmd) (*Process, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	p := &Process{cmd: cmd, done: make(chan struct{})}
+	ino, err := netnsInode(lab.NetnsPath())
+	if err != nil {
+		return nil, fmt.Errorf("program: lab namespace: %w", err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{}), ino: ino}
 	started := make(chan error, 1)
 	go p.run(lab.NetnsPath(), started)
 	if err := <-started; err != nil {
@@ -82,7 +91,20 @@ func (p *Process) run(nspath string, started chan<- error) {
 	started <- nil
 	p.err = p.cmd.Wait()
 	p.ended = time.Now()
+	p.leftovers = killLeftovers(p.ino)
 	close(p.done)
+}
+
+// Leftovers returns the pids of the processes the program left running in
+// the lab's namespace when it ended (its children, a daemon), which were
+// killed then; nil before it has ended.
+func (p *Process) Leftovers() []int {
+	select {
+	case <-p.done:
+		return p.leftovers
+	default:
+		return nil
+	}
 }
 
 // Pid returns the program's process id.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,5 +102,48 @@ func TestWaitListening(t *testing.T) {
 	st, _, _ := p.Wait()
 	if st.Exited() {
 		t.Errorf("program exited by itself (%v), want stopped by SIGTERM", st)
+	}
+}
+
+// TestLeftoversKilled: what the program leaves running in the lab's
+// namespace when it ends (a background job) is killed and reported; a
+// process of another group in the namespace is left alone.
+func TestLeftoversKilled(t *testing.T) {
+	lab := newLab(t)
+	// Another group's process in the namespace (as a tcpdump started
+	// with nsenter from another shell): not the program's.
+	foreign := exec.Command("sleep", "30")
+	foreign.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	fp, err := Start(lab, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Stop(time.Second)
+
+	p, err := Start(lab, exec.Command("sh", "-c", "sleep 60 & exit 0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := p.Wait()
+	if err != nil || !st.Success() {
+		t.Fatalf("program: %v %v", st, err)
+	}
+	left := p.Leftovers()
+	if len(left) != 1 {
+		t.Fatalf("Leftovers() = %v, want the one background sleep", left)
+	}
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(left[0]) + "/stat")
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			break // gone or a zombie: killed
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the leftover %d still runs: %s", left[0], b)
+		}
+	}
+	select {
+	case <-fp.Done():
+		t.Error("the other group's process in the namespace was killed")
+	default:
 	}
 }

@@ -17,6 +17,7 @@
 char __license[] SEC("license") = "GPL";
 
 #define IPPROTO_TCP 6
+#define IPPROTO_MPTCP 262
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
@@ -26,6 +27,8 @@ struct pt_regs {
 	unsigned long di;
 	unsigned long si;
 	unsigned long dx;
+	unsigned long r10;
+	unsigned long r8;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
 
@@ -89,8 +92,15 @@ struct tcp_sock {
 
 volatile const __u32 netns_ino = 0;
 volatile const __u32 self_tgid = 0;
+volatile const __u64 wake_bytes = 0; // wake the reader past this much data
 volatile const __s64 nr_read = -1, nr_write = -1, nr_close = -1, nr_connect = -1, nr_accept = -1,
-		     nr_sendto = -1, nr_recvfrom = -1, nr_shutdown = -1, nr_accept4 = -1;
+		     nr_sendto = -1, nr_recvfrom = -1, nr_shutdown = -1, nr_accept4 = -1, nr_bind = -1,
+		     nr_listen = -1, nr_setsockopt = -1, nr_sendmsg = -1, nr_recvmsg = -1, nr_readv = -1,
+		     nr_writev = -1;
+
+// At most this many buffers of a readv, writev, sendmsg or recvmsg are
+// summed into its length (the count says how many there were).
+#define MAX_IOV 16
 
 enum call {
 	C_READ = 1,
@@ -102,12 +112,22 @@ enum call {
 	C_RECVFROM,
 	C_SHUTDOWN,
 	C_ACCEPT4,
+	C_BIND,
+	C_LISTEN,
+	C_SETSOCKOPT,
+	C_SENDMSG,
+	C_RECVMSG,
+	C_READV,
+	C_WRITEV,
 };
 
 // A call in progress, by thread.
 struct pending {
 	__u64 enter;
 	__u64 arg;
+	__u64 arg2;
+	__u64 arg3;
+	__s32 val[2];
 	__s32 fd;
 	__u32 call;
 	__u32 saddr, daddr;
@@ -123,6 +143,9 @@ struct call_event {
 	__u64 exit;
 	__s64 ret;
 	__u64 arg;
+	__u64 arg2;
+	__u64 arg3;
+	__s32 val[2];
 	__u32 tgid;
 	__u32 tid;
 	__s32 fd;
@@ -146,6 +169,14 @@ struct {
 	__uint(max_entries, 1 << 20);
 } calls SEC(".maps");
 
+// Calls the ring buffer had no room for (the reader fell behind).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
 // Keeps struct call_event in the BTF for bpf2go.
 const struct call_event *unused_call_event __attribute__((unused));
 
@@ -160,6 +191,13 @@ static __always_inline __u32 call_of(long id)
 	if (id == nr_recvfrom) return C_RECVFROM;
 	if (id == nr_shutdown) return C_SHUTDOWN;
 	if (id == nr_accept4) return C_ACCEPT4;
+	if (id == nr_bind) return C_BIND;
+	if (id == nr_listen) return C_LISTEN;
+	if (id == nr_setsockopt) return C_SETSOCKOPT;
+	if (id == nr_sendmsg) return C_SENDMSG;
+	if (id == nr_recvmsg) return C_RECVMSG;
+	if (id == nr_readv) return C_READV;
+	if (id == nr_writev) return C_WRITEV;
 	return 0;
 }
 
@@ -170,7 +208,9 @@ static __always_inline int in_lab(struct task_struct *task)
 	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum) == netns_ino;
 }
 
-// tcp_of returns the TCP socket behind descriptor fd of task, or NULL.
+// tcp_of returns the TCP socket behind descriptor fd of task, or NULL. An
+// MPTCP socket counts (Go listens with MPTCP by default since 1.24; what
+// it accepts from a plain TCP client is a TCP socket).
 static __always_inline struct sock *tcp_of(struct task_struct *task, int fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -184,7 +224,10 @@ static __always_inline struct sock *tcp_of(struct task_struct *task, int fd)
 		return 0;
 	struct socket *so = BPF_CORE_READ(f, private_data);
 	struct sock *sk = BPF_CORE_READ(so, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (!sk)
+		return 0;
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_MPTCP)
 		return 0;
 	return sk;
 }
@@ -198,16 +241,61 @@ static __always_inline void fill(struct pending *p, struct sock *sk)
 	p->have_sock = 1;
 }
 
+// iov_bytes returns the total length of the first MAX_IOV of n buffers at
+// iov (struct iovec in user memory).
+static __always_inline __u64 iov_bytes(const void *iov, __u64 n)
+{
+	struct {
+		__u64 base;
+		__u64 len;
+	} v;
+	__u64 total = 0;
+#pragma unroll
+	for (int i = 0; i < MAX_IOV; i++) {
+		if (i >= n)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), iov + i * sizeof(v)))
+			break;
+		total += v.len;
+	}
+	return total;
+}
+
+// sockaddr_in reads an IPv4 address asked of connect or bind into addr
+// and port; it returns 0 when there was one.
+static __always_inline int sockaddr_in(const void *uaddr, __u32 *addr, __u16 *port)
+{
+	struct {
+		__u16 family;
+		__be16 port;
+		__be32 addr;
+	} sa = {};
+	if (bpf_probe_read_user(&sa, sizeof(sa), uaddr) || sa.family != 2)
+		return -1;
+	*addr = sa.addr;
+	*port = bpf_ntohs(sa.port);
+	return 0;
+}
+
 static __always_inline void emit(struct pending *p, __u64 exit, __s64 ret, __u32 phase)
 {
 	struct call_event *e = bpf_ringbuf_reserve(&calls, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			(*n)++;
 		return;
+	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->enter = p->enter;
 	e->exit = exit;
 	e->ret = ret;
 	e->arg = p->arg;
+	e->arg2 = p->arg2;
+	e->arg3 = p->arg3;
+	e->val[0] = p->val[0];
+	e->val[1] = p->val[1];
 	e->tgid = id >> 32;
 	e->tid = (__u32)id;
 	e->fd = p->fd;
@@ -219,7 +307,14 @@ static __always_inline void emit(struct pending *p, __u64 exit, __s64 ret, __u32
 	e->unread = p->unread;
 	e->have_sock = p->have_sock;
 	e->phase = phase;
-	bpf_ringbuf_submit(e, 0);
+	// A wakeup per call would cost the program an irq_work and tcplab's
+	// reader a context switch, several microseconds a call: the reader
+	// polls on a timer, and is woken only for the entry of a close or
+	// shutdown (a FIN or RST waits for it) or once wake_bytes wait.
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (phase == 0 || bpf_ringbuf_query(&calls, BPF_RB_AVAIL_DATA) >= wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 SEC("tp_btf/sys_enter")
@@ -240,6 +335,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	switch (call) {
 	case C_SHUTDOWN:
+	case C_LISTEN:
 		p.arg = BPF_CORE_READ(regs, si);
 		break;
 	case C_READ:
@@ -248,22 +344,49 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	case C_RECVFROM:
 		p.arg = BPF_CORE_READ(regs, dx);
 		break;
+	case C_READV:
+	case C_WRITEV:
+		p.arg2 = BPF_CORE_READ(regs, dx);
+		p.arg = iov_bytes((void *)BPF_CORE_READ(regs, si), p.arg2);
+		break;
+	case C_SENDMSG:
+	case C_RECVMSG: {
+		// struct msghdr: msg_iov at 16, msg_iovlen at 24.
+		struct {
+			__u64 name;
+			__u32 namelen, pad;
+			__u64 iov;
+			__u64 iovlen;
+		} m = {};
+		if (!bpf_probe_read_user(&m, sizeof(m), (void *)BPF_CORE_READ(regs, si))) {
+			p.arg2 = m.iovlen;
+			p.arg = iov_bytes((void *)m.iov, m.iovlen);
+		}
+		p.arg3 = BPF_CORE_READ(regs, dx); // flags
+		break;
+	}
+	case C_SETSOCKOPT: {
+		// level, optname, and the first 8 bytes of the value (an int,
+		// or struct linger's l_onoff and l_linger).
+		p.arg = BPF_CORE_READ(regs, si);
+		p.arg2 = BPF_CORE_READ(regs, dx);
+		p.arg3 = BPF_CORE_READ(regs, r8);
+		void *uval = (void *)BPF_CORE_READ(regs, r10);
+		if (p.arg3 >= 8)
+			bpf_probe_read_user(p.val, 8, uval);
+		else if (p.arg3 >= 4)
+			bpf_probe_read_user(p.val, 4, uval);
+		break;
+	}
 	}
 	fill(&p, sk);
-	if (call == C_CONNECT) {
-		// The destination as asked: a refused connect clears the
-		// socket's.
-		struct {
-			__u16 family;
-			__be16 port;
-			__be32 addr;
-		} sa = {};
-		if (!bpf_probe_read_user(&sa, sizeof(sa), (void *)BPF_CORE_READ(regs, si)) && sa.family == 2) {
-			p.daddr = sa.addr;
-			p.dport = bpf_ntohs(sa.port);
-		}
-	}
-	if (call == C_CLOSE) {
+	// The destination as asked: a refused connect clears the socket's.
+	if (call == C_CONNECT)
+		sockaddr_in((void *)BPF_CORE_READ(regs, si), &p.daddr, &p.dport);
+	// The address as asked: the socket has none yet.
+	if (call == C_BIND && sockaddr_in((void *)BPF_CORE_READ(regs, si), &p.saddr, &p.sport))
+		p.have_sock = 0; // not IPv4: no address to show
+	if (call == C_CLOSE && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP) {
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		p.unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
 	}
