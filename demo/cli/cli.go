@@ -163,6 +163,7 @@ type runFlags struct {
 	seed     uint64
 	capture  string   // run only: see addCaptureFlag
 	prog     *execRun // exec only: the program and its side
+	full     bool     // exec only: --full-trace, see addLongRunFlag
 	netSpec  string   // run and check: see addNetFlag
 	net      *scenario.Net
 	// inputs are the scenario files of the run, which no output may

@@ -122,7 +122,8 @@ client connects once the port accepts. When the scenario ends the program is sto
 Expectations ("expect client sent R. reason ~ \"unread\"") work on the program's side.
 The expectations at the end of a scenario are checked after the program has exited.
 The exit code is the program's when every expectation held, 1 when one failed, 127
-when CMD could not be started, 130 after Ctrl-C (which ends both).`,
+when CMD could not be started, 130 after Ctrl-C (which ends both).
+` + longRunHelp,
 		Example: `  sudo tcplab exec -- python3 examples/halfclose.py          # the article's server
   sudo tcplab exec echo --explain -- python3 examples/close_unread.py
   sudo tcplab exec --side server my.lab -- ./myserver --port 8080`,
@@ -216,6 +217,7 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 	}
 	f.add(cmd)
 	f.addCaptureFlag(cmd)
+	f.addLongRunFlag(cmd)
 	cmd.Flags().StringVar(&side, "side", "client", "the side your program plays: client (it connects to $TCPLAB_PEER) or server (it listens on $TCPLAB_LISTEN)")
 	cmd.Flags().StringVar(&out, "out", "", "write the trace to this file instead of standard error")
 	cmd.Flags().Uint16Var(&port, "port", execPort, "the port a built-in peer listens on")

@@ -99,8 +99,10 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	// The live output runs on its own goroutine (render.Async): a slow
 	// terminal must not hold up the stacks.
 	var out *render.Async
-	var bugs catcher // a panic on the renderer's goroutine, raised again here
+	var bugs catcher          // a panic on the renderer's goroutine, raised again here
+	stopProgress := func() {} // the live line of a long run
 	defer func() {
+		stopProgress()
 		if out != nil {
 			out.Close()
 		}
@@ -111,18 +113,29 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
 		}
 		fmt.Fprintf(env.Stderr, "# connections still open at the end are abandoned silently: the hosts leave the wire before their stacks are destroyed\n")
-		// On a terminal, long real-time sleeps show how far they have got.
+		// On a terminal, long real-time sleeps show how far they have got;
+		// a program's run (exec) shows what it has moved so far.
 		prog := &progress{w: env.Stderr}
-		if opt.Sleep == nil && env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr) {
+		tty := env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr)
+		if tty {
+			prog.width = render.TerminalWidth(os.Stderr)
+		}
+		if f.prog != nil {
+			startLongRun(lab.Trace, f)
+			if tty {
+				stopProgress = prog.live(lab.Trace)
+			}
+		}
+		if opt.Sleep == nil && tty && f.prog == nil {
 			opt.Sleep = prog.sleep
 		}
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf})
-			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.clear(); t.Write(e) }))
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.write(func() { t.Write(e) }) }))
 		case "json":
 			j := render.NewJSON(env.Stdout)
-			out = render.NewAsync(bugs.catch(func(e trace.Event) { j.Write(e) }))
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.write(func() { j.Write(e) }) }))
 		}
 	}
 	if out != nil {
@@ -212,6 +225,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if sy, ok := kp.(interface{ Sync() }); ok {
 		sy.Sync() // the kernel's last events are in the trace before it is shown
 	}
+	stopProgress()
 	if out != nil {
 		out.Close() // everything streamed before the summary
 	}

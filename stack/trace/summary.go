@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -321,15 +322,23 @@ func (s *summariser) open() []*run {
 	return rs
 }
 
-// closeAll closes every open summary, oldest first.
+// closeAll closes every open summary: the summaries and the last events
+// of their stretches are kept in the order of their times.
 func (s *summariser) closeAll(keep func(Event)) {
-	for _, rn := range s.open() {
-		s.close(rn, keep)
+	for _, e := range s.closing() {
+		if e.Kind == Summary {
+			s.made++
+		}
+		keep(e)
+	}
+	for _, rn := range s.runs {
+		rn.sum, rn.last = nil, nil
 	}
 }
 
-// peek appends to out what closeAll would keep now, changing nothing.
-func (s *summariser) peek(out []Event) []Event {
+// closing returns what closeAll keeps, in order, changing nothing.
+func (s *summariser) closing() []Event {
+	var out []Event
 	for _, rn := range s.open() {
 		if rn.sum != nil {
 			e := *rn.sum
@@ -342,8 +351,14 @@ func (s *summariser) peek(out []Event) []Event {
 			out = append(out, *rn.last)
 		}
 	}
+	// A summary's T is its last counted event's, before its stretch's
+	// last event: sorting keeps each summary before that event.
+	slices.SortStableFunc(out, func(a, b Event) int { return cmp.Compare(a.T, b.T) })
 	return out
 }
+
+// peek appends to out what closeAll would keep now, changing nothing.
+func (s *summariser) peek(out []Event) []Event { return append(out, s.closing()...) }
 
 // held is how many events the open summaries hold.
 func (s *summariser) held() int {

@@ -80,6 +80,10 @@ type observer struct {
 	// queue of their own in the recorder, where each stream stays in time
 	// order (trace.Source).
 	arrivals *trace.Source
+	// lost is the observer's lost counter when last noted (noteLost),
+	// ticks counts consume's ticks between two checks.
+	lost  uint64
+	ticks int
 }
 
 // heldRST is a RST the kernel sent, waiting for the kernel's reason.
@@ -142,9 +146,13 @@ func (p *Peer) consume() {
 			p.drainCalls()
 			p.flushCalls(time.Now().Add(-ringLag))
 			p.settleArrivals(time.Now().Add(-ringLag))
+			if ob.ticks++; ob.ticks%lostEvery == 0 {
+				p.noteLost(time.Now())
+			}
 		case done := <-ob.sync:
 			p.drainCalls()
 			p.drain()
+			p.noteLost(time.Now())
 			p.flushCalls(time.Time{})
 			close(done)
 		}
