@@ -49,7 +49,7 @@ func TestExecLongRun(t *testing.T) {
 	const total = 200_000_000
 	bin := buildTcplab(t)
 	out := filepath.Join(t.TempDir(), "trace.json")
-	cmd := exec.Command(bin, "exec", "--format", "json", "--out", out, "sink", "--", "python3", "cmd/tcplab/testdata/bulk.py", strconv.Itoa(total))
+	cmd := exec.Command(bin, "exec", "--format", "json", "--out", out, "sink", "--", "python3", "examples/bulk.py", strconv.Itoa(total))
 	cmd.Dir = "../.."
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -32,8 +32,8 @@ import (
 const longRunHelp = `
 A long run stays usable: routine stretches of the trace (data segments and ACKs one way,
 successful reads and writes, buffer levels) are counted in summary events after 16 in a
-row on a connection, each summary saying how many segments and bytes it counts, and
-between when; the first and last of each stretch, and everything notable (handshake,
+row on a connection (16 again after each state change), each summary saying how many
+segments and bytes it counts, and between when; the first and last of each stretch, and everything notable (handshake,
 FIN, RST, state changes, refused arrivals, retransmissions, zero windows, failed calls,
 notes) are kept in full. Memory stays flat (about 30 MiB after 1 GiB moved). The ladder,
 --svg and --pcap take that summarised trace (--pcap: the packets kept in full; use

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -18,10 +20,13 @@ import (
 // 12s of 60s"), or, for a long run (live), how much the run has moved so
 // far. Cost: one timer tick per second while it shows.
 type progress struct {
-	w      io.Writer
-	width  int // the terminal's columns, 0 when unknown
-	mu     sync.Mutex
-	active bool
+	w     io.Writer
+	width int // the terminal's columns, 0 when unknown
+	// separate says the trace goes elsewhere (a file, a pipe): its lines
+	// need not erase the progress line.
+	separate bool
+	mu       sync.Mutex
+	active   bool
 }
 
 // clear erases the progress line, if shown, before other output.
@@ -44,8 +49,23 @@ func (p *progress) clearLocked() {
 func (p *progress) write(out func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.clearLocked()
+	if !p.separate {
+		p.clearLocked()
+	}
 	out()
+}
+
+// toTerminal reports whether w (under Main's checkedWriters) is a terminal.
+func toTerminal(w io.Writer) bool {
+	for {
+		c, ok := w.(*checkedWriter)
+		if !ok {
+			break
+		}
+		w = c.w
+	}
+	f, ok := w.(*os.File)
+	return ok && render.IsTerminal(f)
 }
 
 // showLine draws text as the progress line, cut to the terminal's width.

@@ -119,6 +119,7 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		tty := env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr)
 		if tty {
 			prog.width = render.TerminalWidth(os.Stderr)
+			prog.separate = !toTerminal(env.Stdout)
 		}
 		if f.prog != nil {
 			startLongRun(lab.Trace, f)

@@ -19,7 +19,8 @@ import (
 // call, buffer levels), the following ones are counted, not kept, until
 // something notable happens or the summary has covered its period. The
 // last event counted is kept in full after its summary, so the trace
-// shows the first and the last of every stretch as they were.
+// shows the first and the last of every stretch as they were. A state
+// change of the connection starts the count of events kept in full again.
 
 // SummaryConfig tunes Recorder.Summarise. The zero value is usable: the
 // defaults are in the field comments.
@@ -199,8 +200,13 @@ func (s *summariser) add(e Event, keep func(Event)) {
 	cls := s.class(e)
 	if cls == "" {
 		s.closeAll(keep)
-		if e.Conn != "" {
-			gone := e.Kind == State && (e.To == "CLOSED" || e.To == "TIME-WAIT")
+		if e.Conn != "" && e.Kind == State {
+			// A new phase of the connection: its next events are kept
+			// in full again (After of each kind). Other notable events
+			// (a retransmission, a duplicate ACK) only close the
+			// summaries: in a long lossy run they are many, and each
+			// costs a summary and an event per kind instead of After.
+			gone := e.To == "CLOSED" || e.To == "TIME-WAIT"
 			for k, rn := range s.runs {
 				if k.host == e.Host && k.conn == e.Conn {
 					rn.streak = 0

@@ -195,13 +195,16 @@ func TestSummariseKeepsNotableEvents(t *testing.T) {
 			got = append(got, "seg")
 		}
 	}
-	// After 2 in full, the 3rd..9th are counted (7), the 10th is kept.
-	want := "S seg seg sum seg retransmission seg seg sum seg zero window refused failed call seg seg sum seg state fin"
+	// After 2 in full, the 3rd..9th are counted (7), the 10th is kept;
+	// a notable event closes the summary, the next one starts at once
+	// (9 counted, the last kept); a state change starts the count of
+	// events in full again.
+	want := "S seg seg sum seg retransmission sum seg zero window refused failed call sum seg state fin"
 	if strings.Join(got, " ") != want {
 		t.Errorf("trace:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
-	if counted != 21 {
-		t.Errorf("summaries count %d segments, want 21", counted)
+	if counted != 25 {
+		t.Errorf("summaries count %d segments, want 25", counted)
 	}
 }
 

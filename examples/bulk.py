@@ -1,6 +1,7 @@
 # bulk.py N: connect to $TCPLAB_PEER, send N bytes, half-close, wait for
-# the peer's close, and print how many bytes send() took (the witness of
-# tcplab's long-run test, cmd/tcplab/longrun_linux_test.go).
+# the peer's close, and print how many bytes send() took: a long run for
+# tcplab exec (README, "Long runs"; cmd/tcplab/longrun_linux_test.go holds
+# the trace's byte counts to that number).
 import os
 import socket
 import sys
