@@ -294,11 +294,12 @@ func report(w io.Writer, res *scenario.Result, events []trace.Event) {
 			word = "STOP"
 		}
 		fmt.Fprintf(w, "%s %s: %s\n     %s\n", word, fl.Pos, render.Printable(fl.Step), fl.Msg)
-		from := max(0, fl.At-8)
-		if fl.At > 0 {
+		at := min(fl.At, len(events)) // a summarised trace is shorter than what was recorded
+		from := max(0, at-8)
+		if at > 0 {
 			fmt.Fprintf(w, "     trace before it:\n")
 			t := render.NewText(w, render.TextOptions{NoBuffers: true})
-			for _, e := range events[:min(fl.At, len(events))] {
+			for _, e := range events[:at] {
 				line := t.Line(e)
 				if e.Index >= from && line != "" {
 					fmt.Fprint(w, "     "+strings.ReplaceAll(strings.TrimRight(line, "\n"), "\n", "\n     ")+"\n")
