@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // longEvent is a JSON trace line with what the long-run test reads.
@@ -33,8 +36,9 @@ type longEvent struct {
 // every byte: the data of the segments the gVisor server accepted (those
 // kept in full, each byte counted once, plus the summaries' exact counts)
 // and what its reads returned both equal what the program says it sent
-// (its own count, the witness). tcplab's peak memory stays far below the
-// 600 MB an unsummarised trace of 200 MB takes.
+// (its own count, the witness), and so does --pcap (--pcap-view server),
+// written as the run goes from every event. tcplab's peak memory stays
+// far below the 600 MB an unsummarised trace of 200 MB takes.
 //
 // The kernel's side (the program's segments as the eBPF observer saw
 // them) is held to less: on this kernel the observer misses a burst of
@@ -48,8 +52,9 @@ func TestExecLongRun(t *testing.T) {
 	}
 	const total = 200_000_000
 	bin := buildTcplab(t)
-	out := filepath.Join(t.TempDir(), "trace.json")
-	cmd := exec.Command(bin, "exec", "--format", "json", "--out", out, "sink", "--", "python3", "examples/bulk.py", strconv.Itoa(total))
+	dir := t.TempDir()
+	out, pcap := filepath.Join(dir, "trace.json"), filepath.Join(dir, "server.pcapng")
+	cmd := exec.Command(bin, "exec", "--format", "json", "--out", out, "--pcap", pcap, "--pcap-view", "server", "sink", "--", "python3", "examples/bulk.py", strconv.Itoa(total))
 	cmd.Dir = "../.."
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -138,6 +143,11 @@ func TestExecLongRun(t *testing.T) {
 	if summaries == 0 || len(evs)*20 > segments {
 		t.Errorf("the trace keeps %d events for %d segments the server accepted (%d summaries): want a summarised trace, under 1 event in 20", len(evs), segments, summaries)
 	}
+	// --pcap is written as the run goes, from every event: it holds every
+	// segment the server received, summarised or not.
+	if got := pcapData(t, pcap, 9527); got != total {
+		t.Errorf("--pcap holds %d bytes of data sent to port 9527, the program sent %d", got, total)
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		t.Logf("%d events kept for %d segments the server accepted, %d summaries; tcplab's peak RSS %d MB", len(evs), segments, summaries, ru.Maxrss>>10)
 		if ru.Maxrss > 250<<10 {
@@ -145,4 +155,47 @@ func TestExecLongRun(t *testing.T) {
 		}
 	}
 	assertNothingLeft(t)
+}
+
+// pcapData returns the TCP payload bytes of the packets to port in a
+// pcapng file of raw IPv4 packets, each sequence number counted once.
+func pcapData(t *testing.T, path string, port uint16) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(bufio.NewReader(f), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var isn uint32
+	var next, data int64
+	for {
+		p, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if len(p) < 40 || p[0]>>4 != 4 {
+			continue
+		}
+		ihl := int(p[0]&0xf) * 4
+		tcp := p[ihl:]
+		if binary.BigEndian.Uint16(tcp[2:]) != port {
+			continue
+		}
+		seq := binary.BigEndian.Uint32(tcp[4:])
+		if tcp[13]&0x02 != 0 { // SYN
+			isn = seq
+			continue
+		}
+		n := int64(int(binary.BigEndian.Uint16(p[2:])) - ihl - int(tcp[12]>>4)*4)
+		start := int64(seq - isn - 1)
+		if end := start + n; n > 0 && end > next {
+			data += end - max(start, next)
+			next = end
+		}
+	}
+	return data
 }

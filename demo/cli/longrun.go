@@ -1,8 +1,15 @@
 package cli
 
 import (
+	"cmp"
+	"fmt"
+	"os"
+	"sync"
+
 	"github.com/spf13/cobra"
 
+	"github.com/tcplab/tcplab/demo/pcapng"
+	"github.com/tcplab/tcplab/demo/render"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -18,8 +25,9 @@ import (
 //   - text, json: the summarised trace, as it happens.
 //   - ladder, --svg: drawn from the summarised trace; a summary is one
 //     note on the diagram.
-//   - --pcap: the packets of the segments kept in full (the gVisor host's),
-//     not those counted in summaries; --capture records the whole wire.
+//   - --pcap: written as the run goes, from every event (Recorder.Tap):
+//     every packet of the gVisor host, summarised or not, with comments
+//     that say only what each event knows (pcapng.Stream).
 //   - --explain: notes under the events kept, as ever.
 //   - the byte ledger and expectations: exact (they count summarised
 //     segments: the ledger comes from the stacks, expectations add up
@@ -35,10 +43,11 @@ successful reads and writes, buffer levels) are counted in summary events after 
 row on a connection (16 again after each state change), each summary saying how many
 segments and bytes it counts, and between when; the first and last of each stretch, and everything notable (handshake,
 FIN, RST, state changes, refused arrivals, retransmissions, zero windows, failed calls,
-notes) are kept in full. Memory stays flat (about 30 MiB after 1 GiB moved). The ladder,
---svg and --pcap take that summarised trace (--pcap: the packets kept in full; use
---capture for the whole wire). --full-trace keeps every event: memory then grows with
-the run (about 0.9 GiB per GiB moved). On a terminal, stderr shows a progress line
+notes) are kept in full. Memory stays flat (about 30 MiB after 1 GiB moved). The ladder
+and --svg are drawn from that summarised trace (a summary is a note); --pcap is written
+as the run goes, every packet of the gVisor host, with shorter comments than run's.
+--full-trace keeps every event: memory then grows with the run (about 0.9 GiB per GiB
+moved). On a terminal, stderr shows a progress line
 (time, bytes each way, segments, states, the trace's size, tcplab's heap), erased
 before each trace line; not when stderr is a pipe or a file.`
 
@@ -48,9 +57,60 @@ func (f *runFlags) addLongRunFlag(cmd *cobra.Command) {
 }
 
 // startLongRun makes the recorder of a program's run summarise bulk data,
-// unless --full-trace.
-func startLongRun(rec *trace.Recorder, f *runFlags) {
-	if !f.full {
-		rec.Summarise(trace.SummaryConfig{})
+// unless --full-trace, and then streams --pcap as the run goes. The
+// returned function ends the stream (call it once the trace is complete);
+// it says how many packets it wrote.
+func startLongRun(rec *trace.Recorder, f *runFlags) (finish func() error, err error) {
+	if f.full {
+		return func() error { return nil }, nil
 	}
+	rec.Summarise(trace.SummaryConfig{})
+	if f.pcap == "" {
+		return func() error { return nil }, nil
+	}
+	file, err := os.Create(f.pcap)
+	if err != nil {
+		return nil, fmt.Errorf("--pcap: %w", err)
+	}
+	opt := pcapng.Options{Application: "tcplab"}
+	if f.pcapView != "both" {
+		opt.Only = f.pcapView
+	}
+	s, err := pcapng.NewStream(file, opt)
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("write --pcap %s: %w", f.pcap, err)
+	}
+	var mu sync.Mutex
+	var werr error
+	// Disk writes on their own goroutine: Tap runs under the recorder's
+	// lock, in the stacks' packet paths.
+	out := render.NewAsync(func(e trace.Event) {
+		if err := s.Write(e); err != nil {
+			mu.Lock()
+			werr = cmp.Or(werr, err)
+			mu.Unlock()
+		}
+	})
+	rec.Tap(out.Push)
+	f.pcapDone = true
+	var once sync.Once
+	return func() error {
+		once.Do(func() {
+			out.Close()
+			n, err := s.Flush()
+			mu.Lock()
+			werr = cmp.Or(werr, err, file.Close())
+			mu.Unlock()
+			if werr == nil {
+				fmt.Fprintf(os.Stderr, "# wrote %d packets to %s as the run went (open with wireshark or tshark -r)\n", n, f.pcap)
+			}
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if werr != nil {
+			return fmt.Errorf("write --pcap %s: %w", f.pcap, werr)
+		}
+		return nil
+	}, nil
 }

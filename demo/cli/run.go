@@ -101,11 +101,13 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	var out *render.Async
 	var bugs catcher          // a panic on the renderer's goroutine, raised again here
 	stopProgress := func() {} // the live line of a long run
+	finishLongRun := func() error { return nil }
 	defer func() {
 		stopProgress()
 		if out != nil {
 			out.Close()
 		}
+		finishLongRun() // after an error: its own is not the one to report
 		bugs.raise()
 	}()
 	if stream {
@@ -122,7 +124,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			prog.separate = !toTerminal(env.Stdout)
 		}
 		if f.prog != nil {
-			startLongRun(lab.Trace, f)
+			if finishLongRun, err = startLongRun(lab.Trace, f); err != nil {
+				return nil, nil, err
+			}
 			if tty {
 				stopProgress = prog.live(lab.Trace)
 			}
@@ -230,6 +234,9 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	if out != nil {
 		out.Close() // everything streamed before the summary
 	}
+	if err := finishLongRun(); err != nil {
+		return nil, nil, err
+	}
 	events := lab.Trace.Events()
 	if stream && f.format == "text" {
 		var rows []render.LedgerRow
@@ -261,7 +268,7 @@ func writeExtras(f *runFlags, events []trace.Event, title string) error {
 			return fmt.Errorf("write --svg: %w", err)
 		}
 	}
-	if f.pcap != "" {
+	if f.pcap != "" && !f.pcapDone {
 		if err := writePcap(f.pcap, f.pcapView, events); err != nil {
 			return err
 		}
