@@ -10,10 +10,21 @@
 // scenario runner); the Recorder serialises them, so the order of the trace
 // is the order in which the lab observed things.
 //
+// # Long runs
+//
+// With Summarise, routine stretches (bulk data segments and ACKs, reads and
+// writes, buffer levels) are counted in Summary events instead of kept, so
+// that the trace of an hour-long or many-gigabyte run stays small: see
+// summary.go. Tap still sees every event, for outputs that stream to a file.
+//
 // # Cost
 //
-// Emit takes one mutex and appends to a slice; subscribers are called with
-// the mutex held, so they must be quick and must not call Emit.
+// Emit takes one mutex and appends to a queue; EmitAt inserts into its
+// Source's queue, which costs nothing more when a source's observations
+// come in time order. Events leave the queues, merged by time, once the
+// delay window has passed; subscribers are called then, with the mutex
+// held, so they must be quick and must not call Emit. Memory: the events
+// kept (all of them without a summariser) plus those of the delay window.
 package trace
 
 import (
