@@ -136,6 +136,7 @@ type flow struct {
 }
 
 type summariser struct {
+	idle     *time.Timer // closes stretches that went quiet (closeIdleLocked)
 	cfg      SummaryConfig
 	runs     map[runKey]*run
 	flows    map[runKey]*flow // class is the direction
@@ -246,6 +247,51 @@ func (s *summariser) add(e Event, keep func(Event)) {
 		return
 	}
 	rn.last = &e
+}
+
+// armIdleLocked makes sure that a stretch that goes quiet (a connection
+// that stops sending, a program that pauses) is closed and handed out
+// within a period, not at the next notable event: the live output shows
+// it then. Cost: one timer per period while stretches are open.
+func (r *Recorder) armIdleLocked() {
+	s := r.sum
+	if s.idle != nil {
+		return
+	}
+	s.idle = time.AfterFunc(s.cfg.Period, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		s.idle = nil
+		r.closeIdleLocked()
+	})
+}
+
+// closeIdleLocked closes the stretches whose last event is more than a
+// period older than the delay window's horizon, and re-arms the timer
+// while stretches stay open.
+func (r *Recorder) closeIdleLocked() {
+	s := r.sum
+	horizon := r.clock.Now().Sub(r.start) - r.delay - s.cfg.Period
+	var quiet []*run
+	open := false
+	for _, rn := range s.open() {
+		if rn.last.T < horizon {
+			quiet = append(quiet, rn)
+		} else {
+			open = true
+		}
+	}
+	var out []Event
+	for _, rn := range quiet {
+		s.close(rn, func(e Event) { out = append(out, e) })
+	}
+	slices.SortStableFunc(out, func(a, b Event) int { return cmp.Compare(a.T, b.T) })
+	for _, e := range out {
+		r.keepLocked(e)
+	}
+	if open {
+		r.armIdleLocked()
+	}
 }
 
 // count adds e to rn's summary, starting one if need be.

@@ -222,3 +222,32 @@ func TestTapSeesEveryEvent(t *testing.T) {
 		t.Errorf("tapped %d, stats %+v: want 100 tapped, 3 kept (first, summary, last), 98 summarised", tapped, st)
 	}
 }
+
+// A stretch that goes quiet is closed within a period, without waiting for
+// the next notable event: the live output shows its summary then.
+func TestSummariseClosesQuietStretches(t *testing.T) {
+	clk := &safeClock{t: time.Unix(0, 0)}
+	r := NewRecorder(clk)
+	r.Summarise(SummaryConfig{After: 1, Period: 10 * time.Millisecond})
+	var mu sync.Mutex
+	var seen []Kind
+	r.Subscribe(func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, e.Kind)
+	})
+	for i := 0; i < 5; i++ {
+		clk.add(time.Microsecond)
+		r.Emit(Event{Host: "client", Kind: Buffer, Conn: "c1", SndQueued: i})
+	}
+	clk.add(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().Held > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if st := r.Stats(); st.Held != 0 || st.Summaries != 1 || len(seen) != 3 || seen[1] != Summary {
+		t.Errorf("stats %+v, subscribers saw %v: want the first event, the summary of 3, the last", st, seen)
+	}
+}

@@ -549,6 +549,9 @@ func (r *Recorder) handOutLocked(e Event) {
 		return
 	}
 	r.sum.add(e, r.keepLocked)
+	if r.sum.idle == nil && r.sum.held() > 0 {
+		r.armIdleLocked()
+	}
 }
 
 // armLocked makes sure flushLocked runs again within d.
