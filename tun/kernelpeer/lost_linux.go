@@ -17,7 +17,13 @@ const lostEvery = 50
 // says it has them. Cost: one BPF map lookup.
 func (p *Peer) noteLost(at time.Time) {
 	ob := p.obs
-	n, err := ob.o.Lost()
+	ob.closeMu.Lock()
+	if ob.closed {
+		ob.closeMu.Unlock()
+		return
+	}
+	n, err := ob.o.Lost() // not safe against a concurrent Close: closeMu
+	ob.closeMu.Unlock()
 	if err != nil || n <= ob.lost {
 		return
 	}
@@ -25,4 +31,12 @@ func (p *Peer) noteLost(at time.Time) {
 	ob.lost = n
 	p.rec.EmitAt(trace.Event{Host: p.side, Kind: trace.Note, Text: fmt.Sprintf(
 		"the eBPF observer fell behind: the kernel's ring buffer was full and %d of its events (or payload samples) were lost since the last check (%d in all); the trace misses them", d, n)}, at)
+}
+
+// close closes the observer, once no lost counter is being read.
+func (ob *observer) close() {
+	ob.closeMu.Lock()
+	defer ob.closeMu.Unlock()
+	ob.closed = true
+	ob.o.Close()
 }

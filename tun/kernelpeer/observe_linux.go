@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/stack"
@@ -84,6 +85,10 @@ type observer struct {
 	// ticks counts consume's ticks between two checks.
 	lost  uint64
 	ticks int
+	// closeMu keeps Close from closing the observer's maps while
+	// noteLost reads the lost counter; closed says it has.
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // heldRST is a RST the kernel sent, waiting for the kernel's reason.
