@@ -34,9 +34,14 @@ func (c *safeClock) add(d time.Duration) time.Time {
 // observer's), and clk moves 10 µs per segment. It returns the data bytes
 // sent and the number of events recorded.
 func bulk(r *Recorder, late *Source, clk *safeClock, n, mss, firstSeq int) (bytes int64, events int) {
+	return bulkEvery(r, late, clk, 10*time.Microsecond, n, mss, firstSeq)
+}
+
+// bulkEvery is bulk with one segment every step.
+func bulkEvery(r *Recorder, late *Source, clk *safeClock, step time.Duration, n, mss, firstSeq int) (bytes int64, events int) {
 	seq := uint32(firstSeq)
 	for i := 0; i < n; i++ {
-		now := clk.add(10 * time.Microsecond)
+		now := clk.add(step)
 		flags := "."
 		if i%8 == 7 {
 			flags = "P."
@@ -250,4 +255,28 @@ func TestSummariseClosesQuietStretches(t *testing.T) {
 	if st := r.Stats(); st.Held != 0 || st.Summaries != 1 || len(seen) != 3 || seen[1] != Summary {
 		t.Errorf("stats %+v, subscribers saw %v: want the first event, the summary of 3, the last", st, seen)
 	}
+}
+
+// An hour of a slow steady stream: summaries grow with the run (a 32nd of
+// the time so far), so the trace holds a few hundred of them per kind, not
+// one per second.
+func TestSummariseAnHour(t *testing.T) {
+	n := 1 << 18
+	if raceEnabled {
+		n = 1 << 16
+	}
+	step := time.Hour / time.Duration(n)
+	clk := &safeClock{t: time.Unix(0, 0)}
+	r := NewRecorder(clk)
+	r.Summarise(SummaryConfig{})
+	bulkEvery(r, r.NewSource(), clk, step, n, 100, 1)
+	r.Flush()
+	st := r.Stats()
+	// 5 kinds (segments each way, the ACKs, reads, buffer levels): with
+	// periods of max(1 s, T/32), an hour makes about 32 + 32*ln(3600/32)
+	// = 183 summaries of each, and each keeps its last event.
+	if st.Summaries > 5*200 || st.Kept > 5*2*200+100 {
+		t.Errorf("an hour (%d events) kept %d events in %d summaries: want at most about 200 summaries per kind", st.Recorded, st.Kept, st.Summaries)
+	}
+	t.Logf("an hour, %d events: %+v", st.Recorded, st)
 }
