@@ -46,8 +46,10 @@ FIN, RST, state changes, refused arrivals, retransmissions, zero windows, failed
 notes) are kept in full. Memory stays flat (about 30 MiB after 1 GiB moved). The ladder
 and --svg are drawn from that summarised trace (a summary is a note); --pcap is written
 as the run goes, every packet of the gVisor host, with shorter comments than run's.
---full-trace keeps every event: memory then grows with the run (about 0.9 GiB per GiB
-moved). On a terminal, stderr shows a progress line
+The trace in memory holds at most about 100,000 events (about 50 MB): a run of many
+connections lets the oldest go (they were streamed already), and the trace at the end
+starts with a note saying so. --full-trace keeps every event: memory then grows with the
+run (about 0.9 GiB per GiB moved). On a terminal, stderr shows a progress line
 (time, bytes each way, segments, states, the trace's size, tcplab's heap), erased
 before each trace line; not when stderr is a pipe or a file.`
 

@@ -148,7 +148,7 @@ func (c *runCounts) line(elapsed time.Duration, st trace.Stats, heap uint64) str
 		}
 		fmt.Fprintf(&b, "  %s %s", k, c.states[k])
 	}
-	fmt.Fprintf(&b, "  trace %d events (%d summarised)  heap %s", st.Kept, st.Summarised, size(int64(heap)))
+	fmt.Fprintf(&b, "  trace %d events (%d summarised)  heap %s", st.Kept-st.Dropped, st.Summarised, size(int64(heap)))
 	return b.String()
 }
 

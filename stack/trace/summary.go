@@ -33,6 +33,14 @@ type SummaryConfig struct {
 	// each kind of event of a connection makes at most about 32 more
 	// summaries each time the run doubles in length.
 	Period time.Duration
+	// MaxKept bounds the events the trace holds in memory (default
+	// 100,000, about 50 MB; negative: no bound). Past it, the oldest
+	// events, long handed to the subscribers, are let go, a chunk at a
+	// time, and Events starts with a note saying how many: expectations
+	// checked at the end of such a run see only the rest. Summaries keep
+	// a bulk transfer far below it (about 1,500 events per GB); a run of
+	// many connections, each with its handshake and teardown, reaches it.
+	MaxKept int
 }
 
 // Sum is what a Summary event counts: events the stacks were observed to
@@ -108,6 +116,12 @@ func (r *Recorder) Summarise(cfg SummaryConfig) {
 	}
 	if cfg.Period <= 0 {
 		cfg.Period = time.Second
+	}
+	switch {
+	case cfg.MaxKept == 0:
+		cfg.MaxKept = 100_000
+	case cfg.MaxKept < 0:
+		cfg.MaxKept = 0
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

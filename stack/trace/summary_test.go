@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -279,4 +280,27 @@ func TestSummariseAnHour(t *testing.T) {
 		t.Errorf("an hour (%d events) kept %d events in %d summaries: want at most about 200 summaries per kind", st.Recorded, st.Kept, st.Summaries)
 	}
 	t.Logf("an hour, %d events: %+v", st.Recorded, st)
+}
+
+// A run that keeps more than MaxKept events (many connections, each with
+// its handshake and teardown) lets the oldest go, a chunk at a time, and
+// says so at the start of Events.
+func TestSummariseMaxKept(t *testing.T) {
+	r := NewRecorder(nil)
+	r.Summarise(SummaryConfig{MaxKept: 2 * chunkSize})
+	const n = 20 * chunkSize
+	for i := 0; i < n; i++ {
+		r.Emit(Event{Host: "client", Kind: State, Conn: fmt.Sprintf("c%d", i), From: "CLOSED", To: "SYN-SENT"})
+	}
+	st := r.Stats()
+	ev := r.Events()
+	if st.Kept != n || st.Dropped < n-3*chunkSize || len(ev) != st.Kept-st.Dropped+1 {
+		t.Fatalf("stats %+v, %d events: want all %d kept, all but 2 to 3 chunks dropped, the rest returned with a note", st, len(ev), n)
+	}
+	if ev[0].Kind != Note || !strings.Contains(ev[0].Text, fmt.Sprintf("the first %d events", st.Dropped)) {
+		t.Errorf("first event %+v: want the note of what was let go", ev[0])
+	}
+	if last := ev[len(ev)-1]; last.Conn != fmt.Sprintf("c%d", n-1) || last.Index != len(ev)-1 {
+		t.Errorf("last event %+v: want the last one emitted, indexed in Events", last)
+	}
 }

@@ -29,6 +29,7 @@ package trace
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -268,7 +269,8 @@ type Recorder struct {
 
 	mu      sync.Mutex
 	chunks  [][]Event // the trace handed out, in chunks of chunkSize: appends never copy it
-	kept    int       // events in chunks
+	kept    int       // events handed out and kept (Index of the next one)
+	dropped int       // of those, how many were let go (SummaryConfig.MaxKept)
 	now     queue     // Emit's, Begin's and Open's events, in order
 	sources []*queue  // EmitAt's events, each sorted by T; sources[0] is the Recorder's own
 	lastID  uint64    // the id of the last event stored
@@ -422,6 +424,13 @@ func (r *Recorder) keepLocked(e Event) {
 	r.kept++
 	for _, f := range r.subs {
 		f(e)
+	}
+	if r.sum != nil && r.sum.cfg.MaxKept > 0 && r.kept-r.dropped > r.sum.cfg.MaxKept+chunkSize {
+		// A run with no end: the oldest chunk, handed out long ago,
+		// goes.
+		r.dropped += len(r.chunks[0])
+		r.chunks[0] = nil
+		r.chunks = r.chunks[1:]
 	}
 }
 
@@ -648,7 +657,11 @@ func (r *Recorder) Tap(f func(Event)) {
 func (r *Recorder) Events() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Event, 0, r.kept+r.waitingLocked()+8)
+	out := make([]Event, 0, r.kept-r.dropped+r.waitingLocked()+9)
+	if r.dropped > 0 {
+		out = append(out, Event{Kind: Note, T: r.chunks[0][0].T, Text: fmt.Sprintf(
+			"the first %d events of this trace were handed to the live output but are no longer held: a long run keeps the last %d or so in memory (trace.SummaryConfig.MaxKept)", r.dropped, r.sum.cfg.MaxKept)})
+	}
 	for _, c := range r.chunks {
 		out = append(out, c...)
 	}
@@ -712,9 +725,10 @@ type Stats struct {
 	// Waiting is how many wait in the delay window, or behind an open
 	// call.
 	Waiting int
-	// Kept is how many events the trace holds: what Events returns,
-	// summaries being made aside.
-	Kept int
+	// Kept is how many events the trace handed out and kept, and
+	// Dropped how many of those it no longer holds (SummaryConfig.MaxKept):
+	// Events returns Kept-Dropped of them, summaries being made aside.
+	Kept, Dropped int
 	// Summarised is how many events the summaries count instead of
 	// keeping them, and Summaries how many summary events were kept.
 	Summarised, Summaries int
@@ -729,7 +743,7 @@ type Stats struct {
 func (r *Recorder) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Stats{Recorded: r.recorded, Waiting: r.waitingLocked(), Kept: r.kept, Shifted: r.shifted}
+	st := Stats{Recorded: r.recorded, Waiting: r.waitingLocked(), Kept: r.kept, Dropped: r.dropped, Shifted: r.shifted}
 	if r.sum != nil {
 		st.Summarised, st.Summaries, st.Held = r.sum.absorbed, r.sum.made, r.sum.held()
 	}
