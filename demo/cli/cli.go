@@ -166,6 +166,8 @@ type runFlags struct {
 	seed     uint64
 	capture  string   // run only: see addCaptureFlag
 	prog     *execRun // exec only: the program and its side
+	full     bool     // exec only: --full-trace, see addLongRunFlag
+	pcapDone bool     // --pcap was streamed during the run (startLongRun)
 	netSpec  string   // run and check: see addNetFlag
 	net      *scenario.Net
 	// inputs are the scenario files of the run, which no output may

@@ -155,7 +155,8 @@ with what it sent next on the other. When the scenario ends the relay is stopped
 Expectations ("expect client sent R. reason ~ \"unread\"") work on the program's side.
 The expectations at the end of a scenario are checked after the program has exited.
 The exit code is the program's when every expectation held, 1 when one failed, 127
-when CMD could not be started, 130 after Ctrl-C (which ends both).`,
+when CMD could not be started, 130 after Ctrl-C (which ends both).
+` + longRunHelp,
 		Example: `  sudo tcplab exec -- python3 examples/halfclose.py          # the article's server
   sudo tcplab exec echo --explain -- python3 examples/close_unread.py
   sudo tcplab exec --side server my.lab -- ./myserver --port 8080
@@ -259,6 +260,7 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).`,
 	}
 	f.add(cmd)
 	f.addCaptureFlag(cmd)
+	f.addLongRunFlag(cmd)
 	cmd.Flags().StringVar(&side, "side", "client", "the side your program plays: client (it connects to $TCPLAB_PEER), server (it listens on $TCPLAB_LISTEN) or middle (a relay: it listens on $TCPLAB_LISTEN and connects to $TCPLAB_PEER)")
 	cmd.Flags().StringVar(&out, "out", "", "write the trace to this file instead of standard error")
 	cmd.Flags().Uint16Var(&port, "port", execPort, "the port a built-in peer listens on")

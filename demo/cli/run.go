@@ -102,11 +102,15 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 	// The live output runs on its own goroutine (render.Async): a slow
 	// terminal must not hold up the stacks.
 	var out *render.Async
-	var bugs catcher // a panic on the renderer's goroutine, raised again here
+	var bugs catcher          // a panic on the renderer's goroutine, raised again here
+	stopProgress := func() {} // the live line of a long run
+	finishLongRun := func() error { return nil }
 	defer func() {
+		stopProgress()
 		if out != nil {
 			out.Close()
 		}
+		finishLongRun() // after an error: its own is not the one to report
 		bugs.raise()
 	}()
 	if stream {
@@ -114,18 +118,32 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 			fmt.Fprintf(env.Stderr, "# lab namespace ready; to watch the wire: %s\n", tw.TcpdumpCommand())
 		}
 		fmt.Fprintf(env.Stderr, "# connections still open at the end are abandoned silently: the hosts leave the wire before their stacks are destroyed\n")
-		// On a terminal, long real-time sleeps show how far they have got.
+		// On a terminal, long real-time sleeps show how far they have got;
+		// a program's run (exec) shows what it has moved so far.
 		prog := &progress{w: env.Stderr}
-		if opt.Sleep == nil && env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr) {
+		tty := env.Stderr == io.Writer(os.Stderr) && render.IsTerminal(os.Stderr)
+		if tty {
+			prog.width = render.TerminalWidth(os.Stderr)
+			prog.separate = !toTerminal(env.Stdout)
+		}
+		if f.prog != nil {
+			if finishLongRun, err = startLongRun(lab.Trace, f); err != nil {
+				return nil, nil, err
+			}
+			if tty {
+				stopProgress = prog.live(lab.Trace)
+			}
+		}
+		if opt.Sleep == nil && tty && f.prog == nil {
 			opt.Sleep = prog.sleep
 		}
 		switch f.format {
 		case "text":
 			t := render.NewText(env.Stdout, render.TextOptions{Explain: f.explain, Arrivals: f.arrivals, NoBuffers: f.noBuf, Peers: relayPeers(f, lab)})
-			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.clear(); t.Write(e) }))
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.write(func() { t.Write(e) }) }))
 		case "json":
 			j := render.NewJSON(env.Stdout)
-			out = render.NewAsync(bugs.catch(func(e trace.Event) { j.Write(e) }))
+			out = render.NewAsync(bugs.catch(func(e trace.Event) { prog.write(func() { j.Write(e) }) }))
 		}
 	}
 	if out != nil {
@@ -236,8 +254,12 @@ func runOne(ctx context.Context, env *Env, f *runFlags, s *scenario.Script, stre
 		f.prog.relay.sync()
 		f.prog.relay.verdicts(lab.Trace)
 	}
+	stopProgress()
 	if out != nil {
 		out.Close() // everything streamed before the summary
+	}
+	if err := finishLongRun(); err != nil {
+		return nil, nil, err
 	}
 	events := lab.Trace.Events()
 	if stream && f.format == "text" {
@@ -270,7 +292,7 @@ func writeExtras(f *runFlags, events []trace.Event, title string) error {
 			return fmt.Errorf("write --svg: %w", err)
 		}
 	}
-	if f.pcap != "" {
+	if f.pcap != "" && !f.pcapDone {
 		if err := writePcap(f.pcap, f.pcapView, events); err != nil {
 			return err
 		}
@@ -303,11 +325,12 @@ func report(w io.Writer, res *scenario.Result, events []trace.Event) {
 			word = "STOP"
 		}
 		fmt.Fprintf(w, "%s %s: %s\n     %s\n", word, fl.Pos, render.Printable(fl.Step), fl.Msg)
-		from := max(0, fl.At-8)
-		if fl.At > 0 {
+		at := min(fl.At, len(events)) // a summarised trace is shorter than what was recorded
+		from := max(0, at-8)
+		if at > 0 {
 			fmt.Fprintf(w, "     trace before it:\n")
 			t := render.NewText(w, render.TextOptions{NoBuffers: true})
-			for _, e := range events[:min(fl.At, len(events))] {
+			for _, e := range events[:at] {
 				line := t.Line(e)
 				if e.Index >= from && line != "" {
 					fmt.Fprint(w, "     "+strings.ReplaceAll(strings.TrimRight(line, "\n"), "\n", "\n     ")+"\n")

@@ -287,7 +287,9 @@ func buildModel(events []trace.Event, opt modelOptions) model {
 			s.text = asciiSafe(s.text)
 		case trace.Buffer:
 			s.kind = stepBuffer
-		case trace.Note:
+		case trace.Note, trace.Summary:
+			// A summary (a long run's routine stretch) is drawn as a
+			// note saying what it counts.
 			s.kind = stepNote
 			s.text = asciiSafe(scrub(e.Text))
 		default:

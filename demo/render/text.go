@@ -85,6 +85,8 @@ func (t *Text) Line(e trace.Event) string {
 		body = fmt.Sprintf("buffer send queue %d B, receive queue %d B", e.SndQueued, e.RcvQueued)
 	case trace.Note:
 		body = "# " + Printable(e.Text)
+	case trace.Summary:
+		body = t.summary(e)
 	}
 	if body == "" {
 		return ""
@@ -179,6 +181,43 @@ func (t *Text) segment(e trace.Event) string {
 		b.WriteString(")")
 	}
 	return b.String()
+}
+
+// summary writes a summary event: what it counts, between when; a
+// summary of arrivals only with Arrivals, like the arrivals themselves.
+func (t *Text) summary(e trace.Event) string {
+	s := e.Sum
+	if s == nil {
+		return "# " + Printable(e.Text)
+	}
+	since := fmt.Sprintf("since %.6f", s.Since.Seconds())
+	switch s.Of {
+	case "segments":
+		if e.Dir == "in" && !t.opt.Arrivals {
+			return ""
+		}
+		arrow := ">"
+		if e.Dir == "in" {
+			arrow = "<"
+		}
+		seq, end, ack := s.Seq, s.SeqEnd, s.Ack
+		if !t.opt.Absolute {
+			fwd := e.Src + ">" + e.Dst
+			seq -= t.isn[fwd]
+			end -= t.isn[fwd]
+			ack -= t.isn[e.Dst+">"+e.Src]
+		}
+		return fmt.Sprintf("%s %s %s %d segments [%s], seq %d:%d, ack %d, win %d..%d, %d bytes, %s (summary of observed segments)",
+			e.Host, arrow, peer(e.Host), s.Count, s.FlagCounts(), seq, end, ack, s.WinMin, s.WinMax, s.Bytes, since)
+	case "calls":
+		return fmt.Sprintf("%d x %s() = %d bytes in all, %s (summary of observed calls)", s.Count, e.Call, s.Bytes, since)
+	case "buffer":
+		if t.opt.NoBuffers {
+			return ""
+		}
+		return fmt.Sprintf("buffer %d levels, send queue up to %d B, receive queue up to %d B, %s (summary)", s.Count, s.SndMax, s.RcvMax, since)
+	}
+	return "# " + Printable(e.Text)
 }
 
 // Call formats a call event as the C call it stands for, with its result:

@@ -58,6 +58,36 @@ func segments(events []trace.Event, e *Expect, conns map[string]bool) []int {
 	return out
 }
 
+// summarised counts the segments an expectation names among those a long
+// run's summaries count (trace.Summary: they never carry a reason, a SYN,
+// a FIN or a RST, and no arrival the stack refused). A summary keeps no
+// per-segment numbers, so an expectation on seq/ack/win/len counts only
+// the segments kept in full.
+func summarised(events []trace.Event, e *Expect, conns map[string]bool) int {
+	if e.What == "refused" || e.Reason != "" || len(e.Fields) > 0 {
+		return 0
+	}
+	dir := "out"
+	if e.What == "received" {
+		dir = "in"
+	}
+	n := 0
+	for _, ev := range events {
+		if ev.Kind != trace.Summary || ev.Sum == nil || ev.Host != e.Host || ev.Dir != dir {
+			continue
+		}
+		if conns != nil && !conns[ev.Conn] {
+			continue
+		}
+		for flags, k := range ev.Sum.Flags {
+			if FlagsMatch(e.Flags, flags) {
+				n += k
+			}
+		}
+	}
+	return n
+}
+
 // check returns what is wrong with an expectation against the trace so far,
 // or "".
 func (r *runner) check(e *Expect) string {
@@ -73,13 +103,14 @@ func (r *runner) check(e *Expect) string {
 	switch e.What {
 	case "sent", "received", "refused":
 		m := segments(events, e, conns)
+		n := len(m) + summarised(events, e, conns)
 		switch {
-		case e.Never && len(m) > 0:
-			return fmt.Sprintf("%s %s [%s] %d time(s), want never", e.Host, e.What, events[m[0]].Flags, len(m))
+		case e.Never && n > 0:
+			return fmt.Sprintf("%s %s [%s] %d time(s), want never", e.Host, e.What, e.Flags, n)
 		case e.Never:
-		case e.Count >= 0 && len(m) != e.Count:
-			return fmt.Sprintf("%s %s [%s]%s %d time(s), want %d", e.Host, e.What, e.Flags, fieldsText(e), len(m), e.Count)
-		case e.Count < 0 && len(m) == 0:
+		case e.Count >= 0 && n != e.Count:
+			return fmt.Sprintf("%s %s [%s]%s %d time(s), want %d", e.Host, e.What, e.Flags, fieldsText(e), n, e.Count)
+		case e.Count < 0 && n == 0:
 			return fmt.Sprintf("%s never %s [%s]%s%s%s", e.Host, e.What, e.Flags, fieldsText(e), reasonText(e), near(events, e)) + nearFields(events, e, conns)
 		}
 		if e.Before != nil && len(m) > 0 {

@@ -10,14 +10,26 @@
 // scenario runner); the Recorder serialises them, so the order of the trace
 // is the order in which the lab observed things.
 //
+// # Long runs
+//
+// With Summarise, routine stretches (bulk data segments and ACKs, reads and
+// writes, buffer levels) are counted in Summary events instead of kept, so
+// that the trace of an hour-long or many-gigabyte run stays small: see
+// summary.go. Tap still sees every event, for outputs that stream to a file.
+//
 // # Cost
 //
-// Emit takes one mutex and appends to a slice; subscribers are called with
-// the mutex held, so they must be quick and must not call Emit.
+// Emit takes one mutex and appends to a queue; EmitAt inserts into its
+// Source's queue, which costs nothing more when a source's observations
+// come in time order. Events leave the queues, merged by time, once the
+// delay window has passed; subscribers are called then, with the mutex
+// held, so they must be quick and must not call Emit. Memory: the events
+// kept (all of them without a summariser) plus those of the delay window.
 package trace
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -38,6 +50,9 @@ const (
 	Buffer Kind = "buffer"
 	// Note: free text from the runner (e.g. "server works for 5s").
 	Note Kind = "note"
+	// Summary: many observed events of one kind on one connection,
+	// counted instead of kept (see Recorder.Summarise and Event.Sum).
+	Summary Kind = "summary"
 )
 
 // Event is one thing that happened in the lab.
@@ -96,6 +111,12 @@ type Event struct {
 
 	// Text is free text for notes and an explanation for any event.
 	Text string
+
+	// Sum holds the counts of a Summary event (nil for any other kind).
+	// A summary event's T is the time of the last event it counts; it
+	// also has the Host, Conn, Dir, Src and Dst of its segments, or the
+	// Call of its calls.
+	Sum *Sum
 
 	// id identifies the event inside its Recorder while it may still move
 	// (EmitAt can insert before it); 0 outside a Recorder.
@@ -204,6 +225,16 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		m["from"], m["to"] = e.From, e.To
 	case Buffer:
 		m["snd_queued"], m["rcv_queued"] = e.SndQueued, e.RcvQueued
+	case Summary:
+		if e.Sum != nil {
+			m["summary"] = e.Sum.json(e)
+		}
+		if e.Dir != "" {
+			m["dir"], m["src"], m["dst"] = e.Dir, e.Src, e.Dst
+		}
+		if e.Call != "" {
+			m["call"] = e.Call
+		}
 	}
 	if e.Text != "" {
 		m["text"] = e.Text
@@ -225,23 +256,83 @@ func (WallClock) Now() time.Time { return time.Now() }
 
 // Recorder collects the events of one run. The zero value is not usable;
 // create one with NewRecorder. It is safe for concurrent use.
+//
+// Events wait in two kinds of queues until they are handed out: the
+// events of Emit, Begin and Open in the order they were recorded, and one
+// queue per Source (EmitAt's events), each kept sorted by time. Once the
+// delay window (SetDelay) has passed over them they are merged by time,
+// passed through the summariser (Summarise) when there is one, handed to
+// the subscribers and kept: the trace in memory is what was handed out.
 type Recorder struct {
 	clock Clock
 	start time.Time
 
-	mu       sync.Mutex
-	chunks   [][]Event       // the trace, in chunks of chunkSize: appends never copy it
-	n        int             // events in the trace
-	lastID   uint64          // the id of the last event stored
-	open     map[uint64]bool // ids of calls begun but not ended
-	notified int             // events[:notified] have been given to subs
-	subs     []func(Event)
-	mirrors  []func(Event) (before, after []Event)
+	mu      sync.Mutex
+	chunks  [][]Event // the trace handed out, in chunks of chunkSize: appends never copy it
+	kept    int       // events handed out and kept (Index of the next one)
+	dropped int       // of those, how many were let go (SummaryConfig.MaxKept)
+	now     queue     // Emit's, Begin's and Open's events, in order
+	sources []*queue  // EmitAt's events, each sorted by T; sources[0] is the Recorder's own
+	lastID  uint64    // the id of the last event stored
+	open    map[uint64]bool
+	subs    []func(Event)
+	taps    []func(Event)
+	mirrors []func(Event) (before, after []Event)
+	sum     *summariser // nil: every event is kept
+
+	recorded int // events recorded (Len)
+	handed   int // events merged out of the queues
+	shifted  int // events moved by an out-of-order EmitAt
 
 	// delay holds events back from subscribers until they are this old,
 	// so that EmitAt can still put a late observation in its place.
 	delay time.Duration
 	timer *time.Timer // flushes held-back events when nothing else does
+}
+
+// queue is a FIFO of events that can take an event out of order (insert).
+type queue struct {
+	ev   []Event
+	head int
+}
+
+func (q *queue) len() int { return len(q.ev) - q.head }
+
+func (q *queue) peek() *Event { return &q.ev[q.head] }
+
+func (q *queue) push(e Event) { q.ev = append(q.ev, e) }
+
+// insert puts e after every queued event not later than it; it returns
+// how many events it moved (0 when e is the latest, the usual case).
+func (q *queue) insert(e Event) int {
+	q.ev = append(q.ev, e)
+	i := len(q.ev) - 1
+	for i > q.head && q.ev[i-1].T > e.T {
+		i--
+	}
+	moved := len(q.ev) - 1 - i
+	if moved > 0 {
+		copy(q.ev[i+1:], q.ev[i:len(q.ev)-1])
+		q.ev[i] = e
+	}
+	return moved
+}
+
+// pop removes the first event; the queue's array is reused once it has
+// been emptied, or compacted once half of it is behind the head.
+func (q *queue) pop() Event {
+	e := q.ev[q.head]
+	q.ev[q.head] = Event{} // let its payload and packet go
+	q.head++
+	switch {
+	case q.head == len(q.ev):
+		q.ev, q.head = q.ev[:0], 0
+	case q.head >= 1024 && q.head*2 >= len(q.ev):
+		n := copy(q.ev, q.ev[q.head:])
+		clear(q.ev[n:])
+		q.ev, q.head = q.ev[:n], 0
+	}
+	return e
 }
 
 // NewRecorder returns a Recorder whose times count from now on clock. A nil
@@ -250,11 +341,12 @@ func NewRecorder(clock Clock) *Recorder {
 	if clock == nil {
 		clock = WallClock{}
 	}
-	return &Recorder{clock: clock, start: clock.Now(), open: map[uint64]bool{}}
+	return &Recorder{clock: clock, start: clock.Now(), open: map[uint64]bool{}, sources: []*queue{{}}}
 }
 
-// Emit stamps e with its index and time and appends it to the trace. It
-// returns the stamped event.
+// Emit stamps e with its time and records it. It returns the stamped
+// event; its Index is its place among the events recorded so far, which
+// late observations (EmitAt) and summaries (Summarise) may still change.
 func (r *Recorder) Emit(e Event) Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -305,51 +397,92 @@ const chunkSize = 4096
 
 func (r *Recorder) appendLocked(e Event) Event {
 	e.T = r.clock.Now().Sub(r.start)
-	return r.storeLocked(e)
+	r.stampLocked(&e)
+	r.now.push(e)
+	return e
 }
 
-// storeLocked appends e, whose T is set, to the end of the trace.
-func (r *Recorder) storeLocked(e Event) Event {
-	e.Index = r.n
+// stampLocked gives e its id and provisional Index and counts it.
+func (r *Recorder) stampLocked(e *Event) {
+	e.Index = r.kept + r.now.len()
+	for _, q := range r.sources {
+		e.Index += q.len()
+	}
 	r.lastID++
 	e.id = r.lastID
-	if r.n%chunkSize == 0 {
+	r.recorded++
+}
+
+// keepLocked appends e, handed out, to the trace and to the subscribers.
+func (r *Recorder) keepLocked(e Event) {
+	e.Index = r.kept
+	if r.kept%chunkSize == 0 {
 		r.chunks = append(r.chunks, make([]Event, 0, chunkSize))
 	}
 	last := len(r.chunks) - 1
 	r.chunks[last] = append(r.chunks[last], e)
-	r.n++
-	return e
+	r.kept++
+	for _, f := range r.subs {
+		f(e)
+	}
+	if r.sum != nil && r.sum.cfg.MaxKept > 0 && r.kept-r.dropped > r.sum.cfg.MaxKept+chunkSize {
+		// A run with no end: the oldest chunk, handed out long ago,
+		// goes.
+		r.dropped += len(r.chunks[0])
+		r.chunks[0] = nil
+		r.chunks = r.chunks[1:]
+	}
 }
-
-// at returns the stored event i.
-func (r *Recorder) at(i int) *Event { return &r.chunks[i/chunkSize][i%chunkSize] }
 
 // EmitAt stores e as having happened at the wall-clock time at, which may
 // lie in the past: an observer that learns of events after a delay (the
 // kernel's, through a BPF ring buffer) puts them in their true place among
-// the events already recorded. The place is never before an event that
-// subscribers have already seen: a later observation than SetDelay allows
-// for is stored at the earliest place still open, with its true T. Mirrors
-// are not called. Cost: Emit's, plus moving the events recorded after at
-// (at most those of the delay window) one place along.
+// the events recorded. The place is never before an event that subscribers
+// have already seen: a later observation than SetDelay allows for is
+// handed out at the earliest place still open, with its true T. Mirrors
+// are not called. The returned event has its T; its Index is provisional
+// (its place is settled when the delay has passed). Cost: Emit's, plus
+// moving the events of the Recorder's own source that are later than at
+// (none when the calls come in time order); see NewSource.
 func (r *Recorder) EmitAt(e Event, at time.Time) Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.emitAtLocked(r.sources[0], e, at)
+}
+
+func (r *Recorder) emitAtLocked(q *queue, e Event, at time.Time) Event {
 	e.T = at.Sub(r.start)
-	pos := r.n
-	for pos > r.notified && r.at(pos-1).T > e.T {
-		pos--
-	}
-	e = r.storeLocked(e)
-	for i := r.n - 1; i > pos; i-- {
-		*r.at(i) = *r.at(i - 1)
-		r.at(i).Index = i
-	}
-	e.Index = pos
-	*r.at(pos) = e
+	r.stampLocked(&e)
+	r.shifted += q.insert(e)
 	r.flushLocked()
 	return e
+}
+
+// Source is a producer of late observations (EmitAt) whose events come
+// in time order, or nearly: each Source has a queue of its own, sorted by
+// time, and the queues are merged when the delay window passes over them.
+// An observer that reports two streams with different lags (segments
+// whose verdict it awaits, and the others) keeps both cheap with one
+// Source each.
+type Source struct {
+	r *Recorder
+	q *queue
+}
+
+// NewSource returns a new Source of r. Cost: one more queue to merge.
+func (r *Recorder) NewSource() *Source {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := &queue{}
+	r.sources = append(r.sources, q)
+	return &Source{r: r, q: q}
+}
+
+// EmitAt is Recorder.EmitAt on the Source's own queue.
+func (s *Source) EmitAt(e Event, at time.Time) Event {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	return s.r.emitAtLocked(s.q, e, at)
 }
 
 // SetDelay makes subscribers see each event only once it is d old on the
@@ -365,32 +498,68 @@ func (r *Recorder) SetDelay(d time.Duration) {
 }
 
 // Flush hands subscribers every event recorded so far that is not behind
-// an open call, whatever its age, and turns the delay off: call it when
-// no late observation can come any more (the observer has stopped).
+// an open call, whatever its age, closes the summaries being made (see
+// Summarise), and turns the delay off: call it when no late observation
+// can come any more (the observer has stopped).
 func (r *Recorder) Flush() {
-	r.SetDelay(0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay = 0
+	r.flushLocked()
+	if r.sum != nil {
+		r.sum.closeAll(r.keepLocked)
+	}
 }
 
-// flushLocked hands subscribers every event up to the first open call
-// that is older than the delay, and arms the timer for the rest.
+// flushLocked merges the queued events by time and hands out every one up
+// to the first open call that is older than the delay, and arms the timer
+// for the rest.
 func (r *Recorder) flushLocked() {
 	horizon := time.Duration(1<<63 - 1)
 	if r.delay > 0 {
 		horizon = r.clock.Now().Sub(r.start) - r.delay
 	}
-	for r.notified < r.n {
-		e := r.at(r.notified)
-		if r.open[e.id] {
+	for {
+		// The earliest event: Emit's first unless a source has an
+		// earlier one (on a tie, Emit's goes first).
+		var from *queue
+		if r.now.len() > 0 {
+			from = &r.now
+		}
+		for _, q := range r.sources {
+			if q.len() > 0 && (from == nil || q.peek().T < from.peek().T) {
+				from = q
+			}
+		}
+		if from == nil {
+			return
+		}
+		e := from.peek()
+		if from == &r.now && r.open[e.id] {
 			return
 		}
 		if e.T > horizon {
 			r.armLocked(e.T - horizon)
 			return
 		}
-		for _, f := range r.subs {
-			f(*e)
-		}
-		r.notified++
+		r.handOutLocked(from.pop())
+	}
+}
+
+// handOutLocked gives an event leaving the queues to the taps, then to the
+// summariser or straight to the trace.
+func (r *Recorder) handOutLocked(e Event) {
+	r.handed++
+	for _, f := range r.taps {
+		f(e)
+	}
+	if r.sum == nil {
+		r.keepLocked(e)
+		return
+	}
+	r.sum.add(e, r.keepLocked)
+	if r.sum.idle == nil && r.sum.held() > 0 {
+		r.armIdleLocked()
 	}
 }
 
@@ -447,12 +616,13 @@ func (p *Pending) End(fill func(e *Event)) {
 	if !r.open[p.id] {
 		return
 	}
-	// An open call is never notified, so it is at or after r.notified.
-	i := r.n - 1
-	for i >= r.notified && r.at(i).id != p.id {
+	// An open call is never handed out, so it is still queued.
+	q := &r.now
+	i := len(q.ev) - 1
+	for i >= q.head && q.ev[i].id != p.id {
 		i--
 	}
-	e := r.at(i)
+	e := &q.ev[i]
 	idx, t, id := e.Index, e.T, e.id
 	fill(e)
 	e.Index, e.T, e.id = idx, t, id
@@ -462,27 +632,120 @@ func (p *Pending) End(fill func(e *Event)) {
 
 // Subscribe calls f with every event completed from now on, in trace order,
 // while the recorder's lock is held: f must not block or call Emit. It is how
-// the live view streams a run.
+// the live view streams a run. With a summariser (Summarise), f sees the
+// summarised trace: what the Recorder keeps.
 func (r *Recorder) Subscribe(f func(Event)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.subs = append(r.subs, f)
 }
 
-// Events returns a copy of the trace so far.
+// Tap calls f with every event as it leaves the delay window, in trace
+// order, before any summary: every segment in full, with its packet. Like
+// Subscribe's, f runs with the lock held. It is for outputs that stream
+// every event to a file.
+func (r *Recorder) Tap(f func(Event)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.taps = append(r.taps, f)
+}
+
+// Events returns a copy of the trace so far: the events handed out, then
+// the summaries still being made as they would close now, then the events
+// still waiting in the delay window, merged by time as they will be (these
+// last ones unsummarised). Index is the position in the returned slice.
 func (r *Recorder) Events() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Event, 0, r.n)
+	out := make([]Event, 0, r.kept-r.dropped+r.waitingLocked()+9)
+	if r.dropped > 0 {
+		out = append(out, Event{Kind: Note, T: r.chunks[0][0].T, Text: fmt.Sprintf(
+			"the first %d events of this trace were handed to the live output but are no longer held: a long run keeps the last %d or so in memory (trace.SummaryConfig.MaxKept)", r.dropped, r.sum.cfg.MaxKept)})
+	}
 	for _, c := range r.chunks {
 		out = append(out, c...)
+	}
+	if r.sum != nil {
+		out = r.sum.peek(out)
+	}
+	// Merge the waiting events without taking them out.
+	heads := make([]int, len(r.sources))
+	for i, q := range r.sources {
+		heads[i] = q.head
+	}
+	nh := r.now.head
+	for {
+		var best *Event
+		src := -1
+		if nh < len(r.now.ev) {
+			best = &r.now.ev[nh]
+		}
+		for i, q := range r.sources {
+			if heads[i] < len(q.ev) && (best == nil || q.ev[heads[i]].T < best.T) {
+				best, src = &q.ev[heads[i]], i
+			}
+		}
+		if best == nil {
+			break
+		}
+		out = append(out, *best)
+		if src < 0 {
+			nh++
+		} else {
+			heads[src]++
+		}
+	}
+	for i := range out {
+		out[i].Index = i
 	}
 	return out
 }
 
-// Len returns the number of events so far.
+func (r *Recorder) waitingLocked() int {
+	n := r.now.len()
+	for _, q := range r.sources {
+		n += q.len()
+	}
+	return n
+}
+
+// Len returns the number of events recorded so far, each one counted,
+// whether it is still waiting, kept, or counted in a summary: it moves
+// whenever anything is observed. Events() may be shorter (see Summarise).
 func (r *Recorder) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.n
+	return r.recorded
+}
+
+// Stats are a Recorder's counters (Recorder.Stats).
+type Stats struct {
+	// Recorded is every event recorded (Len).
+	Recorded int
+	// Waiting is how many wait in the delay window, or behind an open
+	// call.
+	Waiting int
+	// Kept is how many events the trace handed out and kept, and
+	// Dropped how many of those it no longer holds (SummaryConfig.MaxKept):
+	// Events returns Kept-Dropped of them, summaries being made aside.
+	Kept, Dropped int
+	// Summarised is how many events the summaries count instead of
+	// keeping them, and Summaries how many summary events were kept.
+	Summarised, Summaries int
+	// Held is how many events the summariser holds while its summaries
+	// are open (one per summary, the last of its run).
+	Held int
+	// Shifted is how many queued events out-of-order EmitAt calls moved.
+	Shifted int
+}
+
+// Stats returns the Recorder's counters. Cost: one lock.
+func (r *Recorder) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Stats{Recorded: r.recorded, Waiting: r.waitingLocked(), Kept: r.kept, Dropped: r.dropped, Shifted: r.shifted}
+	if r.sum != nil {
+		st.Summarised, st.Summaries, st.Held = r.sum.absorbed, r.sum.made, r.sum.held()
+	}
+	return st
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/stack"
+	"github.com/tcplab/tcplab/stack/trace"
 	"github.com/tcplab/tcplab/tun"
 )
 
@@ -27,12 +28,16 @@ import (
 func BenchmarkBulk(b *testing.B) {
 	b.Run("wire=tun+kernel/mtu=1500", func(b *testing.B) {
 		for _, observe := range []bool{false, true} {
-			b.Run("trace="+map[bool]string{false: "sampled", true: "ebpf"}[observe], func(b *testing.B) { benchKernelBulk(b, observe) })
+			b.Run("trace="+map[bool]string{false: "sampled", true: "ebpf"}[observe], func(b *testing.B) { benchKernelBulk(b, observe, false) })
 		}
+		b.Run("trace=ebpf+summary", func(b *testing.B) { benchKernelBulk(b, true, true) })
 	})
 }
 
-func benchKernelBulk(b *testing.B, observe bool) {
+// With summarise, the trace summarises bulk data (trace.Recorder.Summarise,
+// as tcplab exec does): heap-MiB, the live heap after the transfer with the
+// trace still held, shows what a long run costs in memory.
+func benchKernelBulk(b *testing.B, observe, summarise bool) {
 	needPrivileges(b)
 	w, err := tun.New(context.Background(), tun.Config{})
 	if err != nil {
@@ -41,6 +46,9 @@ func benchKernelBulk(b *testing.B, observe bool) {
 	lab, err := stack.NewLab(w, stack.Config{}, false)
 	if err != nil {
 		b.Fatalf("stack.NewLab: %v", err)
+	}
+	if summarise {
+		lab.Trace.Summarise(trace.SummaryConfig{})
 	}
 	peer, err := NewConfig(w, "server", lab.Trace, Config{Sample: !observe})
 	if err != nil {
@@ -122,6 +130,14 @@ func benchKernelBulk(b *testing.B, observe bool) {
 	}
 	b.ReportMetric(float64(sent)*8/b.Elapsed().Seconds()/1e9, "Gbit/s")
 	b.ReportMetric(float64(lab.Trace.Len()-before)/float64(b.N), "events/MiB")
+	if observe {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(lab.Trace.Stats().Kept)/float64(b.N), "kept/MiB")
+	}
+	runtime.KeepAlive(lab)
 	ss.Close()
 	ln.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tcplab/tcplab/stack"
@@ -75,6 +76,19 @@ type observer struct {
 	// socket went CLOSED→SYN-SENT: connect(2) changes the state before
 	// it picks the local address, so the event names no address of ours.
 	connecting map[netip.AddrPort]time.Time
+	// arrivals records the arrivals: they reach the trace a verdict's
+	// wait (verdictWait) later than what the kernel sends, so they have a
+	// queue of their own in the recorder, where each stream stays in time
+	// order (trace.Source).
+	arrivals *trace.Source
+	// lost is the observer's lost counter when last noted (noteLost),
+	// ticks counts consume's ticks between two checks.
+	lost  uint64
+	ticks int
+	// closeMu keeps Close from closing the observer's maps while
+	// noteLost reads the lost counter; closed says it has.
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // heldRST is a RST the kernel sent, waiting for the kernel's reason.
@@ -95,7 +109,7 @@ func (p *Peer) startObserver() error {
 	if err != nil {
 		return err
 	}
-	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, finIn: map[connKey]bool{}, reset: map[connKey]bool{}, heldRST: map[connKey]heldRST{}, connecting: map[netip.AddrPort]time.Time{}, sync: make(chan chan struct{})}
+	p.obs = &observer{o: o, pending: map[uint64]*arrival{}, rst: map[connKey]string{}, lastIn: map[connKey]seg{}, finIn: map[connKey]bool{}, reset: map[connKey]bool{}, heldRST: map[connKey]heldRST{}, connecting: map[netip.AddrPort]time.Time{}, sync: make(chan chan struct{}), arrivals: p.rec.NewSource()}
 	return nil
 }
 
@@ -137,9 +151,13 @@ func (p *Peer) consume() {
 			p.drainCalls()
 			p.flushCalls(time.Now().Add(-ringLag))
 			p.settleArrivals(time.Now().Add(-ringLag))
+			if ob.ticks++; ob.ticks%lostEvery == 0 {
+				p.noteLost(time.Now())
+			}
 		case done := <-ob.sync:
 			p.drainCalls()
 			p.drain()
+			p.noteLost(time.Now())
 			p.flushCalls(time.Time{})
 			close(done)
 		}
@@ -293,7 +311,7 @@ func (p *Peer) onKernel(e ktrace.Event) {
 			} else if a.s != nil {
 				a.s.noteIn(a.g)
 			}
-			p.rec.EmitAt(a.ev, a.at)
+			ob.arrivals.EmitAt(a.ev, a.at)
 			p.answered(a)
 			return
 		}
@@ -375,7 +393,7 @@ func (p *Peer) acceptAs(a *arrival, observed bool, evidence string) {
 	if a.s != nil {
 		a.s.noteIn(a.g)
 	}
-	p.rec.EmitAt(a.ev, a.at)
+	p.obs.arrivals.EmitAt(a.ev, a.at)
 	if s := a.s; s != nil {
 		s.update(func() {
 			switch {

@@ -269,7 +269,7 @@ func (p *Peer) Close() error {
 			p.calls.Close()
 		}
 		if p.obs != nil {
-			p.obs.o.Close() // ends consume
+			p.obs.close() // ends consume
 		}
 		p.wg.Wait()
 		p.rec.Flush()

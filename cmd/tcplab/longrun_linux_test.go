@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// longEvent is a JSON trace line with what the long-run test reads.
+type longEvent struct {
+	Host, Kind, Conn, Dir, Flags, Call string
+	Seq                                uint32
+	Len, Ret                           int
+	Summary                            *struct {
+		Of     string
+		Count  int
+		Bytes  int64
+		Seq    uint32
+		SeqEnd uint32 `json:"seq_end"`
+		Flags  map[string]int
+	}
+}
+
+// TestExecLongRun: a program moves 200 MB through tcplab exec (sink).
+// The trace summarises the bulk data and stays small, yet accounts for
+// every byte: the data of the segments the gVisor server accepted (those
+// kept in full, each byte counted once, plus the summaries' exact counts)
+// and what its reads returned both equal what the program says it sent
+// (its own count, the witness), and so does --pcap (--pcap-view server),
+// written as the run goes from every event. tcplab's peak memory stays
+// far below the 600 MB an unsummarised trace of 200 MB takes.
+//
+// The kernel's side (the program's segments as the eBPF observer saw
+// them) is held to less: on this kernel the observer misses a burst of
+// sent segments now and then without counting it lost (also without
+// summaries, before this test existed), so its bytes may fall short of
+// the program's; they may not exceed them.
+func TestExecLongRun(t *testing.T) {
+	needTUN(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("skipping: no python3 to run the bulk sender")
+	}
+	const total = 200_000_000
+	bin := buildTcplab(t)
+	dir := t.TempDir()
+	out, pcap := filepath.Join(dir, "trace.json"), filepath.Join(dir, "server.pcapng")
+	cmd := exec.Command(bin, "exec", "--format", "json", "--out", out, "--pcap", pcap, "--pcap-view", "server", "sink", "--", "python3", "examples/bulk.py", strconv.Itoa(total))
+	cmd.Dir = "../.."
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tcplab exec: %v\nstderr:\n%s", err, e.String())
+	}
+	if got := strings.TrimSpace(o.String()); got != strconv.Itoa(total) {
+		t.Fatalf("the program says it sent %q bytes, want %d\nstderr:\n%s", got, total, e.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []longEvent
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var ev longEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, ev)
+	}
+
+	// The data of a host's segments one way, by sequence number relative
+	// to the client's SYN: each byte counted once.
+	type flow struct {
+		next, data int64
+		segments   int
+	}
+	var isn uint32
+	flows := map[string]*flow{"client out": {}, "server in": {}}
+	summaries := 0
+	var read int64
+	for _, ev := range evs {
+		f := flows[ev.Host+" "+ev.Dir]
+		seq, n := ev.Seq, int64(ev.Len)
+		switch {
+		case f == nil:
+		case ev.Kind == "segment":
+			f.segments++
+			if ev.Flags == "S" {
+				isn = ev.Seq
+			}
+		case ev.Kind == "summary":
+			s := ev.Summary
+			if s == nil || s.Of != "segments" {
+				t.Fatalf("summary without its counts: %+v", ev)
+			}
+			if int64(s.SeqEnd-s.Seq) != s.Bytes {
+				t.Errorf("summary of %d bytes covers seq %d:%d (%d bytes)", s.Bytes, s.Seq, s.SeqEnd, s.SeqEnd-s.Seq)
+			}
+			f.segments += s.Count
+			summaries++
+			seq, n = s.Seq, s.Bytes
+		default:
+			f = nil
+		}
+		if f != nil && n > 0 {
+			start := int64(seq - isn - 1)
+			if end := start + n; end > f.next {
+				f.data += end - max(start, f.next)
+				f.next = end
+			}
+		}
+		switch {
+		case ev.Kind == "call" && ev.Host == "server" && ev.Call == "read":
+			read += int64(ev.Ret)
+		case ev.Kind == "summary" && ev.Host == "server" && ev.Call == "read":
+			read += ev.Summary.Bytes
+		}
+	}
+	srvIn, cliOut := flows["server in"], flows["client out"]
+	if srvIn.data != total {
+		t.Errorf("the segments the server accepted carry %d bytes of data (%d segments), the program sent %d", srvIn.data, srvIn.segments, total)
+	}
+	if read != total {
+		t.Errorf("the server's reads returned %d bytes, the program sent %d", read, total)
+	}
+	if cliOut.data > total {
+		t.Errorf("the program's segments, as the kernel was observed to send them, carry %d bytes: more than the %d it sent", cliOut.data, total)
+	} else if cliOut.data < total {
+		t.Logf("the observer missed %d bytes of the kernel's sent segments (a known gap of ktrace, not of the summaries)", total-cliOut.data)
+	}
+	segments := srvIn.segments
+	if summaries == 0 || len(evs)*20 > segments {
+		t.Errorf("the trace keeps %d events for %d segments the server accepted (%d summaries): want a summarised trace, under 1 event in 20", len(evs), segments, summaries)
+	}
+	// --pcap is written as the run goes, from every event: it holds every
+	// segment the server received, summarised or not.
+	if got := pcapData(t, pcap, 9527); got != total {
+		t.Errorf("--pcap holds %d bytes of data sent to port 9527, the program sent %d", got, total)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		t.Logf("%d events kept for %d segments the server accepted, %d summaries; tcplab's peak RSS %d MB", len(evs), segments, summaries, ru.Maxrss>>10)
+		if ru.Maxrss > 250<<10 {
+			t.Errorf("tcplab's peak RSS was %d MB for 200 MB moved: the trace is not bounded", ru.Maxrss>>10)
+		}
+	}
+	assertNothingLeft(t)
+}
+
+// pcapData returns the TCP payload bytes of the packets to port in a
+// pcapng file of raw IPv4 packets, each sequence number counted once.
+func pcapData(t *testing.T, path string, port uint16) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(bufio.NewReader(f), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var isn uint32
+	var next, data int64
+	for {
+		p, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if len(p) < 40 || p[0]>>4 != 4 {
+			continue
+		}
+		ihl := int(p[0]&0xf) * 4
+		tcp := p[ihl:]
+		if binary.BigEndian.Uint16(tcp[2:]) != port {
+			continue
+		}
+		seq := binary.BigEndian.Uint32(tcp[4:])
+		if tcp[13]&0x02 != 0 { // SYN
+			isn = seq
+			continue
+		}
+		n := int64(int(binary.BigEndian.Uint16(p[2:])) - ihl - int(tcp[12]>>4)*4)
+		start := int64(seq - isn - 1)
+		if end := start + n; n > 0 && end > next {
+			data += end - max(start, next)
+			next = end
+		}
+	}
+	return data
+}
