@@ -17,6 +17,11 @@ type event struct {
 	Host, Kind, Conn, Dir, Flags, Reason string
 	Call, Err, Data, From, To, Text      string
 	Ret, Len                             int
+	// Summary is set on a long run's summary events (kind "summary").
+	Summary *struct {
+		Of           string
+		Count, Bytes int
+	}
 }
 
 // runJSON runs the CLI in-process and returns its events and exit code.
