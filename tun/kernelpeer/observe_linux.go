@@ -28,12 +28,21 @@ import (
 // TCPAbortOn* counters. The trace says which in a note at the start.
 
 const (
-	// recorderDelay is how long live output waits for late kernel events.
-	recorderDelay = 40 * time.Millisecond
+	// recorderDelay is how long live output waits for late kernel events
+	// (above rstLag plus ringLag).
+	recorderDelay = 200 * time.Millisecond
 	// verdictWait is how long an arrival waits for the kernel to drop it
 	// before it counts as accepted: drops happen in the softirq that
 	// received the packet, microseconds later.
 	verdictWait = 2 * time.Millisecond
+	// rstLag bounds how long a RST's tcp_send_reset event may follow the
+	// RST itself: tcp_send_active_reset (close() with unread data,
+	// keepalive and other timeouts) fires the tracepoint after it has
+	// transmitted the RST, and a close() in process context can be
+	// preempted in between, for tens of milliseconds on a loaded
+	// two-core machine. The RST waits this long for its reason before it
+	// is recorded with an inferred one; recorderDelay is above it.
+	rstLag = 150 * time.Millisecond
 	// ringLag bounds how late an event reaches the observer's reader
 	// (ktrace's MaxDelay plus scheduling on a busy machine); it must stay
 	// below recorderDelay.
@@ -350,12 +359,12 @@ func (p *Peer) adoptConnect(key connKey, e ktrace.Event) {
 // of them for a zero cutoff) as accepted: the kernel did not drop it.
 func (p *Peer) settleArrivals(cutoff time.Time) {
 	ob := p.obs
-	// A RST's reason may lag its segment by a CPU taken away between
-	// the two tracepoints: it waits for the ring's worst lag, not for a
-	// verdict's.
+	// A RST's reason may follow its segment by a CPU taken away between
+	// the two tracepoints (see rstLag): it waits for that, not for a
+	// verdict.
 	rstCutoff := cutoff
 	if !cutoff.IsZero() {
-		rstCutoff = cutoff.Add(verdictWait - ringLag)
+		rstCutoff = cutoff.Add(verdictWait - rstLag)
 	}
 	for key, h := range ob.heldRST {
 		if cutoff.IsZero() || !h.e.Time.After(rstCutoff) {
@@ -664,6 +673,10 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 				words += " (this connection is gone)"
 			}
 		}
+	case "TCP_KEEPALIVE_TIMEOUT":
+		words = "keepalive timeout: the peer answered none of the keepalive probes (tcp_keepalive_probes, or TCP_KEEPCNT), so the kernel gives up on the connection"
+	case "TCP_USER_TIMEOUT":
+		words = "TCP_USER_TIMEOUT ran out: data stayed unacknowledged longer than the socket allows"
 	case "TCP_OLD_ACK":
 		words = "ACK for data never sent"
 	case "TCP_DISCONNECT_WITH_DATA":
