@@ -100,7 +100,10 @@ func refs(ns []int) string {
 //     data after close() (in FIN-WAIT-1 or FIN-WAIT-2);
 //  5. the sender had left the connection (the peer's RST, LAST-ACK done),
 //     or the RST has no ACK bit on a synchronized connection (no TCB
-//     built it): a segment for a connection that no longer exists;
+//     built it): a segment for a connection that no longer exists; a
+//     client's RST without ACK that answers the SYN/ACK it never ACKed
+//     says its socket was closed while connect() waited (close() in
+//     SYN-SENT);
 //  6. the sender retransmitted the same segment three times or more and
 //     the peer answered none: retransmissions timed out;
 //     the peer's SYN on a synchronized connection;
@@ -185,6 +188,15 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 	case s.state == "CLOSED":
 		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", prev(s)),
 			High, fmt.Sprintf("%s's FIN %s was ACKed in %s: %s had closed; it answers %s", s.role, ref(s.finPkt), ref(s.finAcked), s.role, ref(answers)), s.finPkt, s.finAcked, answers)
+
+	case !ackBit && state == "SYN-SENT" && s.synPkt != 0 && o.synPkt != 0 && answers == o.synPkt && p.Seq == s.base+1:
+		// RFC 9293 3.10.7.3: in SYN-SENT an acceptable SYN/ACK is
+		// answered with an ACK; a RST with the seq it acknowledged and
+		// no ACK bit comes from no connection state: the socket was
+		// gone when the SYN/ACK came.
+		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: %s's socket was closed while connect() waited (close() in SYN-SENT sends nothing), and its stack answered the SYN/ACK", s.role),
+			Medium, fmt.Sprintf("%s never ACKed %s's SYN/ACK %s; the RST takes its seq from that SYN/ACK's ack and has no ACK bit: no connection state built it", s.role, o.role, ref(o.synPkt)), s.synPkt, o.synPkt)
+		f.Alternatives = []string{"the application was killed or crashed while connecting", "a connect() that timed out on the application's own timer, just as the SYN/ACK came"}
 
 	case !ackBit && s.synPkt != 0 && o.synPkt != 0:
 		why := fmt.Sprintf("a RST without ACK takes its seq from the segment it answers (%s): no connection state built it", ref(answers))
