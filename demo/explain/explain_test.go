@@ -657,3 +657,24 @@ func TestCloseInSynSent(t *testing.T) {
 		})
 	}
 }
+
+// A lone FIN after a silence of a retransmission timeout or more may be
+// the retransmission of a copy lost before the capture point: explain
+// names that beside close() (low); a FIN right after the handshake does
+// not.
+func TestFINMaybeRetransmitted(t *testing.T) {
+	for _, tc := range []struct {
+		dt   time.Duration
+		want bool
+	}{{300 * time.Millisecond, true}, {10 * time.Millisecond, false}} {
+		cs, _ := analyze(t, pcapOf(t, linkEthernet, conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+			wpkt{flags: fFA, seq: 1, ack: 1, win: 228, dt: tc.dt},
+			wpkt{fromServer: true, flags: fA, seq: 1, ack: 2, win: 228},
+		)}))
+		f := cs[0].Findings[0]
+		got := strings.Contains(strings.Join(f.Alternatives, "; "), "lost before the capture point")
+		if verdict(f) != "FIN client close() low" || got != tc.want {
+			t.Errorf("FIN after %v: %s, alternatives %q: names a lost first copy %v, want %v", tc.dt, verdict(f), f.Alternatives, got, tc.want)
+		}
+	}
+}

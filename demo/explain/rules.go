@@ -19,6 +19,11 @@ const (
 	wordsKeepalive   = "keepalive timeout: the peer answered none of the keepalive probes, so the stack gave up on the connection"
 )
 
+// minRTO is the shortest retransmission timeout of the stacks explain
+// knows (Linux's and gVisor's 200 ms): a FIN after a silence this long may
+// be the retransmission of a copy the capture lacks.
+const minRTO = 200 * time.Millisecond
+
 // Silences before a RST that make it look like an idle timeout: from
 // idleLow on with low confidence, from idleMedium on with medium.
 const (
@@ -353,6 +358,11 @@ func (c *Conn) explainFIN(s *side) {
 		f.set(ClassClose, wordsClose, Low,
 			"the wire cannot tell close() from a half-close (SHUT_WR): no data from the peer came after it to show whether the socket still read")
 		f.Alternatives = []string{wordsShutWR}
+		if s.finGap >= minRTO {
+			// A first copy lost before the capture point leaves only
+			// its retransmission, one retransmission timeout later.
+			f.Alternatives = append(f.Alternatives, fmt.Sprintf("%s, of a first copy lost before the capture point (it follows %.3f s of silence, at least one retransmission timeout)", wordsRetransFIN, s.finGap.Seconds()))
+		}
 	}
 }
 
