@@ -16,10 +16,13 @@ import (
 
 // explainFloorPercent is the share of the catalogue's FINs and RSTs (all
 // three arrangements) whose cause `tcplab explain` must read from the
-// capture alone the way the lab observed it. Measured on this machine, the
-// same in every run: 66 of 75 (88%); the table is in the README ("Explain
-// a capture").
-const explainFloorPercent = 88
+// capture alone the way the lab observed it. Measured on this machine with
+// 26 scenarios: 109 of 121 (90%) and 116 of 128 (91%), the same 12
+// disagreements in both runs; the total moves with the FINs that
+// fin-retransmit-random-loss's random loss makes retransmit, so the floor
+// stays one point below the 90% target. The table is in the README
+// ("Explain a capture").
+const explainFloorPercent = 89
 
 // runCaptured runs the built-in scenario name over a fresh TUN lab with
 // the kernel on side kernel ("" for none) and a capture of the wire, as

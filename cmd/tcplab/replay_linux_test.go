@@ -16,10 +16,11 @@ import (
 // made with the Linux kernel as client, so that the capture is partly
 // Linux's, with `tcplab replay --wire tun`: the gVisor run and the runs
 // with the kernel as client and as server each send the capture's FINs
-// and RSTs in the capture's order.
+// and RSTs in the capture's order. close-syn-sent's replay needs a
+// non-blocking connect, a close while it waits and the wire held.
 func TestIntegrationReplay(t *testing.T) {
 	needTUN(t)
-	for _, name := range []string{"close", "shutdown", "linger-zero", "close-unread", "connect-refused"} {
+	for _, name := range []string{"close", "shutdown", "linger-zero", "close-unread", "connect-refused", "close-syn-sent"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			w := runWitnessed(t, name, arrangement{name: "replay", kernel: "client"})

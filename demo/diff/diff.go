@@ -257,7 +257,8 @@ func orUnknown(r string) string {
 // "SHUT_RDWR", "retransmitted FIN", "simultaneous close", "SO_LINGER 0",
 // "unread data", "listener closed", "data after close()", "data after
 // SHUT_RD", "already reset", "connection gone", "no connection", "SYN",
-// "timeout", or "other". It costs a few substring searches.
+// "timeout", "keepalive timeout", or "other". It costs a few substring
+// searches.
 func ReasonClass(reason string) string {
 	for _, c := range []struct{ sub, class string }{
 		{"simultaneous close", "simultaneous close"},
@@ -271,6 +272,7 @@ func ReasonClass(reason string) string {
 		{"no longer exists", "connection gone"},
 		{"segment for no connection", "no connection"},
 		{"SYN arrived", "SYN"},
+		{"keepalive timeout", "keepalive timeout"},
 		{"timed out", "timeout"},
 		{"ran out", "timeout"},
 		{"shutdown(SHUT_WR)", "SHUT_WR"},

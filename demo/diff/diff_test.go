@@ -80,6 +80,7 @@ func TestReasonClass(t *testing.T) {
 		"data arrived in FIN-WAIT-2 after close(): no socket owns the connection any more": "data after close()",
 		"retransmitted FIN (close()): the first was not acknowledged in time":              "retransmitted FIN",
 		"segment for no connection: nothing listens on port 9999":                          "no connection",
+		"keepalive timeout: the peer answered none of the keepalive probes, so the kernel gave up on the connection (kernel: TCP_KEEPALIVE_TIMEOUT)": "keepalive timeout",
 		"": "no reason",
 	} {
 		if got := ReasonClass(reason); got != want {

@@ -624,3 +624,57 @@ func TestAnalyzeSomeKeepsOnlySelected(t *testing.T) {
 		t.Error("ConnFilter(x-y) accepted")
 	}
 }
+
+// A client's RST without ACK that answers the SYN/ACK it never ACKed, with
+// the seq that SYN/ACK acknowledged: the socket was closed while connect()
+// waited (the catalogue's close-syn-sent); a RST with another seq answers
+// the SYN/ACK too, but says nothing of a close.
+func TestCloseInSynSent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		seq    uint32
+		closed bool
+	}{
+		{"closed while connecting", 1, true},
+		{"other seq", 7, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, _ := analyze(t, pcapOf(t, linkEthernet, conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: []wpkt{
+				{flags: fS, seq: 0, win: 29184, wscale: 7},
+				{fromServer: true, flags: fSA, seq: 0, ack: 1, win: 29184, wscale: 7, dt: 100 * time.Millisecond},
+				{flags: fR, seq: tc.seq},
+			}}))
+			if len(cs) != 1 || len(cs[0].Findings) != 1 {
+				t.Fatalf("want one connection with one finding, got %d connections", len(cs))
+			}
+			f := cs[0].Findings[0]
+			if got := verdict(f); got != "RST client connection gone medium" {
+				t.Errorf("verdict %q, want RST client connection gone medium", got)
+			}
+			if got := strings.Contains(f.Reason, "close() in SYN-SENT"); got != tc.closed {
+				t.Errorf("reason %q: names close() in SYN-SENT: %v, want %v", f.Reason, got, tc.closed)
+			}
+		})
+	}
+}
+
+// A lone FIN after a silence of a retransmission timeout or more may be
+// the retransmission of a copy lost before the capture point: explain
+// names that beside close() (low); a FIN right after the handshake does
+// not.
+func TestFINMaybeRetransmitted(t *testing.T) {
+	for _, tc := range []struct {
+		dt   time.Duration
+		want bool
+	}{{300 * time.Millisecond, true}, {10 * time.Millisecond, false}} {
+		cs, _ := analyze(t, pcapOf(t, linkEthernet, conv{client: cAddr, server: sAddr, cisn: 1000, sisn: 5000, pkts: append(handshake(),
+			wpkt{flags: fFA, seq: 1, ack: 1, win: 228, dt: tc.dt},
+			wpkt{fromServer: true, flags: fA, seq: 1, ack: 2, win: 228},
+		)}))
+		f := cs[0].Findings[0]
+		got := strings.Contains(strings.Join(f.Alternatives, "; "), "lost before the capture point")
+		if verdict(f) != "FIN client close() low" || got != tc.want {
+			t.Errorf("FIN after %v: %s, alternatives %q: names a lost first copy %v, want %v", tc.dt, verdict(f), f.Alternatives, got, tc.want)
+		}
+	}
+}

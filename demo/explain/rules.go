@@ -19,6 +19,11 @@ const (
 	wordsKeepalive   = "keepalive timeout: the peer answered none of the keepalive probes, so the stack gave up on the connection"
 )
 
+// minRTO is the shortest retransmission timeout of the stacks explain
+// knows (Linux's and gVisor's 200 ms): a FIN after a silence this long may
+// be the retransmission of a copy the capture lacks.
+const minRTO = 200 * time.Millisecond
+
 // Silences before a RST that make it look like an idle timeout: from
 // idleLow on with low confidence, from idleMedium on with medium.
 const (
@@ -100,7 +105,10 @@ func refs(ns []int) string {
 //     data after close() (in FIN-WAIT-1 or FIN-WAIT-2);
 //  5. the sender had left the connection (the peer's RST, LAST-ACK done),
 //     or the RST has no ACK bit on a synchronized connection (no TCB
-//     built it): a segment for a connection that no longer exists;
+//     built it): a segment for a connection that no longer exists; a
+//     client's RST without ACK that answers the SYN/ACK it never ACKed
+//     says its socket was closed while connect() waited (close() in
+//     SYN-SENT);
 //  6. the sender retransmitted the same segment three times or more and
 //     the peer answered none: retransmissions timed out;
 //     the peer's SYN on a synchronized connection;
@@ -185,6 +193,15 @@ func (c *Conn) explainRST(from uint8, p Packet) *Finding {
 	case s.state == "CLOSED":
 		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: it left %s and the stack forgot it", prev(s)),
 			High, fmt.Sprintf("%s's FIN %s was ACKed in %s: %s had closed; it answers %s", s.role, ref(s.finPkt), ref(s.finAcked), s.role, ref(answers)), s.finPkt, s.finAcked, answers)
+
+	case !ackBit && state == "SYN-SENT" && s.synPkt != 0 && o.synPkt != 0 && answers == o.synPkt && p.Seq == s.base+1:
+		// RFC 9293 3.10.7.3: in SYN-SENT an acceptable SYN/ACK is
+		// answered with an ACK; a RST with the seq it acknowledged and
+		// no ACK bit comes from no connection state: the socket was
+		// gone when the SYN/ACK came.
+		f.set(ClassGone, fmt.Sprintf("segment for a connection that no longer exists: %s's socket was closed while connect() waited (close() in SYN-SENT sends nothing), and its stack answered the SYN/ACK", s.role),
+			Medium, fmt.Sprintf("%s never ACKed %s's SYN/ACK %s; the RST takes its seq from that SYN/ACK's ack and has no ACK bit: no connection state built it", s.role, o.role, ref(o.synPkt)), s.synPkt, o.synPkt)
+		f.Alternatives = []string{"the application was killed or crashed while connecting", "a connect() that timed out on the application's own timer, just as the SYN/ACK came"}
 
 	case !ackBit && s.synPkt != 0 && o.synPkt != 0:
 		why := fmt.Sprintf("a RST without ACK takes its seq from the segment it answers (%s): no connection state built it", ref(answers))
@@ -341,6 +358,11 @@ func (c *Conn) explainFIN(s *side) {
 		f.set(ClassClose, wordsClose, Low,
 			"the wire cannot tell close() from a half-close (SHUT_WR): no data from the peer came after it to show whether the socket still read")
 		f.Alternatives = []string{wordsShutWR}
+		if s.finGap >= minRTO {
+			// A first copy lost before the capture point leaves only
+			// its retransmission, one retransmission timeout later.
+			f.Alternatives = append(f.Alternatives, fmt.Sprintf("%s, of a first copy lost before the capture point (it follows %.3f s of silence, at least one retransmission timeout)", wordsRetransFIN, s.finGap.Seconds()))
+		}
 	}
 }
 

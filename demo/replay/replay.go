@@ -233,8 +233,18 @@ func Build(c *explain.Conn, opt Options) (*Replay, error) {
 		b.add(0, "server", fmt.Sprintf("listen %d", port), "no handshake in the capture: assumed")
 		b.add(0, "client", fmt.Sprintf("connect server:%d", port), "assumed")
 		b.add(0, "server", "accept", "assumed")
+	case synAckPkt == 0 && synPkt != 0:
+		unanswered(b, segs, port, synPkt)
+		r.Notes = b.notes
+		r.Lab = render(name, c, opt, r, b)
+		return r, nil
 	case synAckPkt == 0:
-		return nil, fmt.Errorf("replay: connection %d: its SYN (#%d) got no answer in the capture: nothing to replay", c.N, synPkt)
+		return nil, fmt.Errorf("replay: connection %d: no SYN and no SYN/ACK in the capture: nothing to replay", c.N)
+	case closedConnecting(segs, synAckPkt, estPkt):
+		closeInSynSent(b, segs, port, synPkt, synAckPkt)
+		r.Notes = b.notes
+		r.Lab = render(name, c, opt, r, b)
+		return r, nil
 	default:
 		b.add(0, "server", fmt.Sprintf("listen %d", port), "the server listened before the client's SYN")
 		b.add(synT, "client", fmt.Sprintf("connect server:%d", port), fmt.Sprintf("#%d SYN, #%d SYN/ACK", synPkt, synAckPkt))
@@ -455,7 +465,11 @@ func render(name string, c *explain.Conn, opt Options, r *Replay, b *builder) st
 	for _, s := range steps {
 		if s.t-at >= opt.MinSleep && s.host != "" {
 			d := min((s.t - at).Round(time.Millisecond), scenario.MaxDuration)
-			fmt.Fprintf(&w, "%-*s # the capture is quiet for %s\n", width, s.host+" sleep "+fmtDur(d), fmtDur(d))
+			sleep := "sleep " + fmtDur(d)
+			if s.host == "client" || s.host == "server" {
+				sleep = s.host + " " + sleep
+			}
+			fmt.Fprintf(&w, "%-*s # the capture is quiet for %s\n", width, sleep, fmtDur(d))
 		}
 		if s.host != "" {
 			at = max(at, s.t)

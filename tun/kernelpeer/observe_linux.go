@@ -634,6 +634,8 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 		words = "too many orphaned sockets or too little memory: the kernel dropped the connection"
 	case "TCP_ABORT_ON_TIMEOUT":
 		words = "retransmissions timed out: the kernel gave up on the connection"
+	case "TCP_KEEPALIVE_TIMEOUT":
+		words = "keepalive timeout: the peer answered none of the keepalive probes, so the kernel gave up on the connection"
 	case "TCP_TIMEWAIT_SOCKET":
 		state, closed := "TIME-WAIT", false
 		if s != nil {
