@@ -675,8 +675,6 @@ func (p *Peer) kernelRSTReason(s *Socket, g seg, key connKey, kr string, ok bool
 				words += " (this connection is gone)"
 			}
 		}
-	case "TCP_KEEPALIVE_TIMEOUT":
-		words = "keepalive timeout: the peer answered none of the keepalive probes (tcp_keepalive_probes, or TCP_KEEPCNT), so the kernel gives up on the connection"
 	case "TCP_USER_TIMEOUT":
 		words = "TCP_USER_TIMEOUT ran out: data stayed unacknowledged longer than the socket allows"
 	case "TCP_OLD_ACK":
