@@ -36,7 +36,7 @@ func newLab(t *testing.T) *tun.Lab {
 func TestStartInNamespace(t *testing.T) {
 	lab := newLab(t)
 	var out bytes.Buffer
-	cmd := exec.Command("sh", "-c", "readlink /proc/self/ns/net; cat /proc/net/dev; exit 3")
+	cmd := exec.Command("sh", "-c", "readlink /proc/self/ns/net; cat /proc/net/dev; readlink /proc/self/ns/pid; exit 3")
 	cmd.Stdout = &out
 	p, err := Start(lab, cmd)
 	if err != nil {
@@ -46,8 +46,8 @@ func TestStartInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ExitCode() != 3 {
-		t.Errorf("exit code %d, want 3", st.ExitCode())
+	if !st.Exited() || st.ExitStatus() != 3 {
+		t.Errorf("status %v, want exit code 3", st)
 	}
 	if ran <= 0 {
 		t.Errorf("ran %v", ran)
@@ -63,6 +63,12 @@ func TestStartInNamespace(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "tcl-client") {
 		t.Errorf("the program does not see the lab's devices:\n%s", out.String())
+	}
+	// It has a PID namespace of its own.
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	hostPid, _ := os.Readlink("/proc/self/ns/pid")
+	if pidns := lines[len(lines)-1]; !strings.HasPrefix(pidns, "pid:[") || pidns == hostPid {
+		t.Errorf("program's PID namespace %q, want its own (not %q)", pidns, hostPid)
 	}
 	// The goroutine that started it is not in the namespace.
 	if now, _ := os.Readlink("/proc/thread-self/ns/net"); now != host {
@@ -100,8 +106,8 @@ func TestWaitListening(t *testing.T) {
 	}
 	p.Stop(time.Second)
 	st, _, _ := p.Wait()
-	if st.Exited() {
-		t.Errorf("program exited by itself (%v), want stopped by SIGTERM", st)
+	if !st.Signaled() || st.Signal() != syscall.SIGTERM {
+		t.Errorf("program's status %#x, want killed by SIGTERM (passed on by its init)", uint32(st))
 	}
 }
 
@@ -125,7 +131,7 @@ func TestLeftoversKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _, err := p.Wait()
-	if err != nil || !st.Success() {
+	if err != nil || st.ExitStatus() != 0 {
 		t.Fatalf("program: %v %v", st, err)
 	}
 	left := p.Leftovers()
@@ -146,4 +152,142 @@ func TestLeftoversKilled(t *testing.T) {
 		t.Error("the other group's process in the namespace was killed")
 	default:
 	}
+}
+
+// findByArg returns the pids of the processes whose command line has arg.
+func findByArg(arg string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// waitGone waits up to 5 s until no process has arg on its command line.
+func waitGone(t *testing.T, arg string) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left := findByArg(arg)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes with %q still run: %v", arg, left)
+		}
+	}
+}
+
+// TestInitKilledTakesAll: when the program's init dies (as it does, by
+// Pdeathsig, when tcplab is killed), every process of its namespace dies:
+// the program and a daemon that left its session and group.
+func TestInitKilledTakesAll(t *testing.T) {
+	lab := newLab(t)
+	daemon, prog := "301.25", "302.25" // sleep's arguments mark the processes
+	p, err := Start(lab, exec.Command("sh", "-c", "setsid sleep "+daemon+" & exec sleep "+prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pid is the program's host pid.
+	if b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/cmdline"); !strings.Contains(string(b), "sh") && !strings.Contains(string(b), prog) {
+		t.Errorf("Pid() = %d is %q, not the program", p.Pid(), b)
+	}
+	for end := time.Now().Add(5 * time.Second); len(findByArg(daemon)) == 0 || len(findByArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the daemon and the program never ran")
+		}
+	}
+	if got := findByArg(prog); len(got) != 1 || got[0] != p.Pid() {
+		t.Errorf("the program runs as %v, Pid() = %d", got, p.Pid())
+	}
+	p.shim.Process.Signal(syscall.SIGKILL)
+	st, _, err := p.Wait()
+	if err != nil || !st.Signaled() || st.Signal() != syscall.SIGKILL {
+		t.Errorf("Wait = %#x, %v; want killed by SIGKILL", uint32(st), err)
+	}
+	waitGone(t, daemon)
+	waitGone(t, prog)
+}
+
+// TestStartPassesThrough: the program gets its environment, directory,
+// standard input and output, and none of its init's pipes.
+func TestStartPassesThrough(t *testing.T) {
+	lab := newLab(t)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	cmd := exec.Command("sh", "-c", `read x; echo "$x $Y $(pwd)"; ls -l /proc/self/fd`)
+	cmd.Env = []string{"Y=why", "PATH=" + os.Getenv("PATH")}
+	cmd.Dir = dir
+	in, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	cmd.Stdin = in
+	cmd.Stdout = &out
+	p, err := Start(lab, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The program waits for its input: the init's pipes are still open.
+	var pipes []string
+	for _, f := range []*os.File{p.rfile, p.life} {
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipes = append(pipes, "pipe:["+strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)+"]")
+	}
+	w.Write([]byte("hi\n"))
+	w.Close()
+	if st, _, err := p.Wait(); err != nil || st.ExitStatus() != 0 {
+		t.Fatalf("Wait = %v, %v", st, err)
+	}
+	first, fds, _ := strings.Cut(out.String(), "\n")
+	if want := "hi why " + dir; first != want {
+		t.Errorf("program said %q, want %q", first, want)
+	}
+	for _, pipe := range pipes {
+		if strings.Contains(fds, pipe) {
+			t.Errorf("the program holds its init's %s:\n%s", pipe, fds)
+		}
+	}
+	if !strings.Contains(fds, " 0 -> pipe:[") {
+		t.Errorf("the program's descriptors:\n%s", fds)
+	}
+}
+
+// TestLeftoverDaemonKilled: a daemon that left the program's session is
+// killed when the program ends, and reported.
+func TestLeftoverDaemonKilled(t *testing.T) {
+	lab := newLab(t)
+	daemon := "303.25"
+	p, err := Start(lab, exec.Command("sh", "-c", "setsid sh -c 'sleep "+daemon+" & exec sleep "+daemon+"' & sleep 0.2; exit 4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := p.Wait()
+	if err != nil || st.ExitStatus() != 4 {
+		t.Fatalf("Wait = %v, %v; want exit 4", st, err)
+	}
+	if left := p.Leftovers(); len(left) != 2 {
+		t.Errorf("Leftovers() = %v, want the two sleeps", left)
+	}
+	waitGone(t, daemon)
 }
