@@ -195,3 +195,20 @@ func TestExecSignalStatus(t *testing.T) {
 	}
 	assertNothingLeft(t)
 }
+
+// TestExecCannotRun: a program that exists but cannot be run (not an
+// executable format: its init reports the exec failure) gets 127 and a
+// clear message, as one that does not exist.
+func TestExecCannotRun(t *testing.T) {
+	needTUN(t)
+	bin := buildTcplab(t)
+	bad := filepath.Join(t.TempDir(), "notaprogram")
+	if err := os.WriteFile(bad, []byte{0, 1, 2, 3}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, stderr, code := execJSON(t, bin, "sink", "--", bad)
+	if want := `tcplab: exec: cannot run "` + bad + `": exec format error`; code != 127 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, want 127 and %q\n%s", code, want, stderr)
+	}
+	assertNothingLeft(t)
+}

@@ -250,6 +250,16 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).
 				return interrupted{}
 			}
 			report(env.Stderr, res, events)
+			if x.startErr != nil {
+				// Found, but it could not be run (not an executable,
+				// gone meanwhile): as a program not found.
+				var pe *os.PathError
+				why := x.startErr
+				if errors.As(why, &pe) {
+					why = pe.Err
+				}
+				return programExit{code: ExitNoProgram, msg: fmt.Sprintf("exec: cannot run %q: %v", x.argv[0], why)}
+			}
 			if err := outcome(res); err != nil {
 				return err
 			}
