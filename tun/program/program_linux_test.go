@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcplab/tcplab/tun"
 )
 
@@ -290,4 +292,118 @@ func TestLeftoverDaemonKilled(t *testing.T) {
 		t.Errorf("Leftovers() = %v, want the two sleeps", left)
 	}
 	waitGone(t, daemon)
+}
+
+// BenchmarkStartTrue: starting and reaping /bin/true in the lab, its init
+// (this binary re-executed in a new PID namespace) included.
+func BenchmarkStartTrue(b *testing.B) {
+	if err := tun.Check(); err != nil {
+		b.Skipf("skipping: %v", err)
+	}
+	lab, err := tun.New(context.Background(), tun.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lab.Close()
+	for b.Loop() {
+		p, err := Start(lab, exec.Command("true"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, _, err := p.Wait(); err != nil || st.ExitStatus() != 0 {
+			b.Fatalf("Wait = %v, %v", st, err)
+		}
+	}
+}
+
+// sigintCounter is a program that counts the SIGINTs it gets within
+// 300 ms of the first, then says how many.
+const sigintCounter = `import signal, sys, time
+n = 0
+def on(s, f):
+    global n
+    n += 1
+signal.signal(signal.SIGINT, on)
+print("ready", flush=True)
+while n == 0:
+    time.sleep(0.01)
+end = time.time() + 0.3
+while time.time() < end:
+    time.sleep(0.01)
+print("sigints", n, "end", flush=True)
+`
+
+// readUntil reads r until its text contains want (or 10 s pass).
+func readUntil(t *testing.T, r *os.File, want string) string {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 512)
+	r.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for !strings.Contains(string(got), want) {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("read %q so far, waiting for %q: %v", got, want, err)
+		}
+	}
+	return string(got)
+}
+
+// TestSignalOnce: a SIGINT sent to the program (Signal, as tcplab does)
+// reaches it through its init once; a Ctrl-C on its terminal, which
+// reaches the program and its init both, reaches it once too: the init
+// does not pass that one on.
+func TestSignalOnce(t *testing.T) {
+	lab := newLab(t)
+	// By pid, no terminal: passed on.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command("python3", "-c", sigintCounter)
+	cmd.Stdout = w
+	p, err := Start(lab, cmd)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, r, "ready")
+	p.Signal(syscall.SIGINT)
+	if out := readUntil(t, r, " end"); !strings.Contains(out, "sigints 1 end") {
+		t.Errorf("Signal(SIGINT): %q, want one SIGINT", out)
+	}
+	p.Wait()
+
+	// On a terminal: the program and its init are its foreground group.
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("skipping: no pseudo-terminal: %v", err)
+	}
+	defer ptm.Close()
+	if err := unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("python3", "-c", sigintCounter)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	p, err = Start(lab, cmd)
+	pts.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(time.Second)
+	readUntil(t, ptm, "ready")
+	ptm.Write([]byte{3}) // Ctrl-C
+	if out := readUntil(t, ptm, " end"); !strings.Contains(out, "sigints 1 end") {
+		t.Errorf("on a terminal, Ctrl-C: %q, want one SIGINT", out)
+	}
 }

@@ -139,7 +139,8 @@ func shim(args []string) int {
 			}
 		}
 	}
-	signal.Stop(sigs)
+	// Signals stay caught (and dropped) to the end: uncaught, the
+	// runtime would exit at once, before the report.
 	// The program has ended: what it left in the namespace goes now.
 	left := others(self)
 	unix.Kill(-1, unix.SIGKILL)
