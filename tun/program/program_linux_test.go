@@ -407,3 +407,31 @@ func TestSignalOnce(t *testing.T) {
 		t.Errorf("on a terminal, Ctrl-C: %q, want one SIGINT", out)
 	}
 }
+
+// TestLifeline: when the lifeline's write end closes (the parent died
+// before its init could set Pdeathsig) the init kills every process of its
+// namespace and exits.
+func TestLifeline(t *testing.T) {
+	lab := newLab(t)
+	daemon, prog := "305.25", "306.25"
+	p, err := Start(lab, exec.Command("sh", "-c", "setsid sleep "+daemon+" & exec sleep "+prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); len(findByArg(daemon)) == 0 || len(findByArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the daemon and the program never ran")
+		}
+	}
+	p.closeLifeline()
+	done := make(chan struct{})
+	go func() { p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.Stop(0)
+		t.Fatal("the init did not end when its lifeline closed")
+	}
+	waitGone(t, daemon)
+	waitGone(t, prog)
+}
