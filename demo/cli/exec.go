@@ -47,8 +47,9 @@ type Process interface {
 	Pid() int
 	// Done is closed once it has exited and been reaped.
 	Done() <-chan struct{}
-	// Wait waits for it and returns its exit state and how long it ran.
-	Wait() (*os.ProcessState, time.Duration, error)
+	// Wait waits for it and returns its wait status (exact: the
+	// program's own, signals included) and how long it ran.
+	Wait() (syscall.WaitStatus, time.Duration, error)
 	// Signal sends sig unless it has exited.
 	Signal(sig os.Signal) error
 	// Stop sends SIGTERM, then SIGKILL after grace, and waits.
@@ -249,6 +250,16 @@ when CMD could not be started, 130 after Ctrl-C (which ends both).
 				return interrupted{}
 			}
 			report(env.Stderr, res, events)
+			if x.startErr != nil {
+				// Found, but it could not be run (not an executable,
+				// gone meanwhile): as a program not found.
+				var pe *os.PathError
+				why := x.startErr
+				if errors.As(why, &pe) {
+					why = pe.Err
+				}
+				return programExit{code: ExitNoProgram, msg: fmt.Sprintf("exec: cannot run %q: %v", x.argv[0], why)}
+			}
 			if err := outcome(res); err != nil {
 				return err
 			}
@@ -389,9 +400,9 @@ func (x *execRun) finish() {
 	case err != nil:
 		x.status, x.code = "could not be waited for: "+err.Error(), ExitFailure
 	case st.Exited():
-		x.status, x.code = fmt.Sprintf("exited with status %d after %.2fs", st.ExitCode(), ran.Seconds()), st.ExitCode()
+		x.status, x.code = fmt.Sprintf("exited with status %d after %.2fs", st.ExitStatus(), ran.Seconds()), st.ExitStatus()
 	default:
-		sig := st.Sys().(syscall.WaitStatus).Signal()
+		sig := st.Signal()
 		x.status, x.code = fmt.Sprintf("was killed by signal %d (%v) after %.2fs", int(sig), sig, ran.Seconds()), 128+int(sig)
 	}
 	if x.stopped {
@@ -546,6 +557,14 @@ func (x *execRun) drive(ctx context.Context, env *Env, lab *stack.Lab, sl scenar
 	return res
 }
 
+// statusText says how a process ended, as os.ProcessState's String does.
+func statusText(st syscall.WaitStatus) string {
+	if st.Exited() {
+		return fmt.Sprintf("exit status %d", st.ExitStatus())
+	}
+	return "signal: " + st.Signal().String()
+}
+
 // execFailure is a step of exec's own that could not run.
 func execFailure(what string, err error) scenario.Failure {
 	return scenario.Failure{Pos: scenario.Pos{File: "exec"}, Step: what, Msg: err.Error(), Stop: true}
@@ -578,7 +597,7 @@ func (x *execRun) waitListening(ctx context.Context, w stack.Wire, penv *Program
 		cancel()
 		<-found
 		st, ran, _ := x.proc.Wait()
-		return fmt.Errorf("the program exited (%v, after %.2fs) before it listened on %v (TCPLAB_LISTEN)", st, ran.Seconds(), listen)
+		return fmt.Errorf("the program exited (%s, after %.2fs) before it listened on %v (TCPLAB_LISTEN)", statusText(st), ran.Seconds(), listen)
 	}
 }
 

@@ -77,7 +77,7 @@ ls.close()
 		t.Fatal(err)
 	}
 	st, _, err := p.Wait()
-	if err != nil || !st.Success() {
+	if err != nil || st.ExitStatus() != 0 {
 		t.Fatalf("program: %v %v", st, err)
 	}
 	var got []string

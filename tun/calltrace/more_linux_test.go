@@ -54,7 +54,7 @@ func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) 
 		t.Fatal(err)
 	}
 	st, _, err := p.Wait()
-	if err != nil || !st.Success() {
+	if err != nil || st.ExitStatus() != 0 {
 		t.Fatalf("program: %v %v", st, err)
 	}
 	defer func() {
@@ -234,7 +234,7 @@ os._exit(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, _, err := p.Wait(); err != nil || !st.Success() {
+	if st, _, err := p.Wait(); err != nil || st.ExitStatus() != 0 {
 		t.Fatalf("program: %v %v", st, err)
 	}
 	done := make(chan error, 1)

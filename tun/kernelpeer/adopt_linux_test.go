@@ -246,7 +246,7 @@ s.close()
 	if _, err := s.Write(ctx, []byte("unread")); err != nil {
 		t.Fatal(err)
 	}
-	if st, _, err := proc.Wait(); err != nil || !st.Success() {
+	if st, _, err := proc.Wait(); err != nil || st.ExitStatus() != 0 {
 		t.Fatalf("program: %v %v", st, err)
 	}
 	time.Sleep(50 * time.Millisecond)

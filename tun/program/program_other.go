@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/tcplab/tcplab/tun"
@@ -27,7 +28,10 @@ func (*Process) Pid() int { return 0 }
 func (*Process) Done() <-chan struct{} { c := make(chan struct{}); close(c); return c }
 
 // Wait fails.
-func (*Process) Wait() (*os.ProcessState, time.Duration, error) { return nil, 0, errUnsupported }
+func (*Process) Wait() (syscall.WaitStatus, time.Duration, error) {
+	var ws syscall.WaitStatus
+	return ws, 0, errUnsupported
+}
 
 // Signal does nothing.
 func (*Process) Signal(os.Signal) error { return nil }
