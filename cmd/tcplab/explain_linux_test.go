@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tcplab/tcplab/demo/diff"
 	"github.com/tcplab/tcplab/demo/explain"
-	"github.com/tcplab/tcplab/demo/scenario"
 	"github.com/tcplab/tcplab/stack/trace"
 )
 
@@ -96,64 +94,48 @@ func matchFindings(run string, events []trace.Event, fs []*explain.Finding) (out
 	return out, unmatched
 }
 
-// TestIntegrationExplainAccuracy runs the whole catalogue over TUN with a
-// capture, in the three arrangements of the witness test (gVisor on both
-// sides, the kernel as client, the kernel as server), hands `tcplab
-// explain` only the capture, and compares its cause for every FIN and RST
-// with the reason the lab observed (gVisor's rules; the kernel's own RST
-// reasons), by cause class as demo/diff compares reasons. It fails on any
-// confident (high) wrong answer, on a FIN or RST of the capture the trace
-// lacks, and when agreement falls below explainFloor; it logs the table
-// per cause class: agreed / disagreed / unknown.
-func TestIntegrationExplainAccuracy(t *testing.T) {
-	needTUN(t)
-	var mu sync.Mutex
-	var all []explained
-	for _, a := range witnessArrangements {
-		t.Run(a.name, func(t *testing.T) {
-			for _, name := range scenario.Names() {
-				t.Run(name, func(t *testing.T) {
-					t.Parallel()
-					events, file := runCaptured(t, name, a.kernel)
-					var fs []*explain.Finding
-					_, err := explain.Analyze(name+".pcapng", bytes.NewReader(file), false, func(c *explain.Conn) {
-						fs = append(fs, c.Findings...)
-					})
-					if err != nil {
-						t.Fatalf("explain.Analyze: %v", err)
-					}
-					got, unmatched := matchFindings(a.name+" "+name, events, fs)
-					for _, u := range unmatched {
-						t.Errorf("%s", u)
-					}
-					for _, x := range got {
-						want := diff.ReasonClass(x.truth)
-						if x.f.Class != want {
-							t.Logf("#%d %s [%s]: explain %q (%s, %s: %s), the lab %q (%s)", x.f.Packet, x.f.From, x.f.Flags, x.f.Class, x.f.Confidence, x.f.Reason, x.f.Why, want, x.truth)
-							if x.f.Confidence == explain.High {
-								t.Errorf("confident wrong answer: #%d %s [%s]: explain says %q with high confidence (%s), the lab observed %q (%s)",
-									x.f.Packet, x.f.From, x.f.Flags, x.f.Class, x.f.Why, want, x.truth)
-							}
-						}
-					}
-					mu.Lock()
-					all = append(all, got...)
-					mu.Unlock()
-				})
-			}
-		})
-	}
-	t.Cleanup(func() {
-		table, agreed, total := accuracyTable(all)
-		t.Logf("explain vs the lab, by the lab's cause class:\n%s", table)
-		if total == 0 {
-			t.Fatalf("no FIN or RST explained")
-		}
-		if agreed*100 < explainFloorPercent*total {
-			t.Errorf("explain agrees on %d of %d FINs and RSTs (%d%%), below the floor of %d%%", agreed, total, agreed*100/total, explainFloorPercent)
-		}
-		assertNothingLeft(t)
+// explainRun hands explain only the capture of one run and pairs each of
+// its findings with the FIN or RST the lab observed (TestIntegrationWitness
+// runs it on every catalogue scenario, so the catalogue runs over TUN once
+// for both checks). A confident wrong answer fails the test; the other
+// disagreements are logged and counted in the accuracy table.
+func explainRun(t *testing.T, label string, events []trace.Event, file []byte) []explained {
+	t.Helper()
+	var fs []*explain.Finding
+	_, err := explain.Analyze(label+".pcapng", bytes.NewReader(file), false, func(c *explain.Conn) {
+		fs = append(fs, c.Findings...)
 	})
+	if err != nil {
+		t.Fatalf("explain.Analyze: %v", err)
+	}
+	got, unmatched := matchFindings(label, events, fs)
+	for _, u := range unmatched {
+		t.Errorf("%s", u)
+	}
+	for _, x := range got {
+		want := diff.ReasonClass(x.truth)
+		if x.f.Class != want {
+			t.Logf("#%d %s [%s]: explain %q (%s, %s: %s), the lab %q (%s)", x.f.Packet, x.f.From, x.f.Flags, x.f.Class, x.f.Confidence, x.f.Reason, x.f.Why, want, x.truth)
+			if x.f.Confidence == explain.High {
+				t.Errorf("confident wrong answer: #%d %s [%s]: explain says %q with high confidence (%s), the lab observed %q (%s)",
+					x.f.Packet, x.f.From, x.f.Flags, x.f.Class, x.f.Why, want, x.truth)
+			}
+		}
+	}
+	return got
+}
+
+// checkAccuracy logs the accuracy table of explain over all runs and fails
+// when agreement is below explainFloorPercent.
+func checkAccuracy(t *testing.T, all []explained) {
+	table, agreed, total := accuracyTable(all)
+	t.Logf("explain vs the lab, by the lab's cause class:\n%s", table)
+	if total == 0 {
+		t.Fatalf("no FIN or RST explained")
+	}
+	if agreed*100 < explainFloorPercent*total {
+		t.Errorf("explain agrees on %d of %d FINs and RSTs (%d%%), below the floor of %d%%", agreed, total, agreed*100/total, explainFloorPercent)
+	}
 }
 
 // accuracyTable counts agreed / disagreed (by confidence) / unknown per

@@ -178,6 +178,7 @@ func TestIntegrationWitness(t *testing.T) {
 	needTUN(t)
 	var mu sync.Mutex
 	rows := map[string]witness.Result{}
+	var explainedAll []explained
 	for _, a := range witnessArrangements {
 		t.Run(a.name, func(t *testing.T) {
 			for _, name := range scenario.Names() {
@@ -206,11 +207,17 @@ func TestIntegrationWitness(t *testing.T) {
 					for _, m := range r.Mismatches {
 						t.Errorf("%s", m)
 					}
+					// The same capture, handed to explain alone.
+					x := explainRun(t, a.name+" "+name, run.events, run.file)
+					mu.Lock()
+					explainedAll = append(explainedAll, x...)
+					mu.Unlock()
 				})
 			}
 		})
 	}
 	t.Cleanup(func() {
+		checkAccuracy(t, explainedAll)
 		var names []string
 		for n := range rows {
 			names = append(names, n)
