@@ -21,7 +21,7 @@ demo: build
 test:
 	$(GO) mod tidy -diff
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 ## golden: rewrite golden files after an intended change (review the diff!)
 GOLDEN_PKGS := ./demo/scenario ./demo/render
