@@ -173,7 +173,7 @@ func Open(cfg Config) (*Observer, error) {
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
 	o.paged = make(map[pagedKey][]byte)
-	o.unseen.next = make(map[flowKey]uint32)
+	o.unseen.next = make(map[flowKey]sent)
 	if o.clk, err = newClock(); err != nil {
 		o.abort()
 		return nil, err

@@ -34,8 +34,15 @@ func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
 // Sent events have covered, and the holes they left. It is used by the
 // reader goroutine only.
 type unseenTracker struct {
-	next  map[flowKey]uint32
+	next  map[flowKey]sent
 	holes []hole
+}
+
+// sent is how far a connection's Sent events have covered its sequence
+// space, and the socket that sent them.
+type sent struct {
+	next uint32
+	sock uint64
 }
 
 // track updates the tracker with e. Only segments a socket of the
@@ -56,20 +63,19 @@ func (u *unseenTracker) track(e *Event) {
 		end++
 	}
 	if strings.Contains(e.Flags, "S") {
-		u.next[k] = end + 1
-		return
+		end++
 	}
-	next, ok := u.next[k]
-	if !ok {
-		u.next[k] = end
+	st, ok := u.next[k]
+	if !ok || st.sock != e.Sock || strings.Contains(e.Flags, "S") {
+		u.next[k] = sent{next: end, sock: e.Sock}
 		return
 	}
 	u.fill(k, e.Seq, end)
-	if seqAfter(e.Seq, next) {
-		u.holes = append(u.holes, hole{key: k, seq: next, end: e.Seq, at: e.Mono})
+	if seqAfter(e.Seq, st.next) {
+		u.holes = append(u.holes, hole{key: k, seq: st.next, end: e.Seq, at: e.Mono})
 	}
-	if seqAfter(end, next) {
-		u.next[k] = end
+	if seqAfter(end, st.next) {
+		u.next[k] = sent{next: end, sock: e.Sock}
 	}
 }
 
