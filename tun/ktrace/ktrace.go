@@ -32,8 +32,9 @@
 //	Dropped      tp_btf/kfree_skb            (TCP skbs the kernel drops, Reason: enum skb_drop_reason)
 //	Unseen       inferred: a hole in the sequence numbers of a connection's Sent events
 //
-// Unseen segments: now and then (measured: in about 1 bulk transfer of
-// 50 MB in 25 over TUN, on 6.18 with 2 shared CPUs) the kernel transmits a
+// Unseen segments: now and then (measured on 6.18 with 2 shared CPUs: in
+// about 1 of 10 to 60 bulk transfers of 50 MB over TUN, 6 of 16 of
+// 200 MB, a few GSO packets each time) the kernel transmits a
 // whole GSO packet (3 to 45 segments) without running any of the
 // observer's programs for it: not at net_dev_queue (before segmentation),
 // net_dev_start_xmit or net_dev_xmit, with recursion_misses 0 and nothing
