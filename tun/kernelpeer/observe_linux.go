@@ -327,7 +327,28 @@ func (p *Peer) onKernel(e ktrace.Event) {
 		if e.Originated {
 			p.rec.EmitAt(trace.Event{Host: p.name, Kind: trace.Note, Text: fmt.Sprintf("the kernel dropped its own [%s] before the wire (kernel: %s)", e.Flags, e.Reason)}, e.Time)
 		}
+	case ktrace.Unseen:
+		p.onUnseen(e, key)
 	}
+}
+
+// onUnseen says in the trace that the kernel sent a range of a
+// connection's sequence space the observer did not see (ktrace.Unseen):
+// the segments are not in the trace, and this note stands in their place
+// with their range (Seq, Len), not as segments.
+func (p *Peer) onUnseen(e ktrace.Event, key connKey) {
+	p.mu.Lock()
+	s := p.conns[key]
+	p.mu.Unlock()
+	ev := trace.Event{
+		Host: p.name, Kind: trace.Note, Seq: e.Seq, Len: e.Len,
+		Text: fmt.Sprintf("not observed: the kernel sent seq %d:%d (%d bytes) to %v, but ran none of the eBPF observer's programs for it (inferred from the segments around it; a whole GSO packet, now and then on this kernel): those segments are missing from the trace",
+			e.Seq, e.Seq+uint32(e.Len), e.Len, e.Remote),
+	}
+	if s != nil {
+		ev.Conn = s.id
+	}
+	p.rec.EmitAt(ev, e.Time)
 }
 
 // adoptConnect creates the record of a program's connection when its SYN

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -39,6 +40,9 @@ type Observer struct {
 
 	rst, drop map[uint64]string // enum values to kernel names
 	clk       clock
+
+	unseen      unseenTracker // reader goroutine only
+	unseenBytes atomic.Uint64
 }
 
 // clock maps the kernel's CLOCK_MONOTONIC to wall time.
@@ -169,6 +173,7 @@ func Open(cfg Config) (*Observer, error) {
 		return nil, fmt.Errorf("ktrace: open payload perf buffer: %w", err)
 	}
 	o.paged = make(map[pagedKey][]byte)
+	o.unseen.next = make(map[flowKey]sent)
 	if o.clk, err = newClock(); err != nil {
 		o.abort()
 		return nil, err
@@ -327,22 +332,43 @@ func (o *Observer) read() {
 	var rec ringbuf.Record
 	for {
 		o.rd.SetDeadline(time.Now().Add(o.poll))
-		if err := o.rd.ReadInto(&rec); errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // the ring is empty
-		} else if err != nil {
+		err := o.rd.ReadInto(&rec)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return // closed
 		}
-		if len(rec.RawSample) < int(unsafe.Sizeof(ktraceEvent{})) {
-			continue
+		// Holes older than unseenWait were never filled: report them
+		// (their Time is earlier than what follows, like any event of
+		// another CPU that lagged).
+		if len(o.unseen.holes) > 0 && !o.sendUnseen(o.unseen.due(monoNow()-unseenWait, false)) {
+			return
+		}
+		if err != nil || len(rec.RawSample) < int(unsafe.Sizeof(ktraceEvent{})) {
+			continue // the ring is empty
 		}
 		var raw ktraceEvent
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unsafe.Sizeof(raw)), rec.RawSample)
+		e := o.decode(&raw)
+		o.unseen.track(&e)
 		select {
-		case o.events <- o.decode(&raw):
+		case o.events <- e:
 		case <-o.done:
 			return
 		}
 	}
+}
+
+// sendUnseen delivers an Unseen event for each hole and counts its bytes.
+// It returns false when the observer is closing.
+func (o *Observer) sendUnseen(holes []hole) bool {
+	for _, h := range holes {
+		o.unseenBytes.Add(uint64(h.end - h.seq))
+		select {
+		case o.events <- o.unseenEvent(h):
+		case <-o.done:
+			return false
+		}
+	}
+	return true
 }
 
 // decode turns the kernel's record into an Event.

@@ -28,3 +28,6 @@ func (o *Observer) Close() error { return nil }
 
 // Leftovers returns nothing: no eBPF off Linux.
 func Leftovers() ([]string, error) { return nil, nil }
+
+// Unseen returns 0: there is never an Observer off Linux.
+func (o *Observer) Unseen() uint64 { return 0 }
