@@ -3,8 +3,6 @@
 package calltrace
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -13,8 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcplab/tcplab/tun"
-	"github.com/tcplab/tcplab/tun/ktrace"
 	"github.com/tcplab/tcplab/tun/program"
 )
 
@@ -22,32 +18,7 @@ import (
 // itself over loopback, and checks its socket calls: names, results,
 // addresses, the unread bytes at close, and nothing on other descriptors.
 func TestProgramCalls(t *testing.T) {
-	if err := tun.Check(); err != nil {
-		if errors.Is(err, tun.ErrNeedRoot) || errors.Is(err, tun.ErrNoTUN) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("skipping: no python3 to play the program")
-	}
-	lab, err := tun.New(context.Background(), tun.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
-	ino, err := ktrace.NetnsInode(lab.NetnsPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := Open(Config{NetnsInode: ino})
-	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("skipping: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	lab, tr := labTracer(t)
 	// tcplab's own calls in the namespace are not the program's.
 	if err := lab.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)

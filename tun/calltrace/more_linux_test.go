@@ -18,10 +18,10 @@ import (
 	"github.com/tcplab/tcplab/tun/program"
 )
 
-// traceProgram runs the Python program src in a fresh lab namespace with a
-// Tracer open, and returns the program's pid and its calls up to the one
-// last reports true for (or 5 s).
-func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) {
+// labTracer makes a lab namespace and opens a Tracer on it, both closed
+// when the test ends; it skips without root, /dev/net/tun, python3 (the
+// program every test runs) or the kernel support the tracer needs.
+func labTracer(t *testing.T) (*tun.Lab, *Tracer) {
 	t.Helper()
 	if err := tun.Check(); err != nil {
 		if errors.Is(err, tun.ErrNeedRoot) || errors.Is(err, tun.ErrNoTUN) {
@@ -36,7 +36,7 @@ func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lab.Close()
+	t.Cleanup(func() { lab.Close() })
 	ino, err := ktrace.NetnsInode(lab.NetnsPath())
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,16 @@ func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	t.Cleanup(func() { tr.Close() })
+	return lab, tr
+}
+
+// traceProgram runs the Python program src in a fresh lab namespace with a
+// Tracer open, and returns the program's pid and its calls up to the one
+// last reports true for (or 5 s).
+func traceProgram(t *testing.T, src string, last func(Call) bool) (int, []Call) {
+	t.Helper()
+	lab, tr := labTracer(t)
 	p, err := program.Start(lab, exec.Command("python3", "-c", src))
 	if err != nil {
 		t.Fatal(err)
