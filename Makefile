@@ -114,7 +114,7 @@ bench:
 	GOMAXPROCS=2 EXPLAIN_BENCH_CONNS=$(EXPLAIN_CONNS) EXPLAIN_BENCH_SEGS=7 $(GO) test -run '^$$' -bench BenchmarkExplain -benchtime 1x -timeout 20m ./demo/explain | tee bench-explain.out
 
 ## bpf: recompile the eBPF programs of tun/ktrace (bpf/ktrace.c) and
-## tun/calltrace (bpf/calltrace.c) and regenerate the committed .go/.o with bpf2go (needs clang, libbpf-dev:
+## tun/calltrace (bpf/calltrace.c), which share tun/bpfinclude/socktypes.h, and regenerate the committed .go/.o with bpf2go (needs clang, libbpf-dev:
 ## apt-get install clang libbpf-dev)
 bpf:
 	cd tun/ktrace && $(GO) generate .

@@ -14,6 +14,8 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 
+#include "socktypes.h" // the socket and namespace types, shared with the other program
+
 char __license[] SEC("license") = "GPL";
 
 #define IPPROTO_TCP 6
@@ -30,14 +32,6 @@ struct pt_regs {
 	unsigned long r10;
 	unsigned long r8;
 	unsigned long orig_ax;
-} __attribute__((preserve_access_index));
-
-struct ns_common {
-	unsigned int inum;
-} __attribute__((preserve_access_index));
-
-struct net {
-	struct ns_common ns;
 } __attribute__((preserve_access_index));
 
 struct nsproxy {
@@ -67,25 +61,8 @@ struct task_struct {
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
-struct sock_common {
-	__be32 skc_daddr;
-	__be32 skc_rcv_saddr;
-	__be16 skc_dport;
-	__u16 skc_num;
-} __attribute__((preserve_access_index));
-
-struct sock {
-	struct sock_common __sk_common;
-	__u16 sk_protocol;
-} __attribute__((preserve_access_index));
-
 struct socket {
 	struct sock *sk;
-} __attribute__((preserve_access_index));
-
-struct tcp_sock {
-	__u32 rcv_nxt;
-	__u32 copied_seq;
 } __attribute__((preserve_access_index));
 
 // ---- configuration, set by the Go side before loading ----

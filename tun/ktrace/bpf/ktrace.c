@@ -17,6 +17,8 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 
+#include "socktypes.h" // the socket and namespace types, shared with the other program
+
 char __license[] SEC("license") = "GPL";
 
 #define AF_INET 2
@@ -27,57 +29,8 @@ char __license[] SEC("license") = "GPL";
 
 // ---- kernel types (CO-RE: only the fields used, matched by name) ----
 
-struct ns_common {
-	unsigned int inum;
-} __attribute__((preserve_access_index));
-
-struct net {
-	struct ns_common ns;
-} __attribute__((preserve_access_index));
-
-typedef struct {
-	struct net *net;
-} possible_net_t;
-
-struct in6_addr {
-	union {
-		__u8 u6_addr8[16];
-	} in6_u;
-} __attribute__((preserve_access_index));
-
-struct sock_common {
-	__be32 skc_daddr;
-	__be32 skc_rcv_saddr;
-	__be16 skc_dport;
-	__u16 skc_num;
-	unsigned short skc_family;
-	volatile unsigned char skc_state;
-	possible_net_t skc_net;
-	struct in6_addr skc_v6_daddr;
-	struct in6_addr skc_v6_rcv_saddr;
-} __attribute__((preserve_access_index));
-
-struct sock {
-	struct sock_common __sk_common;
-	__u16 sk_protocol;
-} __attribute__((preserve_access_index));
-
 struct inet_sock {
 	__be16 inet_sport;
-} __attribute__((preserve_access_index));
-
-struct tcp_sock {
-	__u32 snd_wnd;
-	__u32 snd_cwnd;
-	__u32 snd_ssthresh;
-	__u32 rcv_nxt;
-	__u32 snd_nxt;
-	__u32 snd_una;
-	__u32 srtt_us;
-	__u32 rcv_wnd;
-	__u32 packets_out;
-	__u32 retrans_out;
-	__u32 mss_cache;
 } __attribute__((preserve_access_index));
 
 struct request_sock {
