@@ -14,13 +14,20 @@ import (
 
 // event is one JSON line of `tcplab run --format json`.
 type event struct {
+	T                                    float64
 	Host, Kind, Conn, Dir, Flags, Reason string
-	Call, Err, Data, From, To, Text      string
+	Call, Err, Data, From, To, Text, Arg string
+	Src, Dst                             string
+	Seq                                  uint32
 	Ret, Len                             int
 	// Summary is set on a long run's summary events (kind "summary").
 	Summary *struct {
-		Of           string
-		Count, Bytes int
+		Of     string
+		Count  int
+		Bytes  int64
+		Seq    uint32
+		SeqEnd uint32 `json:"seq_end"`
+		Flags  map[string]int
 	}
 }
 
@@ -29,8 +36,15 @@ func runJSON(t *testing.T, args ...string) ([]event, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := cli.Main(context.Background(), append(args, "--format", "json"), cli.Env{NewTUN: newTUN, Stdout: &out, Stderr: &errb})
+	return jsonLines(t, out.Bytes()), errb.String(), code
+}
+
+// jsonLines decodes a trace tcplab wrote as JSON lines (--format json).
+func jsonLines(t *testing.T, b []byte) []event {
+	t.Helper()
 	var evs []event
-	sc := bufio.NewScanner(&out)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var e event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
@@ -38,7 +52,7 @@ func runJSON(t *testing.T, args ...string) ([]event, string, int) {
 		}
 		evs = append(evs, e)
 	}
-	return evs, errb.String(), code
+	return evs
 }
 
 // flagsSent returns the flags host sent, in order.

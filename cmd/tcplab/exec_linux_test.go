@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/tun/capture"
 )
 
 // execJSON runs the built tcplab exec with the trace as JSON lines in a
@@ -27,17 +28,22 @@ func execJSON(t *testing.T, bin string, args ...string) ([]event, string, string
 	if err != nil && code != 127 && code != 2 {
 		t.Fatalf("read the trace: %v\nstderr:\n%s", err, stderr)
 	}
-	var evs []event
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
+	return jsonLines(t, b), stdout, stderr, code
+}
+
+// readCapture reads the pcapng of the wire that --capture wrote.
+func readCapture(t *testing.T, path string) []capture.WirePacket {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return evs, stdout, stderr, code
+	defer f.Close()
+	wire, err := capture.Read(f)
+	if err != nil {
+		t.Fatalf("read the capture %s: %v", path, err)
+	}
+	return wire
 }
 
 // callsTraced reports whether the program's calls were observed (package

@@ -27,7 +27,7 @@ func TestExecHTTPPeer(t *testing.T) {
 			read += e.Ret
 		}
 		if e.Host == "server" && e.Kind == "summary" && e.Call == "read" && e.Summary != nil && e.Summary.Of == "calls" {
-			read += e.Summary.Bytes // reads a long run's trace counts in a summary
+			read += int(e.Summary.Bytes) // reads a long run's trace counts in a summary
 		}
 	}
 	if want := 61 + 1<<20; read != want { // the headers and the body

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,21 +16,6 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
-
-// longEvent is a JSON trace line with what the long-run test reads.
-type longEvent struct {
-	Host, Kind, Conn, Dir, Flags, Call, Text string
-	Seq                                      uint32
-	Len, Ret                                 int
-	Summary                                  *struct {
-		Of     string
-		Count  int
-		Bytes  int64
-		Seq    uint32
-		SeqEnd uint32 `json:"seq_end"`
-		Flags  map[string]int
-	}
-}
 
 // TestExecLongRun: a program moves 200 MB through tcplab exec (sink).
 // The trace summarises the bulk data and stays small, yet accounts for
@@ -70,16 +54,7 @@ func TestExecLongRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []longEvent
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var ev longEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, ev)
-	}
+	evs := jsonLines(t, b)
 
 	// The data of a host's segments one way, by sequence number relative
 	// to the client's SYN: each byte counted once.

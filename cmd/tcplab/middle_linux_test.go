@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,18 +22,10 @@ var (
 	mServer   = netip.MustParseAddr("198.18.2.2")
 )
 
-// mEvent is a JSON event with the fields the relay tests read.
-type mEvent struct {
-	T                                      float64
-	Host, Kind, Conn, Dir, Src, Dst, Flags string
-	Reason, Call, Err, Data, To, Text      string
-	Ret, Len                               int
-}
-
 // execMiddle runs examples/relay.lab with socat as the relay (socatArgs
 // before its addresses), the trace as JSON and a capture of the wire; it
 // returns the events, the capture's TCP packets and tcplab's stderr.
-func execMiddle(t *testing.T, bin, socatArgs string) ([]mEvent, []capture.WirePacket, string) {
+func execMiddle(t *testing.T, bin, socatArgs string) ([]event, []capture.WirePacket, string) {
 	t.Helper()
 	dir := t.TempDir()
 	out, capFile := filepath.Join(dir, "trace.json"), filepath.Join(dir, "wire.pcapng")
@@ -50,25 +39,8 @@ func execMiddle(t *testing.T, bin, socatArgs string) ([]mEvent, []capture.WirePa
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []mEvent
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var e mEvent
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
-	}
-	f, err := os.Open(capFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, err := capture.Read(f)
-	if err != nil {
-		t.Fatalf("read the capture: %v", err)
-	}
+	evs := jsonLines(t, b)
+	pkts := readCapture(t, capFile)
 	var tcp []capture.WirePacket
 	for _, p := range pkts {
 		if p.Proto == 6 {
@@ -84,8 +56,8 @@ func execMiddle(t *testing.T, bin, socatArgs string) ([]mEvent, []capture.WirePa
 }
 
 // relaySent returns the relay's segments toward to whose flags contain flag.
-func relaySent(evs []mEvent, to netip.Addr, flag string) []mEvent {
-	var m []mEvent
+func relaySent(evs []event, to netip.Addr, flag string) []event {
+	var m []event
 	for _, e := range evs {
 		if e.Kind == "segment" && e.Host == "relay" && e.Dir == "out" && strings.HasPrefix(e.Dst, to.String()+":") && strings.Contains(e.Flags, flag) {
 			m = append(m, e)
@@ -95,8 +67,8 @@ func relaySent(evs []mEvent, to netip.Addr, flag string) []mEvent {
 }
 
 // relayReceived returns the relay's arrivals from from.
-func relayReceived(evs []mEvent, from netip.Addr) []mEvent {
-	var m []mEvent
+func relayReceived(evs []event, from netip.Addr) []event {
+	var m []event
 	for _, e := range evs {
 		if e.Kind == "segment" && e.Host == "relay" && e.Dir == "in" && strings.HasPrefix(e.Src, from.String()+":") {
 			m = append(m, e)
@@ -106,7 +78,7 @@ func relayReceived(evs []mEvent, from netip.Addr) []mEvent {
 }
 
 // verdicts returns the texts of the relay's verdict notes.
-func verdicts(t *testing.T, evs []mEvent) []string {
+func verdicts(t *testing.T, evs []event) []string {
 	t.Helper()
 	var v []string
 	for _, e := range evs {
@@ -141,7 +113,7 @@ func needSocat(t *testing.T) {
 
 // bothLegs checks that the relay's two connections are in the trace: it
 // received from and sent to the client and the server.
-func bothLegs(t *testing.T, evs []mEvent) {
+func bothLegs(t *testing.T, evs []event) {
 	t.Helper()
 	for _, a := range []netip.Addr{mClient, mServer} {
 		if len(relayReceived(evs, a)) == 0 || len(relaySent(evs, a, "")) == 0 {

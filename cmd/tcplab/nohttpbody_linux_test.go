@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
-	"encoding/json"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,13 +14,6 @@ import (
 
 	"github.com/tcplab/tcplab/tun/capture"
 )
-
-// timedEvent is a trace event with its time.
-type timedEvent struct {
-	event
-	T   float64
-	Arg string
-}
 
 // TestExecNoHTTPBody: examples/nohttpbody (a Go net/http server whose
 // handler answers without reading the body) against examples/nohttpbody.lab
@@ -54,17 +45,8 @@ func TestExecNoHTTPBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []timedEvent
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var e timedEvent
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
-	}
-	var fin, rst *timedEvent
+	evs := jsonLines(t, b)
+	var fin, rst *event
 	read, traced, clientWrite := 0, false, ""
 	for i := range evs {
 		e := &evs[i]
@@ -134,15 +116,7 @@ func TestExecNoHTTPBody(t *testing.T) {
 	}
 
 	// The witness: the wire itself.
-	f, err := os.Open(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	wire, err := capture.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wire := readCapture(t, pcap)
 	prog := netip.MustParseAddrPort("198.18.1.1:8080")
 	var syn, wfin, wrst *capture.WirePacket
 	for i := range wire {
