@@ -192,21 +192,7 @@ func TestIntegrationNothingLeftBehind(t *testing.T) {
 				t.Errorf("the run held no eBPF program: the kernel observer should have been loaded (root, BTF)")
 			}
 			t.Logf("the run held %d eBPF programs", len(progs))
-			deadline := time.Now().Add(3 * time.Second)
-			for _, id := range progs {
-				for {
-					p, err := ebpf.NewProgramFromID(id)
-					if err != nil {
-						break // gone
-					}
-					p.Close()
-					if time.Now().After(deadline) {
-						t.Errorf("eBPF program %d of the dead run is still loaded", id)
-						break
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			assertProgramsGone(t, progs, time.Now().Add(3*time.Second))
 			// Nothing may refer to the lab's namespace any more.
 			refs, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/ns/net")
 			fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
@@ -247,6 +233,26 @@ func TestIntegrationPrivilegeAndDeviceErrors(t *testing.T) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%s: err %v, output %q; want exit 1 and %q", tc.name, err, out, tc.want)
+		}
+	}
+}
+
+// assertProgramsGone fails for each eBPF program of progs still loaded at
+// deadline (a dead run's programs go when its last descriptor closes).
+func assertProgramsGone(t *testing.T, progs []ebpf.ProgramID, deadline time.Time) {
+	t.Helper()
+	for _, id := range progs {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break // gone
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("eBPF program %d of the dead run is still loaded", id)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }

@@ -13,30 +13,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-)
 
-// withArg returns the pids of the processes whose command line has arg.
-func withArg(arg string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
+	"github.com/tcplab/tcplab/tun/tuntest"
+)
 
 // nsRefs returns what still refers to the network namespace id
 // ("net:[…]"): a task's namespace or an open descriptor.
@@ -92,7 +71,7 @@ func TestExecKilledTakesAll(t *testing.T) {
 					cmd.Wait()
 				}
 				for _, m := range tc.markers {
-					for _, pid := range withArg(m) {
+					for _, pid := range tuntest.PidsWithArg(m) {
 						syscall.Kill(pid, syscall.SIGKILL)
 					}
 				}
@@ -127,7 +106,7 @@ func TestExecKilledTakesAll(t *testing.T) {
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 				all := true
 				for _, m := range tc.markers {
-					all = all && len(withArg(m)) > 0
+					all = all && len(tuntest.PidsWithArg(m)) > 0
 				}
 				progs = programsOf(t, cmd.Process.Pid)
 				if all && len(progs) > 0 {
@@ -149,10 +128,10 @@ func TestExecKilledTakesAll(t *testing.T) {
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for _, m := range tc.markers {
-				for len(withArg(m)) > 0 && time.Now().Before(deadline) {
+				for len(tuntest.PidsWithArg(m)) > 0 && time.Now().Before(deadline) {
 					time.Sleep(10 * time.Millisecond)
 				}
-				if left := withArg(m); len(left) > 0 {
+				if left := tuntest.PidsWithArg(m); len(left) > 0 {
 					t.Errorf("processes of the program (%s) outlived tcplab: %v", m, left)
 				}
 			}
@@ -162,20 +141,7 @@ func TestExecKilledTakesAll(t *testing.T) {
 			if left := nsRefs(nsID); len(left) > 0 {
 				t.Errorf("the lab namespace %s is still held: %v", nsID, left)
 			}
-			for _, id := range progs {
-				for {
-					p, err := ebpf.NewProgramFromID(id)
-					if err != nil {
-						break // gone
-					}
-					p.Close()
-					if time.Now().After(deadline) {
-						t.Errorf("eBPF program %d of the dead run is still loaded", id)
-						break
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			assertProgramsGone(t, progs, deadline)
 			if out, _ := exec.Command("ip", "-o", "link", "show", "type", "tun").Output(); strings.Contains(string(out), "tcl-") {
 				t.Errorf("TUN devices left: %s", out)
 			}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/tun"
+	"github.com/tcplab/tcplab/tun/tuntest"
 )
 
 func newLab(t *testing.T) *tun.Lab {
@@ -156,34 +157,11 @@ func TestLeftoversKilled(t *testing.T) {
 	}
 }
 
-// findByArg returns the pids of the processes whose command line has arg.
-func findByArg(arg string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
-
 // waitGone waits up to 5 s until no process has arg on its command line.
 func waitGone(t *testing.T, arg string) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		left := findByArg(arg)
+		left := tuntest.PidsWithArg(arg)
 		if len(left) == 0 {
 			return
 		}
@@ -210,12 +188,12 @@ func TestInitKilledTakesAll(t *testing.T) {
 	if b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/cmdline"); !strings.Contains(string(b), "sh") && !strings.Contains(string(b), prog) {
 		t.Errorf("Pid() = %d is %q, not the program", p.Pid(), b)
 	}
-	for end := time.Now().Add(5 * time.Second); len(findByArg(daemon)) == 0 || len(findByArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(5 * time.Second); len(tuntest.PidsWithArg(daemon)) == 0 || len(tuntest.PidsWithArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the daemon and the program never ran")
 		}
 	}
-	if got := findByArg(prog); len(got) != 1 || got[0] != p.Pid() {
+	if got := tuntest.PidsWithArg(prog); len(got) != 1 || got[0] != p.Pid() {
 		t.Errorf("the program runs as %v, Pid() = %d", got, p.Pid())
 	}
 	p.shim.Process.Signal(syscall.SIGKILL)
@@ -418,7 +396,7 @@ func TestLifeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(5 * time.Second); len(findByArg(daemon)) == 0 || len(findByArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(5 * time.Second); len(tuntest.PidsWithArg(daemon)) == 0 || len(tuntest.PidsWithArg(prog)) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the daemon and the program never ran")
 		}
